@@ -1,0 +1,1 @@
+//! Placeholder: the agent-protocol client (written next).

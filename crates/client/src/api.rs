@@ -1,0 +1,1 @@
+//! Placeholder: the console REST API client (written next).
