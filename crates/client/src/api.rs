@@ -1,1 +1,553 @@
-//! Placeholder: the console REST API client (written next).
+//! The console REST API client: one typed async method per route under `/api/v1` (plus
+//! `/healthz` and raw JSON access), authenticating with a bearer token (a `caps_` session or a
+//! `capt_` API token). Error responses become [`Error::Api`] with the server's stable
+//! [`capstan_proto::error::ErrorCode`], so callers branch on codes, never on messages.
+
+use capstan_proto::api::{
+    ApiTokenInfo, CreateApiTokenRequest, CreateEnrollmentTokenRequest, CreateUserRequest,
+    CreatedApiToken, CreatedEnrollmentToken, DeviceDetail, DeviceListQuery, DevicePage,
+    EnrollmentTokenInfo, Health, LoginRequest, LoginResponse, RefreshResponse, TimelinePage,
+    TimelineQuery, UserInfo,
+};
+use reqwest::{Method, RequestBuilder, Response, Url};
+
+use crate::tls::{ClientOptions, build_http_client, normalize_base_url};
+use crate::{Error, Result, empty_or_error, json_or_error};
+
+/// Client of the console API of one server.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// A client for the server at `base_url` (`https://host:port`, optionally with a path
+    /// prefix). `token` is sent as `Authorization: Bearer` on every request when set.
+    pub fn new(base_url: &str, token: Option<String>, opts: &ClientOptions) -> Result<ApiClient> {
+        let normalized = normalize_base_url(base_url)?;
+        let base = Url::parse(&normalized)
+            .map_err(|e| Error::Config(format!("server URL {base_url:?} is not valid: {e}")))?;
+        if base.cannot_be_a_base() || base.query().is_some() || base.fragment().is_some() {
+            return Err(Error::Config(format!(
+                "server URL {base_url:?} must not carry a query or fragment"
+            )));
+        }
+        Ok(ApiClient {
+            http: build_http_client(opts)?,
+            base,
+            token,
+        })
+    }
+
+    /// The server base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    /// The bearer token in use, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The same client (sharing its connection pool) with another token.
+    pub fn with_token(&self, token: Option<String>) -> ApiClient {
+        ApiClient {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token,
+        }
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<Health> {
+        json_or_error(self.send(Method::GET, &["healthz"], |r| r).await?).await
+    }
+
+    /// `GET` any path below the base URL (e.g. `/api/v1/devices?limit=5`) and return the JSON
+    /// body as it is, for tools and tests that need fields the typed methods do not expose.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        let rel = path.trim_start_matches('/');
+        // Joining onto "base/" keeps a path prefix of the base URL; a path that escapes it
+        // (absolute URL, `//host`) is refused rather than sending the token elsewhere.
+        let mut dir = self.base.clone();
+        if !dir.path().ends_with('/') {
+            let p = format!("{}/", dir.path());
+            dir.set_path(&p);
+        }
+        let url = dir
+            .join(rel)
+            .map_err(|e| Error::Config(format!("invalid API path {path:?}: {e}")))?;
+        if url.origin() != self.base.origin() || !url.path().starts_with(dir.path()) {
+            return Err(Error::Config(format!(
+                "API path {path:?} leaves the server base URL"
+            )));
+        }
+        json_or_error(
+            self.execute(self.http.request(Method::GET, url.clone()), url)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/auth/login`. The returned token is not stored in this client: use
+    /// [`ApiClient::with_token`].
+    pub async fn login(&self, req: &LoginRequest) -> Result<LoginResponse> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "auth", "login"], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/auth/logout`: invalidates the session this client uses.
+    pub async fn logout(&self) -> Result<()> {
+        empty_or_error(
+            self.send(Method::POST, &["api", "v1", "auth", "logout"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/auth/me`.
+    pub async fn me(&self) -> Result<UserInfo> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "auth", "me"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/users`.
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "users"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/users`.
+    pub async fn create_user(&self, req: &CreateUserRequest) -> Result<UserInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "users"], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/api-tokens` (the caller's own tokens).
+    pub async fn list_api_tokens(&self) -> Result<Vec<ApiTokenInfo>> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "api-tokens"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/api-tokens`. The secret is only in this response.
+    pub async fn create_api_token(&self, req: &CreateApiTokenRequest) -> Result<CreatedApiToken> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "api-tokens"], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/api-tokens/{id}`.
+    pub async fn revoke_api_token(&self, id: &str) -> Result<()> {
+        let id = checked_id(id)?;
+        empty_or_error(
+            self.send(Method::DELETE, &["api", "v1", "api-tokens", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/enrollment-tokens`.
+    pub async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentTokenInfo>> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "enrollment-tokens"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/enrollment-tokens`. The secret is only in this response.
+    pub async fn create_enrollment_token(
+        &self,
+        req: &CreateEnrollmentTokenRequest,
+    ) -> Result<CreatedEnrollmentToken> {
+        let resp = self
+            .send(Method::POST, &["api", "v1", "enrollment-tokens"], |r| {
+                r.json(req)
+            })
+            .await?;
+        json_or_error(resp).await
+    }
+
+    /// `DELETE /api/v1/enrollment-tokens/{id}`.
+    pub async fn revoke_enrollment_token(&self, id: &str) -> Result<()> {
+        let id = checked_id(id)?;
+        let resp = self
+            .send(
+                Method::DELETE,
+                &["api", "v1", "enrollment-tokens", id],
+                |r| r,
+            )
+            .await?;
+        empty_or_error(resp).await
+    }
+
+    /// `GET /api/v1/devices` (one page).
+    pub async fn list_devices(&self, query: &DeviceListQuery) -> Result<DevicePage> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "devices"], |r| r.query(query))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/devices/{id}`.
+    pub async fn get_device(&self, id: &str) -> Result<DeviceDetail> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "devices", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/devices/{id}`: the device and its data are removed.
+    pub async fn delete_device(&self, id: &str) -> Result<()> {
+        let id = checked_id(id)?;
+        empty_or_error(
+            self.send(Method::DELETE, &["api", "v1", "devices", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/devices/{id}/revoke`: the credential dies, the record is kept.
+    pub async fn revoke_device(&self, id: &str) -> Result<()> {
+        let id = checked_id(id)?;
+        let resp = self
+            .send(Method::POST, &["api", "v1", "devices", id, "revoke"], |r| r)
+            .await?;
+        empty_or_error(resp).await
+    }
+
+    /// `POST /api/v1/devices/{id}/refresh-inventory`.
+    pub async fn refresh_inventory(&self, id: &str) -> Result<RefreshResponse> {
+        let id = checked_id(id)?;
+        let resp = self
+            .send(
+                Method::POST,
+                &["api", "v1", "devices", id, "refresh-inventory"],
+                |r| r,
+            )
+            .await?;
+        json_or_error(resp).await
+    }
+
+    /// `GET /api/v1/devices/{id}/timeline` (one page, newest first).
+    pub async fn device_timeline(&self, id: &str, query: &TimelineQuery) -> Result<TimelinePage> {
+        let id = checked_id(id)?;
+        let resp = self
+            .send(
+                Method::GET,
+                &["api", "v1", "devices", id, "timeline"],
+                |r| r.query(query),
+            )
+            .await?;
+        json_or_error(resp).await
+    }
+
+    fn endpoint(&self, segments: &[&str]) -> Result<Url> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| Error::Config(format!("server URL {} cannot carry a path", self.base)))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response> {
+        let url = self.endpoint(segments)?;
+        let req = build(self.http.request(method, url.clone()));
+        self.execute(req, url).await
+    }
+
+    async fn execute(&self, req: RequestBuilder, url: Url) -> Result<Response> {
+        let req = match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        };
+        req.send().await.map_err(|source| Error::Transport {
+            url: url.to_string(),
+            source,
+        })
+    }
+}
+
+/// Refuse ids that the URL layer would silently drop or that cannot name anything, so a typo
+/// like `devices delete ..` can never address the collection instead of one item.
+fn checked_id(id: &str) -> Result<&str> {
+    if id.is_empty() || id == "." || id == ".." {
+        return Err(Error::Config(format!("invalid id {id:?}")));
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client against a scripted HTTP/1.1 server on a loopback port: each test states the
+    //! response and checks the request the client really sent.
+
+    use super::*;
+    use capstan_proto::api::Role;
+    use capstan_proto::error::ErrorCode;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    #[derive(Debug)]
+    struct Seen {
+        method: String,
+        target: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl Seen {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Serve `responses` in order, one per connection, reporting each request seen.
+    async fn server(
+        responses: Vec<(u16, &'static str)>,
+    ) -> (String, mpsc::UnboundedReceiver<Seen>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for (status, body) in responses {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let head_end = loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let mut request_line = lines.next().unwrap().split(' ');
+                let method = request_line.next().unwrap().to_string();
+                let target = request_line.next().unwrap().to_string();
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(": "))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.parse().unwrap())
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    let mut chunk = [0u8; 4096];
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body_in = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
+                tx.send(Seen {
+                    method,
+                    target,
+                    headers,
+                    body: body_in,
+                })
+                .unwrap();
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                sock.write_all(resp.as_bytes()).await.unwrap();
+                sock.shutdown().await.ok();
+            }
+        });
+        (format!("http://{addr}"), rx)
+    }
+
+    fn client(base: &str, token: Option<&str>) -> ApiClient {
+        ApiClient::new(base, token.map(str::to_string), &ClientOptions::default()).unwrap()
+    }
+
+    const USER: &str =
+        r#"{"id":"u1","username":"alice","role":"admin","created_at_ms":1700000000000}"#;
+
+    #[tokio::test]
+    async fn sends_bearer_token_and_decodes_the_body() {
+        let (base, mut rx) = server(vec![(200, USER)]).await;
+        let me = client(&base, Some("caps_secret")).me().await.unwrap();
+        assert_eq!(me.username, "alice");
+        assert_eq!(me.role, Role::Admin);
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("GET", "/api/v1/auth/me")
+        );
+        assert_eq!(seen.header("authorization"), Some("Bearer caps_secret"));
+    }
+
+    #[tokio::test]
+    async fn without_token_no_authorization_header_is_sent() {
+        let body = r#"{"token":"caps_x","expires_at_ms":5,"user":{"id":"u1","username":"alice","role":"viewer","created_at_ms":1}}"#;
+        let (base, mut rx) = server(vec![(200, body)]).await;
+        let resp = client(&base, None)
+            .login(&LoginRequest {
+                username: "alice".into(),
+                password: "pw".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(resp.token, "caps_x");
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/api/v1/auth/login")
+        );
+        assert_eq!(seen.header("authorization"), None);
+        let sent: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+        assert_eq!(
+            sent,
+            serde_json::json!({"username": "alice", "password": "pw"})
+        );
+    }
+
+    #[tokio::test]
+    async fn error_bodies_keep_their_stable_code() {
+        let (base, _rx) = server(vec![
+            (
+                404,
+                r#"{"status":404,"code":"not_found","message":"device d1 not found"}"#,
+            ),
+            (502, "<html>bad gateway</html>"),
+        ])
+        .await;
+        let c = client(&base, Some("t"));
+        let err = c.get_device("d1").await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::NotFound));
+        assert_eq!(err.status(), Some(404));
+        let err = c.delete_device("d1").await.unwrap_err();
+        assert_eq!(err.code(), None);
+        assert_eq!(err.status(), Some(502));
+    }
+
+    #[tokio::test]
+    async fn list_queries_send_only_the_given_parameters() {
+        let page = r#"{"items":[],"total":0,"offset":0,"limit":100}"#;
+        let timeline = r#"{"items":[],"next_before":null}"#;
+        let (base, mut rx) = server(vec![(200, page), (200, page), (200, timeline)]).await;
+        let c = client(&base, Some("t"));
+        c.list_devices(&DeviceListQuery::default()).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().target, "/api/v1/devices");
+        c.list_devices(&DeviceListQuery {
+            search: Some("web 1&x".into()),
+            status: Some("online".into()),
+            sort: Some("-last_seen".into()),
+            offset: Some(10),
+            limit: Some(5),
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/devices?search=web+1%26x&status=online&sort=-last_seen&offset=10&limit=5"
+        );
+        c.device_timeline(
+            "d1",
+            &TimelineQuery {
+                before: Some(42),
+                limit: None,
+                kind: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/devices/d1/timeline?before=42"
+        );
+    }
+
+    #[tokio::test]
+    async fn ids_are_one_path_segment() {
+        let (base, mut rx) = server(vec![(204, "")]).await;
+        client(&base, Some("t"))
+            .revoke_device("a/b?c")
+            .await
+            .unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/devices/a%2Fb%3Fc/revoke"
+        );
+        let c = client(&base, Some("t"));
+        assert!(matches!(c.delete_device("..").await, Err(Error::Config(_))));
+        assert!(matches!(c.get_device("").await, Err(Error::Config(_))));
+    }
+
+    #[tokio::test]
+    async fn base_path_prefix_is_kept() {
+        let (base, mut rx) = server(vec![
+            (200, r#"{"delivered_now":true}"#),
+            (200, r#"{"a":1}"#),
+        ])
+        .await;
+        let c = client(&format!("{base}/capstan/"), Some("t"));
+        assert!(c.refresh_inventory("d1").await.unwrap().delivered_now);
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/capstan/api/v1/devices/d1/refresh-inventory")
+        );
+        assert_eq!(
+            c.get_json("/api/v1/x?y=1").await.unwrap(),
+            serde_json::json!({"a": 1})
+        );
+        assert_eq!(rx.recv().await.unwrap().target, "/capstan/api/v1/x?y=1");
+    }
+
+    #[tokio::test]
+    async fn get_json_refuses_paths_that_leave_the_server() {
+        let c = client("http://127.0.0.1:9/base", Some("t"));
+        for path in ["http://evil.example/x", "https:evil.example", "../other"] {
+            assert!(
+                matches!(c.get_json(path).await, Err(Error::Config(_))),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn base_url_must_be_http() {
+        assert!(ApiClient::new("ftp://x", None, &ClientOptions::default()).is_err());
+        assert!(ApiClient::new("https://x/?q=1", None, &ClientOptions::default()).is_err());
+        let c = ApiClient::new("https://x:8443/", None, &ClientOptions::default()).unwrap();
+        assert_eq!(c.base_url(), "https://x:8443");
+    }
+}

@@ -1,1 +1,6 @@
-//! Placeholder.
+//! Pure domain logic of Capstan, shared by the server and the agent: everything here is a
+//! function of its inputs (no IO, no clock, no randomness), so it is unit-tested with data
+//! alone. Today that is the inventory digest, which tells the agent whether anything worth
+//! sending has changed, and the field-level inventory diff behind the device history.
+
+pub mod inventory;

@@ -328,7 +328,10 @@ struct Checker {
 impl Checker {
     fn fail(&mut self, path: impl FnOnce() -> String, reason: String) {
         if self.errors.is_none() {
-            self.errors = Some(ValidationError { path: path(), reason });
+            self.errors = Some(ValidationError {
+                path: path(),
+                reason,
+            });
         }
     }
 
@@ -451,8 +454,16 @@ impl InventoryDocument {
                     c.strings(&format!("{p}.ipv6"), &nic.ipv6, MAX_NAME);
                 }
             }
-            c.opt("network.default_gateway_v4", &net.default_gateway_v4, MAX_NAME);
-            c.opt("network.default_gateway_v6", &net.default_gateway_v6, MAX_NAME);
+            c.opt(
+                "network.default_gateway_v4",
+                &net.default_gateway_v4,
+                MAX_NAME,
+            );
+            c.opt(
+                "network.default_gateway_v6",
+                &net.default_gateway_v6,
+                MAX_NAME,
+            );
             c.strings("network.dns_servers", &net.dns_servers, MAX_NAME);
             c.strings("network.dns_search", &net.dns_search, MAX_NAME);
         }
@@ -468,7 +479,11 @@ impl InventoryDocument {
                 c.str(&format!("software[{i}].source"), &s.source, 64);
                 c.opt(&format!("software[{i}].architecture"), &s.architecture, 64);
                 c.opt(&format!("software[{i}].publisher"), &s.publisher, MAX_NAME);
-                c.opt(&format!("software[{i}].product_code"), &s.product_code, MAX_NAME);
+                c.opt(
+                    &format!("software[{i}].product_code"),
+                    &s.product_code,
+                    MAX_NAME,
+                );
                 if c.errors.is_some() {
                     break;
                 }
@@ -477,12 +492,20 @@ impl InventoryDocument {
         if let Some(sec) = &self.security {
             if c.list("security.local_admins", &sec.local_admins, MAX_LIST) {
                 for (i, a) in sec.local_admins.iter().enumerate() {
-                    c.str(&format!("security.local_admins[{i}].name"), &a.name, MAX_NAME);
+                    c.str(
+                        &format!("security.local_admins[{i}].name"),
+                        &a.name,
+                        MAX_NAME,
+                    );
                     c.str(&format!("security.local_admins[{i}].via"), &a.via, MAX_NAME);
                 }
             }
             if let Some(ssh) = &sec.ssh {
-                c.opt("security.ssh.permit_root_login", &ssh.permit_root_login, MAX_NAME);
+                c.opt(
+                    "security.ssh.permit_root_login",
+                    &ssh.permit_root_login,
+                    MAX_NAME,
+                );
             }
             if let Some(rd) = &sec.remote_desktop {
                 c.str("security.remote_desktop.kind", &rd.kind, MAX_NAME);
@@ -491,12 +514,32 @@ impl InventoryDocument {
                 c.opt("security.firewall.backend", &fw.backend, MAX_NAME);
                 c.opt("security.firewall.detail", &fw.detail, MAX_STRING);
             }
-            c.strings("security.pending_reboot_reasons", &sec.pending_reboot_reasons, MAX_NAME);
-            if c.list("security.encrypted_volumes", &sec.encrypted_volumes, MAX_LIST) {
+            c.strings(
+                "security.pending_reboot_reasons",
+                &sec.pending_reboot_reasons,
+                MAX_NAME,
+            );
+            if c.list(
+                "security.encrypted_volumes",
+                &sec.encrypted_volumes,
+                MAX_LIST,
+            ) {
                 for (i, v) in sec.encrypted_volumes.iter().enumerate() {
-                    c.str(&format!("security.encrypted_volumes[{i}].device"), &v.device, MAX_NAME);
-                    c.str(&format!("security.encrypted_volumes[{i}].kind"), &v.kind, MAX_NAME);
-                    c.opt(&format!("security.encrypted_volumes[{i}].mapped_as"), &v.mapped_as, MAX_NAME);
+                    c.str(
+                        &format!("security.encrypted_volumes[{i}].device"),
+                        &v.device,
+                        MAX_NAME,
+                    );
+                    c.str(
+                        &format!("security.encrypted_volumes[{i}].kind"),
+                        &v.kind,
+                        MAX_NAME,
+                    );
+                    c.opt(
+                        &format!("security.encrypted_volumes[{i}].mapped_as"),
+                        &v.mapped_as,
+                        MAX_NAME,
+                    );
                 }
             }
         }
@@ -519,9 +562,21 @@ impl PerformanceSnapshot {
         let mut c = Checker { errors: None };
         if c.list("performance.mounts", &self.mounts, limits::MAX_LIST) {
             for (i, m) in self.mounts.iter().enumerate() {
-                c.str(&format!("performance.mounts[{i}].mount_point"), &m.mount_point, limits::MAX_STRING);
-                c.opt(&format!("performance.mounts[{i}].filesystem"), &m.filesystem, limits::MAX_NAME);
-                c.opt(&format!("performance.mounts[{i}].device"), &m.device, limits::MAX_STRING);
+                c.str(
+                    &format!("performance.mounts[{i}].mount_point"),
+                    &m.mount_point,
+                    limits::MAX_STRING,
+                );
+                c.opt(
+                    &format!("performance.mounts[{i}].filesystem"),
+                    &m.filesystem,
+                    limits::MAX_NAME,
+                );
+                c.opt(
+                    &format!("performance.mounts[{i}].device"),
+                    &m.device,
+                    limits::MAX_STRING,
+                );
             }
         }
         for (p, v) in [
@@ -533,7 +588,10 @@ impl PerformanceSnapshot {
             if let Some(v) = v
                 && (!v.is_finite() || v < 0.0)
             {
-                c.fail(|| p.to_string(), format!("{v} is not a non-negative number"));
+                c.fail(
+                    || p.to_string(),
+                    format!("{v} is not a non-negative number"),
+                );
             }
         }
         match c.errors {
@@ -609,7 +667,10 @@ mod tests {
 
     #[test]
     fn nan_load_is_refused() {
-        let p = PerformanceSnapshot { load_1: Some(-1.0), ..Default::default() };
+        let p = PerformanceSnapshot {
+            load_1: Some(-1.0),
+            ..Default::default()
+        };
         assert_eq!(p.validate().unwrap_err().path, "performance.load_1");
     }
 }

@@ -1,1 +1,242 @@
-//! Placeholder.
+//! Capstan's storage layer: one [`Store`] over SQLite (the embedded default) and PostgreSQL
+//! (scale-out). Every query is written once in portable SQL (`$n` placeholders, `ON CONFLICT`,
+//! `RETURNING`) and run on whichever pool is configured through [`with_pool!`], which expands
+//! the same body once per backend — there are no per-backend query copies to drift apart.
+//! Only this crate knows SQL. Times are Unix milliseconds, ids are UUID strings, documents JSON
+//! text, so the same Rust row types decode on both backends.
+
+mod audit;
+mod devices;
+mod enrollment;
+mod migrations;
+mod settings;
+mod users;
+
+pub use audit::AuditEntry;
+pub use devices::{
+    DeviceAuth, DeviceFilter, DeviceRow, DeviceSort, InventoryRow, NewTimelineEntry, TimelineRow,
+};
+pub use enrollment::{
+    EnrollError, EnrollInput, EnrollOutcome, EnrollmentTokenRow, NewEnrollmentToken,
+};
+pub use migrations::{MIGRATIONS, MigrationPair};
+pub use users::{ApiTokenRow, NewUser, SessionRow, UserRow};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// Storage errors. `Conflict` and `NotFound` are expected outcomes callers map to API errors;
+/// everything else is a server fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid database URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt stored value in {what}: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Which database backs the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Run the same body against whichever pool the store holds. The body is expanded once per
+/// backend, so it must only use API that both `sqlx::Sqlite` and `sqlx::Postgres` offer.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite($pool) => $body,
+            $crate::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Options for [`Store::connect`].
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Maximum pool size (PostgreSQL). SQLite uses a small pool regardless: it has one writer.
+    pub max_connections: u32,
+    /// How long to wait for a free connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            max_connections: 32,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The storage handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+}
+
+impl Store {
+    /// Connect to `sqlite://PATH` (created if missing, WAL mode) or `postgres://…`.
+    pub async fn connect(url: &str, opts: &ConnectOptions) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            let co = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::BadUrl {
+                    url: url.into(),
+                    reason: e.to_string(),
+                })?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL + NORMAL is durable against process crashes; a power loss may lose the
+                // last transactions, never corrupt the database.
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.clamp(1, 8))
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(co)
+                .await?;
+            Ok(Store {
+                pool: Pool::Sqlite(pool),
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let co = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
+                url: redact(url),
+                reason: e.to_string(),
+            })?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections.max(1))
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(co)
+                .await?;
+            Ok(Store {
+                pool: Pool::Postgres(pool),
+            })
+        } else {
+            Err(StoreError::BadUrl {
+                url: redact(url),
+                reason: "expected sqlite://PATH or postgres://…".into(),
+            })
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Apply pending migrations (PostgreSQL takes an advisory lock, so replicas starting
+    /// together migrate once).
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = migrations::migrator(self.backend());
+        with_pool!(self, |pool| migrator.run(pool).await?);
+        Ok(())
+    }
+
+    /// Versions of the migrations applied to this database, ascending.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = with_pool!(self, |pool| {
+            sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Cheap liveness check of the database (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, |pool| pool.close().await)
+    }
+}
+
+/// Hide the password of a database URL in messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Decode a JSON text column, reporting corruption with context instead of panicking.
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    text: &str,
+) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Map a unique-constraint violation to `Conflict`, anything else to `Database`.
+pub(crate) fn conflict_or(err: sqlx::Error, what: &str) -> StoreError {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict(what.to_string());
+    }
+    StoreError::Database(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_password_only() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:///x.db"), "sqlite:///x.db");
+    }
+}

@@ -1,0 +1,351 @@
+//! The command-line grammar of `capstan` (clap derive). Help texts here are what operators read
+//! in `capstan --help`, so they say what a command does and which permission it needs.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::duration::parse_duration_secs;
+
+/// Operator command line of Capstan: enroll, inventory and manage devices.
+#[derive(Debug, Parser)]
+#[command(
+    name = "capstan",
+    version,
+    after_help = "Credentials come from --server/--token/--fingerprint, then the environment \
+                  (CAPSTAN_SERVER, CAPSTAN_TOKEN, CAPSTAN_FINGERPRINT), then the file written by \
+                  `capstan login` ($CAPSTAN_CONFIG, $XDG_CONFIG_HOME/capstan/cli.toml or \
+                  ~/.config/capstan/cli.toml)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const GLOBAL: &str = "Global options";
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Server URL, e.g. https://capstan.example.com:8443
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
+    pub server: Option<String>,
+    /// Session or API token (prefer CAPSTAN_TOKEN: arguments are visible to other local users)
+    #[arg(long, global = true, value_name = "TOKEN", help_heading = GLOBAL)]
+    pub token: Option<String>,
+    /// Pin the server certificate by its SHA-256 fingerprint (sha256:<64 hex digits>)
+    #[arg(long, global = true, value_name = "FINGERPRINT", help_heading = GLOBAL)]
+    pub fingerprint: Option<String>,
+    /// Output format of commands that print data (json is stable, see the README)
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = OutputFormat::Table,
+        help_heading = GLOBAL
+    )]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    // Human-readable tables and summaries.
+    Table,
+    // Stable JSON, documented in the README of capstan-cli.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in with a username and password and save the session for later commands
+    Login(LoginArgs),
+    /// End the saved session on the server and forget it locally
+    Logout,
+    /// Show the user the current credentials belong to
+    Whoami,
+    /// Manage enrollment tokens (what new devices enroll with)
+    #[command(subcommand, after_help = TOKENS_EXAMPLES)]
+    Tokens(TokensCommand),
+    /// Manage your API tokens (long-lived credentials for scripts)
+    #[command(subcommand, name = "api-tokens")]
+    ApiTokens(ApiTokensCommand),
+    /// Manage console users (admin only)
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// List, inspect and act on enrolled devices
+    #[command(subcommand, after_help = DEVICES_EXAMPLES)]
+    Devices(DevicesCommand),
+    /// Print a shell completion script to standard output
+    Completions {
+        /// Shell to generate the script for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+const DEVICES_EXAMPLES: &str = "Examples:
+  capstan devices list --status offline --sort -last_seen
+  capstan devices list --search web --all -o json
+  capstan devices show 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b
+  capstan devices timeline 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b --kind inventory_change
+  capstan devices delete 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b --yes";
+
+const TOKENS_EXAMPLES: &str = "Examples:
+  capstan tokens create --name \"Berlin laptops\" --expires-in 7d --max-uses 50 --tag berlin
+  capstan tokens list
+  capstan tokens revoke 0190c3a4-0000-7000-8000-000000000001";
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Console username
+    #[arg(long, short = 'u')]
+    pub username: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create an enrollment token and print it with a ready-to-paste install command
+    Create(CreateEnrollmentTokenArgs),
+    /// List enrollment tokens
+    List,
+    /// Revoke an enrollment token (devices already enrolled keep working)
+    Revoke {
+        /// Token id (from `capstan tokens list`)
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateEnrollmentTokenArgs {
+    /// Description, e.g. "Berlin office laptops"
+    #[arg(long)]
+    pub name: String,
+    /// Lifetime, e.g. 30m, 12h, 7d, 1d12h (server default: 7d, at most 365d)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+    pub expires_in: Option<u64>,
+    /// How many devices may enroll with it (default: unlimited until expiry)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_uses: Option<u32>,
+    /// Tag given to every device enrolled with this token (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiTokensCommand {
+    /// Create an API token for your user; the secret is shown only once
+    Create {
+        /// Description, e.g. "backup script"
+        #[arg(long)]
+        name: String,
+        /// Lifetime, e.g. 30m, 12h, 90d (default: never expires)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+        expires_in: Option<u64>,
+    },
+    /// List your API tokens
+    List,
+    /// Revoke an API token
+    Revoke {
+        /// Token id (from `capstan api-tokens list`)
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List console users
+    List,
+    /// Create a console user; the password is read like `capstan login` reads it
+    Create {
+        #[arg(long, short = 'u')]
+        username: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Everything, including users and deleting devices
+    Admin,
+    /// Read everything, manage enrollment tokens, act on devices
+    Operator,
+    /// Read-only
+    Viewer,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List devices (one page unless --all)
+    List(DeviceListArgs),
+    /// Show one device: hardware, OS, network, software summary
+    Show {
+        /// Device id
+        id: String,
+    },
+    /// Show what changed on a device, newest first
+    Timeline(TimelineArgs),
+    /// Ask the agent to report its inventory now
+    Refresh {
+        /// Device id
+        id: String,
+    },
+    /// Revoke the device credential; the record and its history are kept
+    Revoke {
+        /// Device id
+        id: String,
+    },
+    /// Delete the device and all its data; its agent can no longer connect
+    Delete {
+        /// Device id
+        id: String,
+        /// Do not ask for confirmation (required when standard input is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceListArgs {
+    /// Only devices whose hostname contains this text (case-insensitive)
+    #[arg(long, short = 's')]
+    pub search: Option<String>,
+    /// Only online or only offline devices
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+    /// Sort key: hostname (default), last_seen, enrolled; prefix with - for descending
+    #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
+    pub sort: Option<String>,
+    /// Page size, 1 to 1000 (server default: 100)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub limit: Option<u64>,
+    /// Skip this many devices
+    #[arg(long, value_name = "N")]
+    pub offset: Option<u64>,
+    /// Fetch every page instead of one
+    #[arg(long, conflicts_with = "offset")]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    Online,
+    Offline,
+}
+
+impl StatusArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusArg::Online => "online",
+            StatusArg::Offline => "offline",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// Device id
+    pub id: String,
+    /// Number of entries, 1 to 500 (server default: 100)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=500))]
+    pub limit: Option<u64>,
+    /// Only entries older than this entry id (for paging back)
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
+    /// Only entries of this kind, e.g. inventory_change, enrolled, refresh_requested
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "capstan",
+            "devices",
+            "list",
+            "--status",
+            "online",
+            "--sort",
+            "-last_seen",
+            "-o",
+            "json",
+            "--server",
+            "https://s",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(cli.global.server.as_deref(), Some("https://s"));
+        let Command::Devices(DevicesCommand::List(args)) = cli.command else {
+            panic!("wrong command parsed");
+        };
+        assert_eq!(args.status, Some(StatusArg::Online));
+        assert_eq!(args.sort.as_deref(), Some("-last_seen"));
+    }
+
+    #[test]
+    fn token_flags_parse_durations_and_repeat_tags() {
+        let cli = Cli::try_parse_from([
+            "capstan",
+            "tokens",
+            "create",
+            "--name",
+            "lab",
+            "--expires-in",
+            "12h",
+            "--max-uses",
+            "5",
+            "--tag",
+            "lab",
+            "--tag",
+            "linux",
+        ])
+        .unwrap();
+        let Command::Tokens(TokensCommand::Create(args)) = cli.command else {
+            panic!("wrong command parsed");
+        };
+        assert_eq!(args.expires_in, Some(43_200));
+        assert_eq!(args.max_uses, Some(5));
+        assert_eq!(args.tags, ["lab", "linux"]);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for argv in [
+            &[
+                "capstan",
+                "tokens",
+                "create",
+                "--name",
+                "x",
+                "--expires-in",
+                "7 days",
+            ][..],
+            &[
+                "capstan",
+                "tokens",
+                "create",
+                "--name",
+                "x",
+                "--max-uses",
+                "0",
+            ],
+            &["capstan", "devices", "list", "--status", "sleeping"],
+            &["capstan", "devices", "list", "--limit", "5000"],
+            &["capstan", "users", "create", "-u", "bob", "--role", "root"],
+        ] {
+            let err = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{argv:?}");
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Console routes for logging in and out, operators and their API tokens.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use capstan_proto::api::{
+    ApiTokenInfo, CreateApiTokenRequest, CreateUserRequest, CreatedApiToken, LoginRequest,
+    LoginResponse, Role, UserInfo,
+};
+use capstan_proto::error::{ErrorBody, ErrorCode};
+use capstan_proto::{API_TOKEN_PREFIX, SESSION_COOKIE, SESSION_TOKEN_PREFIX};
+use capstan_store::{ApiTokenRow, NewUser, SessionRow, UserRow};
+use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Authenticated, Authz, Credential, UsersManage, secrets};
+use crate::error::{ApiError, ApiResult, Json, Path};
+use crate::state::{AppState, now_ms};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(list_api_tokens, create_api_token))
+        .routes(routes!(revoke_api_token))
+}
+
+pub(crate) fn user_info(u: &UserRow) -> ApiResult<UserInfo> {
+    let role = Role::parse(&u.role)
+        .ok_or_else(|| ApiError::internal(format!("unknown role {:?}", u.role)))?;
+    Ok(UserInfo {
+        id: u.id.clone(),
+        username: u.username.clone(),
+        role,
+        created_at_ms: u.created_at,
+    })
+}
+
+fn token_info(t: &ApiTokenRow) -> ApiTokenInfo {
+    ApiTokenInfo {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        user_id: t.user_id.clone(),
+        created_at_ms: t.created_at,
+        expires_at_ms: t.expires_at,
+        last_used_at_ms: t.last_used_at,
+        revoked: t.revoked_at.is_some(),
+    }
+}
+
+fn validate_name(what: &str, name: &str, max: usize) -> ApiResult<()> {
+    if name.trim().is_empty() {
+        return Err(ApiError::validation(format!("{what} must not be empty")));
+    }
+    if name.len() > max {
+        return Err(ApiError::validation(format!(
+            "{what} is longer than {max} bytes"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::validation(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Log in with username and password.
+///
+/// Returns a session token for the CLI and sets the same token as an HttpOnly cookie for the
+/// console. Sessions expire after the configured idle time (12 h by default).
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody, description = "invalid_credentials")))]
+async fn login(
+    State(state): State<AppState>,
+    Json(req): Json<LoginRequest>,
+) -> ApiResult<Response> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidCredentials,
+            "wrong username or password",
+        )
+    };
+    if req.username.len() > 256 || req.password.len() > 1024 {
+        return Err(bad());
+    }
+    let user = state.store.user_by_username(&req.username).await?;
+    // Verify against a dummy hash when the user does not exist, so response time does not
+    // reveal which usernames exist.
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_password_hash.clone());
+    let password = req.password.clone();
+    let ok = tokio::task::spawn_blocking(move || secrets::verify_password(&password, &stored))
+        .await
+        .map_err(ApiError::internal)?;
+    let user = match user {
+        Some(u) if ok && !u.disabled => u,
+        _ => {
+            tracing::warn!(username = %req.username.escape_debug(), "failed login");
+            return Err(bad());
+        }
+    };
+    let now = now_ms();
+    let id = secrets::new_id();
+    let minted = secrets::mint(SESSION_TOKEN_PREFIX, &id);
+    let expires_at = now + state.config.session_ttl_secs as i64 * 1000;
+    state
+        .store
+        .create_session(&SessionRow {
+            id,
+            user_id: user.id.clone(),
+            secret_hash: minted.hash,
+            created_at: now,
+            expires_at,
+            last_used_at: now,
+        })
+        .await?;
+    let body = LoginResponse {
+        token: minted.token.clone(),
+        expires_at_ms: expires_at,
+        user: user_info(&user)?,
+    };
+    let secure = if state.tls { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}",
+        minted.token
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+    );
+    Ok((headers, Json(body)).into_response())
+}
+
+/// Log out: ends the session used for this request and clears the cookie.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+async fn logout(State(state): State<AppState>, auth: Authz<Authenticated>) -> ApiResult<Response> {
+    if let Credential::Session(id) = &auth.operator.credential {
+        state.store.delete_session(id).await?;
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("capstan_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    Ok((StatusCode::NO_CONTENT, headers).into_response())
+}
+
+/// The operator making the request.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+    responses((status = 200, body = UserInfo), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+async fn me(
+    State(state): State<AppState>,
+    auth: Authz<Authenticated>,
+) -> ApiResult<Json<UserInfo>> {
+    let user = state
+        .store
+        .user(&auth.operator.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(Json(user_info(&user)?))
+}
+
+/// List operators. Requires `users.manage` (admin).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = Vec<UserInfo>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+async fn list_users(
+    State(state): State<AppState>,
+    _auth: Authz<UsersManage>,
+) -> ApiResult<Json<Vec<UserInfo>>> {
+    let users = state.store.list_users().await?;
+    Ok(Json(users.iter().map(user_info).collect::<ApiResult<_>>()?))
+}
+
+/// Create an operator with a built-in role. Requires `users.manage` (admin).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUserRequest,
+    responses((status = 201, body = UserInfo), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn create_user(
+    State(state): State<AppState>,
+    auth: Authz<UsersManage>,
+    Json(req): Json<CreateUserRequest>,
+) -> ApiResult<(StatusCode, Json<UserInfo>)> {
+    validate_name("username", &req.username, 128)?;
+    if req.username.contains(char::is_whitespace) {
+        return Err(ApiError::validation("username must not contain whitespace"));
+    }
+    if req.password.chars().count() < 12 || req.password.len() > 1024 {
+        return Err(ApiError::validation(
+            "password must be 12 to 1024 characters long",
+        ));
+    }
+    let password = req.password.clone();
+    let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let user = NewUser {
+        id: secrets::new_id(),
+        username: req.username.clone(),
+        password_hash: hash,
+        role: req.role.as_str().to_string(),
+        created_at: now_ms(),
+    };
+    let audit = auth.operator.audit(
+        "user.create",
+        Some(&user.id),
+        json!({"username": user.username, "role": user.role}),
+    );
+    state.store.create_user(&user, Some(&audit)).await?;
+    let row = state
+        .store
+        .user(&user.id)
+        .await?
+        .ok_or_else(|| ApiError::internal("user vanished after insert"))?;
+    Ok((StatusCode::CREATED, Json(user_info(&row)?)))
+}
+
+/// The caller's API tokens (admins see everyone's).
+#[utoipa::path(get, path = "/api/v1/api-tokens", tag = "auth",
+    responses((status = 200, body = Vec<ApiTokenInfo>)), security(("bearer" = [])))]
+async fn list_api_tokens(
+    State(state): State<AppState>,
+    auth: Authz<Authenticated>,
+) -> ApiResult<Json<Vec<ApiTokenInfo>>> {
+    let scope = (auth.operator.role != Role::Admin).then_some(auth.operator.user_id.as_str());
+    let tokens = state.store.list_api_tokens(scope).await?;
+    Ok(Json(tokens.iter().map(token_info).collect()))
+}
+
+/// Create a long-lived API token for automation; the secret is in this response only.
+/// The token acts with the caller's role.
+#[utoipa::path(post, path = "/api/v1/api-tokens", tag = "auth", request_body = CreateApiTokenRequest,
+    responses((status = 201, body = CreatedApiToken), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+async fn create_api_token(
+    State(state): State<AppState>,
+    auth: Authz<Authenticated>,
+    Json(req): Json<CreateApiTokenRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedApiToken>)> {
+    validate_name("name", &req.name, 200)?;
+    let now = now_ms();
+    let expires_at = match req.expires_in_secs {
+        Some(0) => return Err(ApiError::validation("expires_in_secs must be positive")),
+        Some(s) if s > 10 * 365 * 86_400 => {
+            return Err(ApiError::validation("expires_in_secs is at most ten years"));
+        }
+        Some(s) => Some(now + s as i64 * 1000),
+        None => None,
+    };
+    let id = secrets::new_id();
+    let minted = secrets::mint(API_TOKEN_PREFIX, &id);
+    let row = ApiTokenRow {
+        id: id.clone(),
+        user_id: auth.operator.user_id.clone(),
+        name: req.name.clone(),
+        secret_hash: minted.hash,
+        created_at: now,
+        expires_at,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let audit = auth.operator.audit(
+        "api_token.create",
+        Some(&id),
+        json!({"name": req.name, "expires_at": expires_at}),
+    );
+    state.store.create_api_token(&row, &audit).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiToken {
+            info: token_info(&row),
+            token: minted.token,
+        }),
+    ))
+}
+
+/// Revoke an API token (your own; admins may revoke any).
+#[utoipa::path(delete, path = "/api/v1/api-tokens/{id}", tag = "auth", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+async fn revoke_api_token(
+    State(state): State<AppState>,
+    auth: Authz<Authenticated>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let token = state
+        .store
+        .api_token(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("API token {id}")))?;
+    if token.user_id != auth.operator.user_id && auth.operator.role != Role::Admin {
+        // Not revealing other users' token ids: same answer as a missing token.
+        return Err(ApiError::not_found(format!("API token {id}")));
+    }
+    let audit = auth
+        .operator
+        .audit("api_token.revoke", Some(&id), json!({"name": token.name}));
+    state.store.revoke_api_token(&id, now_ms(), &audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

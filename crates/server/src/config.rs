@@ -1,0 +1,369 @@
+//! Server configuration, layered: built-in defaults < TOML file < `CAPSTAN_*` environment
+//! variables < command-line flags. Secrets can also come from `CAPSTAN_<NAME>_FILE`. The result
+//! is a plain [`Config`] passed in the application state — there is no global configuration, so
+//! several servers can run in one process (the tests do).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Flags and environment variables of `capstan-server serve` (clap gives flags precedence
+/// over the environment).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file [default: /etc/capstan/server.toml if it exists].
+    #[arg(long, env = "CAPSTAN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the SQLite database, TLS material and the local depot [default: ./capstan-data].
+    #[arg(long, env = "CAPSTAN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]. Port 0 picks a free port.
+    #[arg(long, env = "CAPSTAN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// `sqlite://PATH` or `postgres://…` [default: SQLite file in the data dir].
+    #[arg(long, env = "CAPSTAN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// PEM certificate (chain) to serve; with --tls-key. Without both, a self-signed certificate
+    /// is generated in the data dir on first start.
+    #[arg(long, env = "CAPSTAN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CAPSTAN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP. Allowed on loopback addresses; elsewhere also needs --allow-insecure-http.
+    #[arg(long, env = "CAPSTAN_NO_TLS")]
+    pub no_tls: bool,
+    /// Permit --no-tls on a non-loopback address (e.g. behind a TLS-terminating proxy).
+    #[arg(long, env = "CAPSTAN_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
+    /// URL agents and the install script use to reach this server [default: derived from --listen].
+    #[arg(long, env = "CAPSTAN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "CAPSTAN_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Agent check-in interval in seconds [default: 60].
+    #[arg(long, env = "CAPSTAN_CHECKIN_INTERVAL_SECS")]
+    pub checkin_interval_secs: Option<u64>,
+    /// Largest accepted inventory upload in bytes [default: 16 MiB].
+    #[arg(long, env = "CAPSTAN_MAX_INVENTORY_BYTES")]
+    pub max_inventory_bytes: Option<usize>,
+    /// The agent binary served at /download/capstan-agent [default: capstan-agent next to this binary].
+    #[arg(long, env = "CAPSTAN_AGENT_BINARY")]
+    pub agent_binary: Option<PathBuf>,
+}
+
+/// The TOML file's shape; every key optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub database_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub no_tls: Option<bool>,
+    pub allow_insecure_http: Option<bool>,
+    pub public_url: Option<String>,
+    pub log_format: Option<String>,
+    pub checkin_interval_secs: Option<u64>,
+    pub max_inventory_bytes: Option<usize>,
+    pub agent_binary: Option<PathBuf>,
+    pub session_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Generate (once) and serve a self-signed certificate from the data dir.
+    SelfSigned,
+    /// Serve the given PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// Plain HTTP.
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub tls: TlsMode,
+    pub public_url: Option<String>,
+    pub log_format: LogFormat,
+    pub checkin_interval_secs: u64,
+    pub max_inventory_bytes: usize,
+    pub agent_binary: Option<PathBuf>,
+    pub session_ttl_secs: u64,
+    /// From `CAPSTAN_ADMIN_PASSWORD` / `_FILE`: the initial admin's password on first start.
+    pub admin_password: Option<String>,
+}
+
+impl Config {
+    /// Defaults suitable for tests: a data dir, loopback on port 0, plain HTTP, SQLite.
+    pub fn for_tests(data_dir: &Path) -> Config {
+        Config {
+            data_dir: data_dir.to_path_buf(),
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            database_url: sqlite_url(&data_dir.join("capstan.db")),
+            tls: TlsMode::Off,
+            public_url: None,
+            log_format: LogFormat::Text,
+            checkin_interval_secs: 60,
+            max_inventory_bytes: 16 << 20,
+            agent_binary: None,
+            session_ttl_secs: 12 * 3600,
+            admin_password: Some("test-admin-password".into()),
+        }
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Read `CAPSTAN_<NAME>` or, failing that, the file named by `CAPSTAN_<NAME>_FILE`
+/// (trailing newline stripped).
+pub fn secret_from_env(
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(v) = env(&format!("CAPSTAN_{name}")) {
+        return Ok(Some(v));
+    }
+    if let Some(path) = env(&format!("CAPSTAN_{name}_FILE")) {
+        let v = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading CAPSTAN_{name}_FILE={path}"))?;
+        return Ok(Some(v.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    Ok(None)
+}
+
+impl ServeArgs {
+    /// Merge the layers. `env` is injectable for tests.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let file_path = match &self.config {
+            Some(p) => Some(p.clone()),
+            None => {
+                let p = PathBuf::from("/etc/capstan/server.toml");
+                p.exists().then_some(p)
+            }
+        };
+        let file: FileConfig = match &file_path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./capstan-data"));
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("literal"));
+        // clap already folded CAPSTAN_DATABASE_URL into the flag; the _FILE variant is ours.
+        let database_url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => match env("CAPSTAN_DATABASE_URL_FILE") {
+                Some(_) => secret_from_env("DATABASE_URL", &|k| {
+                    if k.ends_with("_FILE") { env(k) } else { None }
+                })?
+                .unwrap_or_default(),
+                None => file
+                    .database_url
+                    .unwrap_or_else(|| sqlite_url(&data_dir.join("capstan.db"))),
+            },
+        };
+        let no_tls = self.no_tls || file.no_tls.unwrap_or(false);
+        let allow_insecure = self.allow_insecure_http || file.allow_insecure_http.unwrap_or(false);
+        let cert = self.tls_cert.clone().or(file.tls_cert);
+        let key = self.tls_key.clone().or(file.tls_key);
+        let tls = if no_tls {
+            if !listen.ip().is_loopback() && !allow_insecure {
+                bail!(
+                    "refusing plain HTTP on non-loopback address {listen}: agent credentials would travel \
+                     unencrypted. Use TLS, or add --allow-insecure-http if a TLS proxy fronts this server"
+                );
+            }
+            TlsMode::Off
+        } else {
+            match (cert, key) {
+                (Some(cert), Some(key)) => TlsMode::Files { cert, key },
+                (None, None) => TlsMode::SelfSigned,
+                _ => bail!("--tls-cert and --tls-key must be given together"),
+            }
+        };
+        let log_format = match self.log_format.clone().or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("unknown log format {other:?} (expected text or json)"),
+        };
+        let checkin_interval_secs = self
+            .checkin_interval_secs
+            .or(file.checkin_interval_secs)
+            .unwrap_or(60);
+        if !(5..=86_400).contains(&checkin_interval_secs) {
+            bail!(
+                "checkin interval must be between 5 and 86400 seconds, got {checkin_interval_secs}"
+            );
+        }
+        let max_inventory_bytes = self
+            .max_inventory_bytes
+            .or(file.max_inventory_bytes)
+            .unwrap_or(16 << 20);
+        if max_inventory_bytes < 64 << 10 {
+            bail!("max inventory bytes must be at least 65536, got {max_inventory_bytes}");
+        }
+        Ok(Config {
+            data_dir,
+            listen,
+            database_url,
+            tls,
+            public_url: self
+                .public_url
+                .clone()
+                .or(file.public_url)
+                .map(|u| u.trim_end_matches('/').to_string()),
+            log_format,
+            checkin_interval_secs,
+            max_inventory_bytes,
+            agent_binary: self.agent_binary.clone().or(file.agent_binary),
+            session_ttl_secs: file.session_ttl_secs.unwrap_or(12 * 3600),
+            admin_password: secret_from_env("ADMIN_PASSWORD", env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_without_any_layer() {
+        let cfg = ServeArgs {
+            config: Some(PathBuf::from("/nonexistent-but-unused")),
+            ..Default::default()
+        };
+        // An explicit config file that does not exist is an error…
+        assert!(cfg.resolve(&env_of(&[])).is_err());
+        // …while no config file at all gives the defaults.
+        let cfg = ServeArgs::default().resolve(&env_of(&[])).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.data_dir, PathBuf::from("./capstan-data"));
+        assert_eq!(cfg.database_url, "sqlite://./capstan-data/capstan.db");
+        assert_eq!(cfg.tls, TlsMode::SelfSigned);
+    }
+
+    #[test]
+    fn file_then_flags_win_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/capstan\"\ncheckin_interval_secs = 30\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let cfg = args.resolve(&env_of(&[])).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(cfg.database_url, "sqlite:///srv/capstan/capstan.db");
+        assert_eq!(cfg.checkin_interval_secs, 30);
+        // A flag (or env var, which clap folds into the same field) beats the file.
+        let args = ServeArgs {
+            config: Some(file),
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            args.resolve(&env_of(&[])).unwrap().listen.to_string(),
+            "127.0.0.1:9100"
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let err = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        }
+        .resolve(&env_of(&[]))
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+
+    #[test]
+    fn secrets_come_from_file_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let env = env_of(&[("CAPSTAN_ADMIN_PASSWORD_FILE", pw.to_str().unwrap())]);
+        let cfg = ServeArgs::default().resolve(&env).unwrap();
+        assert_eq!(cfg.admin_password.as_deref(), Some("s3cret"));
+        let env = env_of(&[
+            ("CAPSTAN_ADMIN_PASSWORD", "direct"),
+            ("CAPSTAN_ADMIN_PASSWORD_FILE", "/nonexistent"),
+        ]);
+        assert_eq!(
+            ServeArgs::default()
+                .resolve(&env)
+                .unwrap()
+                .admin_password
+                .as_deref(),
+            Some("direct")
+        );
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback_unless_allowed() {
+        let args = ServeArgs {
+            no_tls: true,
+            listen: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(args.resolve(&env_of(&[])).is_err());
+        let args = ServeArgs {
+            allow_insecure_http: true,
+            ..args
+        };
+        assert_eq!(args.resolve(&env_of(&[])).unwrap().tls, TlsMode::Off);
+        let args = ServeArgs {
+            no_tls: true,
+            ..Default::default()
+        };
+        assert_eq!(args.resolve(&env_of(&[])).unwrap().tls, TlsMode::Off);
+    }
+
+    #[test]
+    fn tls_files_must_come_in_pairs() {
+        let args = ServeArgs {
+            tls_cert: Some("/c.pem".into()),
+            ..Default::default()
+        };
+        assert!(args.resolve(&env_of(&[])).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! The Capstan server as a library: configuration, the HTTP application (console API, agent
+//! API, public routes) and the serve loop. `main.rs` only parses the command line. Only this
+//! crate knows axum; it reaches the database only through `capstan-store`.
+
+pub mod agent_api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod devices;
+pub mod enrollment;
+pub mod error;
+pub mod install;
+pub mod serve;
+pub mod state;
+pub mod telemetry;
+pub mod testing;
+pub mod tls;
+pub mod wake;

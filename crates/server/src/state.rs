@@ -1,0 +1,55 @@
+//! The application state every handler receives: the store, the resolved configuration, the
+//! wake-up hub, the server's signing key and a shutdown signal. Cheap to clone (one `Arc`).
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use capstan_store::Store;
+use ed25519_dalek::SigningKey;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::wake::WakeHub;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub config: Config,
+    pub wake: WakeHub,
+    pub signing_key: SigningKey,
+    /// URL agents and scripts use to reach this server.
+    pub public_url: String,
+    /// SHA-256 fingerprint of the served certificate (`sha256:…`), when serving TLS.
+    pub fingerprint: Option<String>,
+    pub tls: bool,
+    pub metrics: PrometheusHandle,
+    /// Becomes `true` when the server is shutting down (ends long-polls promptly).
+    pub shutdown: watch::Receiver<bool>,
+    /// An Argon2 hash of a random password, verified against when a login names an unknown
+    /// user so timing does not reveal which usernames exist.
+    pub dummy_password_hash: String,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

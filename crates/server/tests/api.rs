@@ -1,0 +1,1172 @@
+//! API tests against the real router (no socket): authentication and permissions on every
+//! console route, the error shape for hostile and malformed input, enrollment limits, device
+//! credential scoping, and the inventory → timeline flow. Each test gets its own SQLite
+//! database; the same flows run against real processes in the end-to-end suite.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use capstan_proto::agent::{CheckinRequest, DeviceIdentity, EnrollRequest, InventoryUpload};
+use capstan_proto::inventory::{
+    INVENTORY_SCHEMA_VERSION, InventoryDocument, OperatingSystem, SoftwarePackage,
+};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct T {
+    router: axum::Router,
+    state: capstan_server::state::AppState,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> T {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, state) = capstan_server::testing::app(dir.path()).await.unwrap();
+    T {
+        router,
+        state,
+        _dir: dir,
+    }
+}
+
+impl T {
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            b = b.header(header::CONTENT_TYPE, ct);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(b.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, v)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        match body {
+            Some(b) => {
+                self.raw(
+                    method,
+                    path,
+                    token,
+                    Some("application/json"),
+                    b.to_string().into_bytes(),
+                )
+                .await
+            }
+            None => self.raw(method, path, token, None, Vec::new()).await,
+        }
+    }
+
+    async fn login(&self, user: &str, password: &str) -> String {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": user, "password": password})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    async fn admin(&self) -> String {
+        self.login("admin", "test-admin-password").await
+    }
+
+    async fn enrollment_token(&self, admin: &str, body: Value) -> String {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/api/v1/enrollment-tokens",
+                Some(admin),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    async fn enroll(&self, token: &str, identity: &str) -> (StatusCode, Value) {
+        let req = EnrollRequest {
+            token: token.into(),
+            identity: DeviceIdentity {
+                identity_key: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                    identity.as_bytes(),
+                )),
+                source: "instance".into(),
+            },
+            hostname: format!("host-{identity}"),
+            agent_version: "0.1.0".into(),
+            os_family: "linux".into(),
+            capabilities: vec![],
+        };
+        self.call(
+            Method::POST,
+            "/agent/v1/enroll",
+            None,
+            Some(serde_json::to_value(req).unwrap()),
+        )
+        .await
+    }
+
+    async fn device(&self, admin: &str, identity: &str) -> (String, String) {
+        let tok = self.enrollment_token(admin, json!({"name": "t"})).await;
+        let (s, v) = self.enroll(&tok, identity).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        (
+            v["device_id"].as_str().unwrap().into(),
+            v["device_token"].as_str().unwrap().into(),
+        )
+    }
+}
+
+fn doc(hostname: &str, packages: &[(&str, &str)]) -> InventoryDocument {
+    InventoryDocument {
+        schema_version: INVENTORY_SCHEMA_VERSION,
+        collected_at_ms: 1,
+        os: Some(OperatingSystem {
+            family: "linux".into(),
+            hostname: hostname.into(),
+            name: Some("Debian GNU/Linux".into()),
+            version_id: Some("12".into()),
+            ..Default::default()
+        }),
+        software: Some(
+            packages
+                .iter()
+                .map(|(n, v)| SoftwarePackage {
+                    name: (*n).into(),
+                    version: (*v).into(),
+                    source: "dpkg".into(),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn upload(d: InventoryDocument) -> Value {
+    let digest = capstan_core::inventory::digest(&d);
+    serde_json::to_value(InventoryUpload {
+        digest,
+        document: d,
+    })
+    .unwrap()
+}
+
+fn assert_error(resp: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(resp.0, status, "{}", resp.1);
+    assert_eq!(resp.1["code"], code, "{}", resp.1);
+    assert_eq!(resp.1["status"], status.as_u16(), "{}", resp.1);
+    assert!(
+        resp.1["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        resp.1
+    );
+}
+
+#[tokio::test]
+async fn every_console_route_requires_authentication() {
+    let t = setup().await;
+    let spec = capstan_server::app::openapi();
+    let public = [
+        "/api/v1/auth/login",
+        "/healthz",
+        "/readyz",
+        "/agent/v1/enroll",
+    ];
+    let mut checked = 0;
+    for (path, item) in spec.paths.paths.iter() {
+        if public.contains(&path.as_str()) {
+            continue;
+        }
+        let concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000");
+        for (method, op) in [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PUT, &item.put),
+            (Method::DELETE, &item.delete),
+        ] {
+            if op.is_none() {
+                continue;
+            }
+            let resp = t
+                .call(method.clone(), &concrete, None, Some(json!({})))
+                .await;
+            assert_error(&resp, StatusCode::UNAUTHORIZED, "unauthenticated");
+            // A device credential is not an operator credential and vice versa.
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} routes checked: is the spec complete?"
+    );
+}
+
+#[tokio::test]
+async fn login_sessions_cookies_and_logout() {
+    let t = setup().await;
+    let bad = t
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "admin", "password": "nope"})),
+        )
+        .await;
+    assert_error(&bad, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let unknown = t
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "ghost", "password": "nope"})),
+        )
+        .await;
+    assert_error(&unknown, StatusCode::UNAUTHORIZED, "invalid_credentials");
+
+    let token = t.admin().await;
+    let (s, me) = t
+        .call(Method::GET, "/api/v1/auth/me", Some(&token), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(me["username"], "admin");
+    assert_eq!(me["role"], "admin");
+
+    // The console's cookie works the same way.
+    let req = Request::builder()
+        .uri("/api/v1/auth/me")
+        .header(header::COOKIE, format!("other=1; capstan_session={token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        t.router.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    let (s, _) = t
+        .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_error(
+        &t.call(Method::GET, "/api/v1/auth/me", Some(&token), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    // A tampered token is rejected.
+    let token = t.admin().await;
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('0') { '1' } else { '0' });
+    assert_error(
+        &t.call(Method::GET, "/api/v1/auth/me", Some(&tampered), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+}
+
+#[tokio::test]
+async fn roles_limit_what_operators_may_do() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    for (name, role) in [("vera", "viewer"), ("otto", "operator")] {
+        let (s, v) = t
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                Some(&admin),
+                Some(json!({"username": name, "password": "long-enough-password", "role": role})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let dup = t
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "vera", "password": "long-enough-password", "role": "viewer"})),
+        )
+        .await;
+    assert_error(&dup, StatusCode::CONFLICT, "conflict");
+    let weak = t
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "w", "password": "short", "role": "viewer"})),
+        )
+        .await;
+    assert_error(&weak, StatusCode::BAD_REQUEST, "validation_failed");
+
+    let viewer = t.login("vera", "long-enough-password").await;
+    let operator = t.login("otto", "long-enough-password").await;
+    let (device, _) = t.device(&admin, "r1").await;
+
+    // Viewer: reads, nothing else.
+    assert_eq!(
+        t.call(Method::GET, "/api/v1/devices", Some(&viewer), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        t.call(
+            Method::GET,
+            "/api/v1/enrollment-tokens",
+            Some(&viewer),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    for (m, p, b) in [
+        (
+            Method::POST,
+            "/api/v1/users".to_string(),
+            Some(json!({"username": "x", "password": "long-enough-password", "role": "admin"})),
+        ),
+        (Method::GET, "/api/v1/users".to_string(), None),
+        (Method::DELETE, format!("/api/v1/devices/{device}"), None),
+        (
+            Method::POST,
+            format!("/api/v1/devices/{device}/refresh-inventory"),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/enrollment-tokens".to_string(),
+            Some(json!({"name": "x"})),
+        ),
+    ] {
+        assert_error(
+            &t.call(m, &p, Some(&viewer), b).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+    }
+    // Operator: acts on devices and enrollment, but cannot delete devices or manage users.
+    assert_eq!(
+        t.call(
+            Method::POST,
+            &format!("/api/v1/devices/{device}/refresh-inventory"),
+            Some(&operator),
+            None
+        )
+        .await
+        .0,
+        StatusCode::ACCEPTED
+    );
+    assert_error(
+        &t.call(
+            Method::DELETE,
+            &format!("/api/v1/devices/{device}"),
+            Some(&operator),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &t.call(Method::GET, "/api/v1/users", Some(&operator), None)
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    // The forbidden attempts changed nothing.
+    assert_eq!(
+        t.call(
+            Method::GET,
+            &format!("/api/v1/devices/{device}"),
+            Some(&admin),
+            None
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let (_, users) = t
+        .call(Method::GET, "/api/v1/users", Some(&admin), None)
+        .await;
+    assert_eq!(users.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn api_tokens_act_for_their_user_until_revoked() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (s, created) = t
+        .call(
+            Method::POST,
+            "/api/v1/api-tokens",
+            Some(&admin),
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let api = created["token"].as_str().unwrap();
+    assert!(api.starts_with("capt_"));
+    assert_eq!(
+        t.call(Method::GET, "/api/v1/devices", Some(api), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, list) = t
+        .call(Method::GET, "/api/v1/api-tokens", Some(&admin), None)
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(list[0].get("token").is_none(), "secrets are never listed");
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        t.call(
+            Method::DELETE,
+            &format!("/api/v1/api-tokens/{id}"),
+            Some(&admin),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        &t.call(Method::GET, "/api/v1/devices", Some(api), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_the_standard_error_shape_and_store_nothing() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let path = "/api/v1/enrollment-tokens";
+    let syntax = t
+        .raw(
+            Method::POST,
+            path,
+            Some(&admin),
+            Some("application/json"),
+            b"{\"name\": ".to_vec(),
+        )
+        .await;
+    assert_error(&syntax, StatusCode::BAD_REQUEST, "malformed_json");
+    let types = t
+        .call(Method::POST, path, Some(&admin), Some(json!({"name": 5})))
+        .await;
+    assert_error(&types, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    let unknown_field = t
+        .call(
+            Method::POST,
+            path,
+            Some(&admin),
+            Some(json!({"name": "x", "max_usez": 3})),
+        )
+        .await;
+    assert_error(
+        &unknown_field,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    let no_ct = t
+        .raw(
+            Method::POST,
+            path,
+            Some(&admin),
+            None,
+            b"{\"name\":\"x\"}".to_vec(),
+        )
+        .await;
+    assert_error(
+        &no_ct,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let bad_tag = t
+        .call(
+            Method::POST,
+            path,
+            Some(&admin),
+            Some(json!({"name": "x", "default_tags": ["<script>"]})),
+        )
+        .await;
+    assert_error(&bad_tag, StatusCode::BAD_REQUEST, "validation_failed");
+    let zero = t
+        .call(
+            Method::POST,
+            path,
+            Some(&admin),
+            Some(json!({"name": "x", "max_uses": 0})),
+        )
+        .await;
+    assert_error(&zero, StatusCode::BAD_REQUEST, "validation_failed");
+    let (_, list) = t.call(Method::GET, path, Some(&admin), None).await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        0,
+        "no rejected request stored anything"
+    );
+
+    assert_error(
+        &t.call(Method::GET, "/api/v1/nope", Some(&admin), None)
+            .await,
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+    );
+    assert_error(
+        &t.call(Method::PATCH, "/api/v1/devices", Some(&admin), None)
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    assert_error(
+        &t.call(Method::GET, "/api/v1/devices?limit=0", Some(&admin), None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert_error(
+        &t.call(Method::GET, "/api/v1/devices?limit=abc", Some(&admin), None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert_error(
+        &t.call(
+            Method::GET,
+            "/api/v1/devices?sort=secret",
+            Some(&admin),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert_error(
+        &t.call(
+            Method::GET,
+            "/api/v1/devices/does-not-exist",
+            Some(&admin),
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn enrollment_tokens_expire_run_out_and_revoke() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (s, created) = t
+        .call(
+            Method::POST,
+            "/api/v1/enrollment-tokens",
+            Some(&admin),
+            Some(json!({"name": "two", "max_uses": 2, "default_tags": ["lab"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(
+        created["install_command"]
+            .as_str()
+            .unwrap()
+            .contains("install.sh")
+    );
+    let two = created["token"].as_str().unwrap();
+    assert_eq!(t.enroll(two, "a").await.0, StatusCode::OK);
+    assert_eq!(t.enroll(two, "b").await.0, StatusCode::OK);
+    assert_error(
+        &t.enroll(two, "c").await,
+        StatusCode::UNAUTHORIZED,
+        "enrollment_token_exhausted",
+    );
+    // Re-enrolling a known machine still needs a usable token.
+    assert_error(
+        &t.enroll(two, "a").await,
+        StatusCode::UNAUTHORIZED,
+        "enrollment_token_exhausted",
+    );
+
+    let short = t
+        .enrollment_token(&admin, json!({"name": "short", "expires_in_secs": 1}))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_error(
+        &t.enroll(&short, "d").await,
+        StatusCode::UNAUTHORIZED,
+        "enrollment_token_expired",
+    );
+
+    let (_, list) = t
+        .call(Method::GET, "/api/v1/enrollment-tokens", Some(&admin), None)
+        .await;
+    let states: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["expired", "exhausted"]);
+
+    let third = t.enrollment_token(&admin, json!({"name": "third"})).await;
+    let id = third.split('_').nth(1).unwrap();
+    assert_eq!(
+        t.call(
+            Method::DELETE,
+            &format!("/api/v1/enrollment-tokens/{id}"),
+            Some(&admin),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        &t.enroll(&third, "e").await,
+        StatusCode::UNAUTHORIZED,
+        "enrollment_token_invalid",
+    );
+    // A forged secret for a real token id is rejected the same way.
+    let forged = format!("cape_{id}_{}", "ab".repeat(32));
+    assert_error(
+        &t.enroll(&forged, "f").await,
+        StatusCode::UNAUTHORIZED,
+        "enrollment_token_invalid",
+    );
+    assert_error(
+        &t.enroll("garbage", "g").await,
+        StatusCode::UNAUTHORIZED,
+        "enrollment_token_invalid",
+    );
+
+    let (_, page) = t
+        .call(Method::GET, "/api/v1/devices", Some(&admin), None)
+        .await;
+    assert_eq!(
+        page["total"], 2,
+        "only the two successful enrollments created devices"
+    );
+    assert_eq!(page["items"][0]["tags"], json!(["lab"]));
+}
+
+#[tokio::test]
+async fn device_credentials_are_scoped_and_revocable() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (a, a_tok) = t.device(&admin, "aa").await;
+    let (b, b_tok) = t.device(&admin, "bb").await;
+    // A device credential opens no console route, not even for its own device.
+    assert_error(
+        &t.call(
+            Method::GET,
+            &format!("/api/v1/devices/{b}"),
+            Some(&a_tok),
+            None,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_error(
+        &t.call(
+            Method::GET,
+            &format!("/api/v1/devices/{a}/timeline"),
+            Some(&a_tok),
+            None,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    // Agent routes act only on the credential's own device: A's upload lands on A, never B.
+    let (s, v) = t
+        .call(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(&a_tok),
+            Some(upload(doc("host-a", &[("bash", "5.2")]))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, da) = t
+        .call(
+            Method::GET,
+            &format!("/api/v1/devices/{a}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let (_, db) = t
+        .call(
+            Method::GET,
+            &format!("/api/v1/devices/{b}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(da["hostname"], "host-a");
+    assert!(db["inventory"].is_null());
+    // An operator token is not a device credential.
+    assert_error(
+        &t.call(
+            Method::POST,
+            "/agent/v1/checkin",
+            Some(&admin),
+            Some(json!({"agent_version": "1"})),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    // Revoked: 401 device_revoked on every agent route.
+    assert_eq!(
+        t.call(
+            Method::POST,
+            &format!("/api/v1/devices/{b}/revoke"),
+            Some(&admin),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        &t.call(
+            Method::POST,
+            "/agent/v1/checkin",
+            Some(&b_tok),
+            Some(json!({"agent_version": "1"})),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "device_revoked",
+    );
+    assert_error(
+        &t.call(
+            Method::GET,
+            "/agent/v1/wait?generation=0",
+            Some(&b_tok),
+            None,
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "device_revoked",
+    );
+    // Deleted: the same.
+    assert_eq!(
+        t.call(
+            Method::DELETE,
+            &format!("/api/v1/devices/{a}"),
+            Some(&admin),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        &t.call(
+            Method::POST,
+            "/agent/v1/checkin",
+            Some(&a_tok),
+            Some(json!({"agent_version": "1"})),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "device_revoked",
+    );
+    assert_error(
+        &t.call(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(&a_tok),
+            Some(upload(doc("host-a", &[]))),
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "device_revoked",
+    );
+}
+
+#[tokio::test]
+async fn hostile_inventories_are_refused_and_store_nothing() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (id, tok) = t.device(&admin, "inv").await;
+
+    // 50 MB body: refused by the size limit before parsing.
+    let mut big = br#"{"digest":"x","document":{"schema_version":1,"collected_at_ms":0,"collectors":[],"bogus":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'a', 50 << 20));
+    big.extend(b"\"}}");
+    let resp = t
+        .raw(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(&tok),
+            Some("application/json"),
+            big,
+        )
+        .await;
+    assert_error(&resp, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    // 100,000 software entries: under the byte limit, refused by the entry limit.
+    let many: Vec<(String, String)> = (0..100_000)
+        .map(|i| (format!("p{i}"), "1".to_string()))
+        .collect();
+    let refs: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let resp = t
+        .call(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(&tok),
+            Some(upload(doc("h", &refs))),
+        )
+        .await;
+    assert_error(&resp, StatusCode::BAD_REQUEST, "validation_failed");
+    assert!(
+        resp.1["message"].as_str().unwrap().contains("software"),
+        "{}",
+        resp.1
+    );
+
+    // Wrong digest, wrong types, missing os section, NUL in a name.
+    let mut wrong = upload(doc("h", &[("a", "1")]));
+    wrong["digest"] = json!("0".repeat(64));
+    assert_error(
+        &t.call(Method::PUT, "/agent/v1/inventory", Some(&tok), Some(wrong))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    );
+    let mut types = upload(doc("h", &[]));
+    types["document"]["software"] = json!("lots");
+    assert_error(
+        &t.call(Method::PUT, "/agent/v1/inventory", Some(&tok), Some(types))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    let mut no_os = doc("h", &[]);
+    no_os.os = None;
+    assert_error(
+        &t.call(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(&tok),
+            Some(upload(no_os)),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    );
+    assert_error(
+        &t.call(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(&tok),
+            Some(upload(doc("h", &[("a\u{0}b", "1")]))),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    );
+    let nan_perf = t
+        .raw(
+            Method::POST,
+            "/agent/v1/checkin",
+            Some(&tok),
+            Some("application/json"),
+            br#"{"agent_version":"1","performance":{"load_1":-4}}"#.to_vec(),
+        )
+        .await;
+    assert_error(&nan_perf, StatusCode::BAD_REQUEST, "validation_failed");
+
+    let (_, d) = t
+        .call(
+            Method::GET,
+            &format!("/api/v1/devices/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert!(
+        d["inventory"].is_null(),
+        "no rejected upload was stored: {}",
+        d["inventory"]
+    );
+    let (_, tl) = t
+        .call(
+            Method::GET,
+            &format!("/api/v1/devices/{id}/timeline"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = tl["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["enrolled"]);
+}
+
+#[tokio::test]
+async fn checkin_inventory_and_timeline_flow() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (id, tok) = t.device(&admin, "flow").await;
+    let checkin = |digest: Option<String>| {
+        serde_json::to_value(CheckinRequest {
+            agent_version: "0.1.0".into(),
+            inventory_digest: digest,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+
+    let (s, v) = t
+        .call(
+            Method::POST,
+            "/agent/v1/checkin",
+            Some(&tok),
+            Some(checkin(None)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["send_inventory"], true, "nothing stored yet");
+    let first = doc("flow-host", &[("bash", "5.2"), ("curl", "7.88")]);
+    let (s, v) = t
+        .call(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(&tok),
+            Some(upload(first.clone())),
+        )
+        .await;
+    assert_eq!((s, v["first"].clone()), (StatusCode::OK, json!(true)));
+    let digest = capstan_core::inventory::digest(&first);
+    let (_, v) = t
+        .call(
+            Method::POST,
+            "/agent/v1/checkin",
+            Some(&tok),
+            Some(checkin(Some(digest.clone()))),
+        )
+        .await;
+    assert_eq!(
+        v["send_inventory"], false,
+        "delta mode: same digest, nothing to send"
+    );
+
+    // An operator asks for a refresh: the next check-in says re-collect and send.
+    let gen_before = v["wake_generation"].as_u64().unwrap();
+    let (s, _) = t
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{id}/refresh-inventory"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (_, w) = t
+        .call(
+            Method::GET,
+            &format!("/agent/v1/wait?generation={gen_before}&timeout_secs=5"),
+            Some(&tok),
+            None,
+        )
+        .await;
+    assert_eq!(w["wake"], true, "the refresh woke the device");
+    let (_, v) = t
+        .call(
+            Method::POST,
+            "/agent/v1/checkin",
+            Some(&tok),
+            Some(checkin(Some(digest))),
+        )
+        .await;
+    assert_eq!(
+        (
+            v["send_inventory"].clone(),
+            v["recollect_inventory"].clone()
+        ),
+        (json!(true), json!(true))
+    );
+
+    let second = doc("flow-host", &[("bash", "5.2.15"), ("nginx", "1.22")]);
+    let (_, v) = t
+        .call(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(&tok),
+            Some(upload(second)),
+        )
+        .await;
+    assert_eq!(v["changes"], 3, "{v}");
+    let (_, v) = t
+        .call(
+            Method::POST,
+            "/agent/v1/checkin",
+            Some(&tok),
+            Some(checkin(None)),
+        )
+        .await;
+    assert_eq!(v["recollect_inventory"], false, "the refresh was satisfied");
+
+    let (_, tl) = t
+        .call(
+            Method::GET,
+            &format!("/api/v1/devices/{id}/timeline?limit=3"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let fields: Vec<(&str, &str)> = tl["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap_or(""),
+                e["change"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            ("software/dpkg/nginx", "added"),
+            ("software/dpkg/curl", "removed"),
+            ("software/dpkg/bash", "changed")
+        ]
+    );
+    let before = tl["next_before"].as_i64().expect("older entries exist");
+    let (_, older) = t
+        .call(
+            Method::GET,
+            &format!("/api/v1/devices/{id}/timeline?before={before}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let kinds: Vec<&str> = older["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["refresh_requested", "inventory_first", "enrolled"]
+    );
+    assert!(older["next_before"].is_null());
+
+    let (_, page) = t
+        .call(
+            Method::GET,
+            "/api/v1/devices?status=online",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["hostname"], "flow-host");
+    assert_eq!(page["items"][0]["os_name"], "Debian GNU/Linux");
+    let (_, page) = t
+        .call(
+            Method::GET,
+            "/api/v1/devices?status=offline",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(page["total"], 0);
+    let audit = t.state.store.audit_log(100).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "device.refresh_inventory" && a.actor == "user:admin")
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_spec_are_public() {
+    let t = setup().await;
+    assert_eq!(
+        t.call(Method::GET, "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        t.call(Method::GET, "/readyz", None, None).await.1["status"],
+        "ready"
+    );
+    let (s, spec) = t.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(spec["paths"]["/api/v1/devices/{id}/timeline"]["get"].is_object());
+    // Exercise one counted route, then read it back from /metrics.
+    t.call(Method::GET, "/healthz", None, None).await;
+    let (s, text) = t.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        text.as_str()
+            .unwrap()
+            .contains("capstan_http_requests_total"),
+        "{text}"
+    );
+    let (s, script) = t.call(Method::GET, "/install.sh", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(script.as_str().unwrap().contains("http://capstan.test"));
+}
+
+#[test]
+fn committed_openapi_spec_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../api/openapi.json");
+    let current = capstan_server::app::openapi_json();
+    if std::env::var_os("CAPSTAN_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &current).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == current,
+        "api/openapi.json is stale: run `CAPSTAN_UPDATE_OPENAPI=1 cargo test -p capstan-server --test api committed_openapi_spec_is_current`"
+    );
+}

@@ -1,0 +1,435 @@
+//! Devices, their latest inventory document and their timeline (field-level inventory history
+//! and lifecycle events, newest first). Storing an inventory, its denormalised summary columns
+//! and its timeline rows is one transaction, guarded by the digest it replaces, so concurrent
+//! uploads from one device can never interleave into a wrong history.
+
+use crate::{AuditEntry, Result, Store, StoreError, with_pool};
+
+/// What the agent authenticator needs for one device.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeviceAuth {
+    pub id: String,
+    pub secret_hash: String,
+    pub identity_key: String,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub id: String,
+    pub hostname: String,
+    pub identity_source: String,
+    pub os_family: String,
+    pub os_name: Option<String>,
+    pub os_version: Option<String>,
+    pub agent_version: Option<String>,
+    pub boot_id: Option<String>,
+    pub tags: String,
+    pub enrolled_at: i64,
+    pub last_seen_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub refresh_requested_at: Option<i64>,
+    pub performance: Option<String>,
+    pub inventory_digest: Option<String>,
+    pub inventory_updated_at: Option<i64>,
+}
+
+impl DeviceRow {
+    pub fn tags(&self) -> Vec<String> {
+        crate::decode_json("devices.tags", &self.tags).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InventoryRow {
+    pub digest: String,
+    pub document: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TimelineRow {
+    pub id: i64,
+    pub device_id: String,
+    pub at: i64,
+    pub kind: String,
+    pub category: Option<String>,
+    pub field: Option<String>,
+    pub change: Option<String>,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewTimelineEntry {
+    pub kind: String,
+    pub category: Option<String>,
+    pub field: Option<String>,
+    pub change: Option<String>,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub summary: String,
+}
+
+/// Sort orders of the device list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSort {
+    #[default]
+    Hostname,
+    LastSeen,
+    Enrolled,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    /// Case-insensitive hostname substring.
+    pub search: Option<String>,
+    /// `Some(true)`: last seen at or after `online_cutoff`; `Some(false)`: before or never.
+    pub online: Option<bool>,
+    pub online_cutoff: i64,
+    pub sort: DeviceSort,
+    pub descending: bool,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+const DEVICE_COLS: &str =
+    "d.id, d.hostname, d.identity_source, d.os_family, d.os_name, d.os_version,
+    d.agent_version, d.boot_id, d.tags, d.enrolled_at, d.last_seen_at, d.revoked_at,
+    d.refresh_requested_at, d.performance, i.digest AS inventory_digest,
+    i.updated_at AS inventory_updated_at";
+
+/// Escape LIKE wildcards so a search for `50%` means the literal text.
+fn like_pattern(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+impl Store {
+    pub async fn device_auth(&self, id: &str) -> Result<Option<DeviceAuth>> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, secret_hash, identity_key, revoked_at FROM devices WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Record a check-in. Returns `(refresh_requested_at, stored inventory digest)`.
+    pub async fn record_checkin(
+        &self,
+        id: &str,
+        now: i64,
+        agent_version: &str,
+        boot_id: Option<&str>,
+        performance_json: Option<&str>,
+    ) -> Result<(Option<i64>, Option<String>)> {
+        let row: Option<(Option<i64>, Option<String>)> = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let refresh: Option<(Option<i64>,)> = sqlx::query_as(
+                "UPDATE devices SET last_seen_at = $2, agent_version = $3, boot_id = $4,
+                        performance = COALESCE($5, performance)
+                 WHERE id = $1 AND revoked_at IS NULL
+                 RETURNING refresh_requested_at",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(agent_version)
+            .bind(boot_id)
+            .bind(performance_json)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let out = match refresh {
+                None => None,
+                Some((refresh,)) => {
+                    let digest: Option<(String,)> =
+                        sqlx::query_as("SELECT digest FROM device_inventory WHERE device_id = $1")
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    Some((refresh, digest.map(|d| d.0)))
+                }
+            };
+            tx.commit().await?;
+            out
+        });
+        row.ok_or(StoreError::NotFound)
+    }
+
+    pub async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLS} FROM devices d LEFT JOIN device_inventory i ON i.device_id = d.id
+             WHERE d.id = $1"
+        ));
+        Ok(with_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// One page of devices and the total matching the filter.
+    pub async fn list_devices(&self, f: &DeviceFilter) -> Result<(Vec<DeviceRow>, i64)> {
+        let order_col = match f.sort {
+            DeviceSort::Hostname => "LOWER(d.hostname)",
+            DeviceSort::LastSeen => "d.last_seen_at",
+            DeviceSort::Enrolled => "d.enrolled_at",
+        };
+        let dir = if f.descending { "DESC" } else { "ASC" };
+        // NULLs (never seen) sort last whatever the direction.
+        let where_sql = "WHERE ($1 IS NULL OR LOWER(d.hostname) LIKE $1 ESCAPE '\\')
+              AND ($2 IS NULL
+                   OR ($2 = 1 AND d.last_seen_at >= $3)
+                   OR ($2 = 0 AND (d.last_seen_at IS NULL OR d.last_seen_at < $3)))";
+        let page_sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLS} FROM devices d LEFT JOIN device_inventory i ON i.device_id = d.id
+             {where_sql}
+             ORDER BY ({order_col} IS NULL), {order_col} {dir}, d.id {dir}
+             LIMIT $4 OFFSET $5"
+        ));
+        let count_sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM devices d {where_sql}"));
+        let search = f
+            .search
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(like_pattern);
+        let online: Option<i64> = f.online.map(i64::from);
+        Ok(with_pool!(self, |pool| {
+            let rows: Vec<DeviceRow> = sqlx::query_as(page_sql)
+                .bind(&search)
+                .bind(online)
+                .bind(f.online_cutoff)
+                .bind(f.limit)
+                .bind(f.offset)
+                .fetch_all(pool)
+                .await?;
+            let (total,): (i64,) = sqlx::query_as(count_sql)
+                .bind(&search)
+                .bind(online)
+                .bind(f.online_cutoff)
+                .fetch_one(pool)
+                .await?;
+            (rows, total)
+        }))
+    }
+
+    /// Delete a device and everything stored about it. `NotFound` if absent.
+    pub async fn delete_device(&self, id: &str, audit: &AuditEntry) -> Result<()> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query("DELETE FROM devices WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Revoke a device's credential, keeping its record and history.
+    pub async fn revoke_device(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<()> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE devices SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query(
+                "INSERT INTO device_timeline (device_id, at, kind, summary) VALUES ($1, $2, 'revoked', $3)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(format!("credential revoked by {}", audit.actor))
+            .execute(&mut *tx)
+            .await?;
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Mark that an operator wants a fresh inventory; kept until an inventory arrives.
+    pub async fn request_inventory_refresh(
+        &self,
+        id: &str,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE devices SET refresh_requested_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query(
+                "INSERT INTO device_timeline (device_id, at, kind, summary) VALUES ($1, $2, 'refresh_requested', $3)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(format!("inventory refresh requested by {}", audit.actor))
+            .execute(&mut *tx)
+            .await?;
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn inventory(&self, device_id: &str) -> Result<Option<InventoryRow>> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT digest, document, updated_at FROM device_inventory WHERE device_id = $1",
+            )
+            .bind(device_id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Replace the device's inventory and append its timeline entries, atomically.
+    /// `replaces` is the digest the caller diffed against (`None` = first inventory); if another
+    /// upload won the race the result is `Conflict` and nothing is written.
+    #[allow(clippy::too_many_arguments)] // one transaction's worth of data; a struct would only rename it
+    pub async fn store_inventory(
+        &self,
+        device_id: &str,
+        replaces: Option<&str>,
+        digest: &str,
+        document_json: &str,
+        hostname: &str,
+        os_name: Option<&str>,
+        os_version: Option<&str>,
+        entries: &[NewTimelineEntry],
+        now: i64,
+    ) -> Result<()> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = match replaces {
+                None => sqlx::query(
+                    "INSERT INTO device_inventory (device_id, digest, document, updated_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (device_id) DO NOTHING",
+                )
+                .bind(device_id)
+                .bind(digest)
+                .bind(document_json)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                Some(old) => sqlx::query(
+                    "UPDATE device_inventory SET digest = $2, document = $3, updated_at = $4
+                     WHERE device_id = $1 AND digest = $5",
+                )
+                .bind(device_id)
+                .bind(digest)
+                .bind(document_json)
+                .bind(now)
+                .bind(old)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            };
+            if n == 0 {
+                return Err(StoreError::Conflict(
+                    "inventory changed concurrently".into(),
+                ));
+            }
+            let n = sqlx::query(
+                "UPDATE devices SET hostname = $2, os_name = $3, os_version = $4,
+                        refresh_requested_at = NULL
+                 WHERE id = $1 AND revoked_at IS NULL",
+            )
+            .bind(device_id)
+            .bind(hostname)
+            .bind(os_name)
+            .bind(os_version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            for e in entries {
+                sqlx::query(
+                    "INSERT INTO device_timeline (device_id, at, kind, category, field, change,
+                                                  old_value, new_value, summary)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(device_id)
+                .bind(now)
+                .bind(&e.kind)
+                .bind(&e.category)
+                .bind(&e.field)
+                .bind(&e.change)
+                .bind(&e.old_value)
+                .bind(&e.new_value)
+                .bind(&e.summary)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Timeline entries of a device, newest first, with ids below `before`.
+    pub async fn timeline(
+        &self,
+        device_id: &str,
+        before: Option<i64>,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<TimelineRow>> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, device_id, at, kind, category, field, change, old_value, new_value, summary
+                 FROM device_timeline
+                 WHERE device_id = $1 AND ($2 IS NULL OR id < $2) AND ($3 IS NULL OR kind = $3)
+                 ORDER BY id DESC LIMIT $4",
+            )
+            .bind(device_id)
+            .bind(before)
+            .bind(kind)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(super::like_pattern("Web_01%"), "%web\\_01\\%%");
+    }
+}

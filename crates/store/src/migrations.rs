@@ -1,0 +1,86 @@
+//! Migrations for both backends, embedded in the binary. Each version has one SQLite and one
+//! PostgreSQL script under `migrations/{sqlite,postgres}/NNNN_name.sql`; a test checks that the
+//! two directories and this table list exactly the same versions, so the backends cannot drift.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+
+use crate::Backend;
+
+/// One schema version, written for both backends.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationPair {
+    pub version: i64,
+    pub name: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+pub const MIGRATIONS: &[MigrationPair] = &[MigrationPair {
+    version: 1,
+    name: "foundation",
+    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+}];
+
+pub(crate) fn migrator(backend: Backend) -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|m| {
+            let sql = match backend {
+                Backend::Sqlite => m.sqlite,
+                Backend::Postgres => m.postgres,
+            };
+            Migration::new(
+                m.version,
+                Cow::Borrowed(m.name),
+                MigrationType::Simple,
+                AssertSqlSafe(sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn versions_in(dir: &str) -> BTreeSet<i64> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(dir);
+        std::fs::read_dir(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                let (num, _) = name
+                    .split_once('_')
+                    .unwrap_or_else(|| panic!("bad name {name}"));
+                num.parse::<i64>()
+                    .unwrap_or_else(|_| panic!("bad version in {name}"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_backends_have_identical_migration_versions() {
+        let sqlite = versions_in("sqlite");
+        let postgres = versions_in("postgres");
+        let table: BTreeSet<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(
+            sqlite, postgres,
+            "migration versions differ between backends"
+        );
+        assert_eq!(sqlite, table, "migrations/ and the MIGRATIONS table differ");
+        assert_eq!(
+            table.len(),
+            MIGRATIONS.len(),
+            "duplicate version in MIGRATIONS"
+        );
+    }
+}

@@ -1,0 +1,657 @@
+//! The storage suite: every case runs on SQLite and on a real PostgreSQL (a throwaway cluster
+//! the harness starts, or `CAPSTAN_TEST_DATABASE_URL`), so both backends keep identical
+//! behaviour. Nothing here is skipped when PostgreSQL is "unavailable": the harness starts it.
+
+use std::sync::Arc;
+
+use capstan_store::*;
+use serde_json::json;
+
+struct Db {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::connect(&url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    Db {
+        store,
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Db {
+    let pg = capstan_testkit::postgres().expect("throwaway PostgreSQL");
+    let url = pg.create_database().expect("create database");
+    let store = Store::connect(&url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    Db { store, _dir: None }
+}
+
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let db = super::sqlite().await;
+                    assert_eq!(db.store.backend(), capstan_store::Backend::Sqlite);
+                    super::$case(&db.store).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let db = super::postgres().await;
+                    assert_eq!(db.store.backend(), capstan_store::Backend::Postgres);
+                    super::$case(&db.store).await;
+                }
+            }
+        )*
+    };
+}
+
+on_both!(
+    migrations_are_recorded_and_idempotent,
+    users_and_sessions,
+    api_tokens,
+    enrollment_limits,
+    concurrent_enrollment_never_exceeds_max_uses,
+    reenrollment_reuses_the_device,
+    checkin_and_revocation,
+    inventory_history_is_atomic_and_paged,
+    device_list_filters_sorts_and_pages,
+    delete_cascades_and_is_audited,
+    settings_initialise_once,
+);
+
+fn audit(action: &str) -> AuditEntry {
+    AuditEntry {
+        at: 1,
+        actor: "user:test".into(),
+        action: action.into(),
+        target: None,
+        details: json!({}),
+    }
+}
+
+fn id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+async fn migrations_are_recorded_and_idempotent(s: &Store) {
+    let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(s.applied_migrations().await.unwrap(), versions);
+    s.migrate().await.unwrap();
+    assert_eq!(s.applied_migrations().await.unwrap(), versions);
+    s.ping().await.unwrap();
+}
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        id: id(),
+        username: name.into(),
+        password_hash: "h".into(),
+        role: "viewer".into(),
+        created_at: 5,
+    }
+}
+
+async fn users_and_sessions(s: &Store) {
+    assert!(s.bootstrap_admin(&new_user("admin")).await.unwrap());
+    assert!(
+        !s.bootstrap_admin(&new_user("admin2")).await.unwrap(),
+        "bootstrap only on an empty database"
+    );
+    let u = new_user("alice");
+    s.create_user(&u, Some(&audit("user.create")))
+        .await
+        .unwrap();
+    match s.create_user(&new_user("alice"), None).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("duplicate username must conflict, got {other:?}"),
+    }
+    assert_eq!(s.count_users().await.unwrap(), 2);
+    let row = s.user_by_username("alice").await.unwrap().unwrap();
+    assert_eq!(row.id, u.id);
+    assert!(!row.disabled);
+    assert!(
+        s.user_by_username("ALICE").await.unwrap().is_none(),
+        "usernames are exact"
+    );
+
+    let sess = SessionRow {
+        id: id(),
+        user_id: u.id.clone(),
+        secret_hash: "x".into(),
+        created_at: 10,
+        expires_at: 100,
+        last_used_at: 10,
+    };
+    s.create_session(&sess).await.unwrap();
+    s.touch_session(&sess.id, 50, 500).await.unwrap();
+    let got = s.session(&sess.id).await.unwrap().unwrap();
+    assert_eq!((got.last_used_at, got.expires_at), (50, 500));
+    assert_eq!(s.purge_expired_sessions(400).await.unwrap(), 0);
+    assert_eq!(s.purge_expired_sessions(600).await.unwrap(), 1);
+    assert!(s.session(&sess.id).await.unwrap().is_none());
+    let audit_rows = s.audit_log(10).await.unwrap();
+    assert_eq!(
+        audit_rows.len(),
+        1,
+        "one audited create, the bootstrap is not an operator action"
+    );
+}
+
+async fn api_tokens(s: &Store) {
+    let a = new_user("a");
+    let b = new_user("b");
+    s.create_user(&a, None).await.unwrap();
+    s.create_user(&b, None).await.unwrap();
+    let mk = |user: &str, name: &str| ApiTokenRow {
+        id: id(),
+        user_id: user.into(),
+        name: name.into(),
+        secret_hash: "h".into(),
+        created_at: 1,
+        expires_at: Some(99),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let t1 = mk(&a.id, "ci");
+    s.create_api_token(&t1, &audit("api_token.create"))
+        .await
+        .unwrap();
+    s.create_api_token(&mk(&b.id, "other"), &audit("api_token.create"))
+        .await
+        .unwrap();
+    assert_eq!(s.list_api_tokens(Some(&a.id)).await.unwrap().len(), 1);
+    assert_eq!(s.list_api_tokens(None).await.unwrap().len(), 2);
+    s.touch_api_token(&t1.id, 100_000).await.unwrap();
+    assert_eq!(
+        s.api_token(&t1.id).await.unwrap().unwrap().last_used_at,
+        Some(100_000)
+    );
+    s.revoke_api_token(&t1.id, 7, &audit("api_token.revoke"))
+        .await
+        .unwrap();
+    s.revoke_api_token(&t1.id, 8, &audit("api_token.revoke"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.api_token(&t1.id).await.unwrap().unwrap().revoked_at,
+        Some(7),
+        "first revocation time is kept"
+    );
+    assert!(matches!(
+        s.revoke_api_token("nope", 1, &audit("x")).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+fn token(max_uses: Option<i64>, expires_at: i64) -> NewEnrollmentToken {
+    NewEnrollmentToken {
+        id: id(),
+        name: "lab".into(),
+        secret_hash: "h".into(),
+        created_at: 1,
+        created_by: "user:test".into(),
+        expires_at,
+        max_uses,
+        default_tags: vec!["lab".into(), "linux".into()],
+    }
+}
+
+fn enroll_input(token_id: &str, identity: &str, now: i64) -> EnrollInput {
+    EnrollInput {
+        token_id: token_id.into(),
+        now,
+        new_device_id: id(),
+        secret_hash: format!("secret-{identity}"),
+        identity_key: identity.into(),
+        identity_source: "instance".into(),
+        hostname: format!("host-{identity}"),
+        os_family: "linux".into(),
+        agent_version: "0.1.0".into(),
+    }
+}
+
+async fn enrollment_limits(s: &Store) {
+    let t = token(Some(2), 1_000);
+    s.create_enrollment_token(&t, &audit("enrollment_token.create"))
+        .await
+        .unwrap();
+    s.enroll_device(&enroll_input(&t.id, "m1", 10))
+        .await
+        .unwrap();
+    s.enroll_device(&enroll_input(&t.id, "m2", 10))
+        .await
+        .unwrap();
+    match s.enroll_device(&enroll_input(&t.id, "m3", 10)).await {
+        Err(EnrollError::Exhausted(2)) => {}
+        other => panic!("third use must be refused, got {other:?}"),
+    }
+    let row = s.enrollment_token(&t.id).await.unwrap().unwrap();
+    assert_eq!(row.uses, 2);
+    assert_eq!(row.state(10), "exhausted");
+    assert_eq!(row.tags(), vec!["lab".to_string(), "linux".to_string()]);
+
+    let expired = token(None, 1_000);
+    s.create_enrollment_token(&expired, &audit("x"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.enroll_device(&enroll_input(&expired.id, "m4", 1_000))
+            .await,
+        Err(EnrollError::Expired)
+    ));
+
+    let revoked = token(None, 10_000);
+    s.create_enrollment_token(&revoked, &audit("x"))
+        .await
+        .unwrap();
+    s.revoke_enrollment_token(&revoked.id, 5, &audit("x"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.enroll_device(&enroll_input(&revoked.id, "m5", 10)).await,
+        Err(EnrollError::Invalid)
+    ));
+    assert!(matches!(
+        s.enroll_device(&enroll_input("unknown", "m6", 10)).await,
+        Err(EnrollError::Invalid)
+    ));
+    // Refused enrollments store nothing.
+    let (devices, total) = s
+        .list_devices(&DeviceFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((devices.len(), total), (2, 2));
+    assert_eq!(s.list_enrollment_tokens().await.unwrap().len(), 3);
+}
+
+async fn concurrent_enrollment_never_exceeds_max_uses(s: &Store) {
+    let t = token(Some(5), 1_000_000);
+    s.create_enrollment_token(&t, &audit("x")).await.unwrap();
+    let s = Arc::new(s.clone());
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        let tid = t.id.clone();
+        tasks.push(tokio::spawn(async move {
+            s.enroll_device(&enroll_input(&tid, &format!("c{i}"), 10))
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(EnrollError::Exhausted(_)) => {}
+            // SQLite may report a busy writer under contention; that is a refusal, not an overrun.
+            Err(EnrollError::Store(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    let row = s.enrollment_token(&t.id).await.unwrap().unwrap();
+    assert_eq!(
+        row.uses, ok,
+        "uses counter must equal successful enrollments"
+    );
+    assert!(ok <= 5, "{ok} enrollments with a 5-use token");
+    let (_, total) = s
+        .list_devices(&DeviceFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, ok);
+}
+
+async fn reenrollment_reuses_the_device(s: &Store) {
+    let t = token(None, 1_000_000);
+    s.create_enrollment_token(&t, &audit("x")).await.unwrap();
+    let first = s
+        .enroll_device(&enroll_input(&t.id, "same", 10))
+        .await
+        .unwrap();
+    assert!(!first.reenrolled);
+    s.revoke_device(&first.device_id, 15, &audit("device.revoke"))
+        .await
+        .unwrap();
+    let mut again = enroll_input(&t.id, "same", 20);
+    again.secret_hash = "new-secret".into();
+    let second = s.enroll_device(&again).await.unwrap();
+    assert!(second.reenrolled);
+    assert_eq!(second.device_id, first.device_id, "no duplicate device");
+    let auth = s.device_auth(&first.device_id).await.unwrap().unwrap();
+    assert_eq!(auth.secret_hash, "new-secret", "old credential replaced");
+    assert_eq!(
+        auth.revoked_at, None,
+        "re-enrolling with a valid token restores the device"
+    );
+    let kinds: Vec<String> = s
+        .timeline(&first.device_id, None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(kinds, vec!["reenrolled", "revoked", "enrolled"]);
+    let (_, total) = s
+        .list_devices(&DeviceFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 1);
+}
+
+async fn enrolled(s: &Store, identity: &str, now: i64) -> String {
+    let t = token(None, i64::MAX);
+    s.create_enrollment_token(&t, &audit("x")).await.unwrap();
+    s.enroll_device(&enroll_input(&t.id, identity, now))
+        .await
+        .unwrap()
+        .device_id
+}
+
+async fn checkin_and_revocation(s: &Store) {
+    let d = enrolled(s, "ck", 10).await;
+    let (refresh, digest) = s
+        .record_checkin(&d, 20, "0.2.0", Some("boot-1"), Some("{\"load_1\":0.5}"))
+        .await
+        .unwrap();
+    assert_eq!((refresh, digest), (None, None));
+    s.request_inventory_refresh(&d, 25, &audit("device.refresh_inventory"))
+        .await
+        .unwrap();
+    let (refresh, _) = s
+        .record_checkin(&d, 30, "0.2.0", Some("boot-1"), None)
+        .await
+        .unwrap();
+    assert_eq!(refresh, Some(25));
+    let row = s.device(&d).await.unwrap().unwrap();
+    assert_eq!(row.last_seen_at, Some(30));
+    assert_eq!(row.agent_version.as_deref(), Some("0.2.0"));
+    assert_eq!(
+        row.performance.as_deref(),
+        Some("{\"load_1\":0.5}"),
+        "a check-in without a snapshot keeps the last one"
+    );
+    s.revoke_device(&d, 40, &audit("device.revoke"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.record_checkin(&d, 50, "0.2.0", None, None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.request_inventory_refresh(&d, 50, &audit("x")).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.revoke_device("nope", 1, &audit("x")).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+fn change(field: &str) -> NewTimelineEntry {
+    NewTimelineEntry {
+        kind: "inventory_change".into(),
+        category: Some("software".into()),
+        field: Some(field.into()),
+        change: Some("added".into()),
+        old_value: None,
+        new_value: Some("\"1.0\"".into()),
+        summary: format!("software added: {field}"),
+    }
+}
+
+async fn inventory_history_is_atomic_and_paged(s: &Store) {
+    let d = enrolled(s, "inv", 10).await;
+    s.request_inventory_refresh(&d, 11, &audit("x"))
+        .await
+        .unwrap();
+    s.store_inventory(
+        &d,
+        None,
+        "d1",
+        "{\"a\":1}",
+        "renamed",
+        Some("Debian GNU/Linux"),
+        Some("12"),
+        &[],
+        100,
+    )
+    .await
+    .unwrap();
+    let row = s.device(&d).await.unwrap().unwrap();
+    assert_eq!(row.hostname, "renamed");
+    assert_eq!(row.inventory_digest.as_deref(), Some("d1"));
+    assert_eq!(
+        row.refresh_requested_at, None,
+        "an arriving inventory satisfies the refresh request"
+    );
+    // A second "first" inventory (a racing upload) conflicts and writes nothing.
+    assert!(matches!(
+        s.store_inventory(&d, None, "dx", "{}", "h", None, None, &[change("x")], 101)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Replacing the wrong digest conflicts and writes nothing.
+    assert!(matches!(
+        s.store_inventory(
+            &d,
+            Some("stale"),
+            "d2",
+            "{}",
+            "h",
+            None,
+            None,
+            &[change("y")],
+            102
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.inventory(&d).await.unwrap().unwrap().digest, "d1");
+    let entries: Vec<NewTimelineEntry> = (0..7).map(|i| change(&format!("pkg{i}"))).collect();
+    s.store_inventory(
+        &d,
+        Some("d1"),
+        "d2",
+        "{\"a\":2}",
+        "renamed",
+        None,
+        None,
+        &entries,
+        200,
+    )
+    .await
+    .unwrap();
+    let inv = s.inventory(&d).await.unwrap().unwrap();
+    assert_eq!(
+        (inv.digest.as_str(), inv.document.as_str(), inv.updated_at),
+        ("d2", "{\"a\":2}", 200)
+    );
+
+    // enrolled + refresh_requested + 7 changes = 9 entries; page by 4, newest first.
+    let page1 = s.timeline(&d, None, None, 4).await.unwrap();
+    assert_eq!(page1.len(), 4);
+    assert_eq!(page1[0].field.as_deref(), Some("pkg6"));
+    let page2 = s.timeline(&d, Some(page1[3].id), None, 4).await.unwrap();
+    let page3 = s.timeline(&d, Some(page2[3].id), None, 4).await.unwrap();
+    assert_eq!(page2.len(), 4);
+    assert_eq!(
+        page3.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(),
+        vec!["enrolled"]
+    );
+    let mut ids: Vec<i64> = page1
+        .iter()
+        .chain(&page2)
+        .chain(&page3)
+        .map(|r| r.id)
+        .collect();
+    let before = ids.clone();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, before, "strictly newest first across pages");
+    assert_eq!(
+        s.timeline(&d, None, Some("inventory_change"), 100)
+            .await
+            .unwrap()
+            .len(),
+        7
+    );
+    assert_eq!(
+        s.timeline(&d, None, Some("enrolled"), 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn device_list_filters_sorts_and_pages(s: &Store) {
+    let names = ["web-01", "Web_02", "db-01", "100%-disk"];
+    let mut ids = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let d = enrolled(s, &format!("list{i}"), 10 + i as i64).await;
+        s.store_inventory(&d, None, "x", "{}", n, None, None, &[], 10)
+            .await
+            .unwrap();
+        ids.push(d);
+    }
+    // web-01 and db-01 seen recently, others long ago.
+    s.record_checkin(&ids[0], 1_000, "1", None, None)
+        .await
+        .unwrap();
+    s.record_checkin(&ids[2], 2_000, "1", None, None)
+        .await
+        .unwrap();
+    let base = DeviceFilter {
+        limit: 100,
+        online_cutoff: 500,
+        ..Default::default()
+    };
+    let names_of = |rows: &[DeviceRow]| rows.iter().map(|r| r.hostname.clone()).collect::<Vec<_>>();
+
+    let (rows, total) = s
+        .list_devices(&DeviceFilter {
+            search: Some("WEB".into()),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (names_of(&rows), total),
+        (vec!["web-01".to_string(), "Web_02".to_string()], 2)
+    );
+    let (rows, _) = s
+        .list_devices(&DeviceFilter {
+            search: Some("b_".into()),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        names_of(&rows),
+        vec!["Web_02"],
+        "_ is literal, not a wildcard"
+    );
+    let (rows, _) = s
+        .list_devices(&DeviceFilter {
+            search: Some("100%".into()),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(names_of(&rows), vec!["100%-disk"]);
+
+    let (rows, total) = s
+        .list_devices(&DeviceFilter {
+            online: Some(true),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (names_of(&rows), total),
+        (vec!["db-01".to_string(), "web-01".to_string()], 2)
+    );
+    let (_, total) = s
+        .list_devices(&DeviceFilter {
+            online: Some(false),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+
+    let (rows, _) = s
+        .list_devices(&DeviceFilter {
+            sort: DeviceSort::LastSeen,
+            descending: true,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        names_of(&rows)[..2],
+        ["db-01".to_string(), "web-01".to_string()]
+    );
+    let (rows, total) = s
+        .list_devices(&DeviceFilter {
+            limit: 2,
+            offset: 2,
+            ..base.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 4);
+    assert_eq!(rows.len(), 2);
+    let (all, _) = s.list_devices(&base).await.unwrap();
+    assert_eq!(
+        names_of(&all[2..]),
+        names_of(&rows),
+        "offset pages continue the same order"
+    );
+}
+
+async fn delete_cascades_and_is_audited(s: &Store) {
+    let d = enrolled(s, "del", 10).await;
+    s.store_inventory(&d, None, "x", "{}", "h", None, None, &[change("p")], 10)
+        .await
+        .unwrap();
+    s.delete_device(&d, &audit("device.delete")).await.unwrap();
+    assert!(s.device(&d).await.unwrap().is_none());
+    assert!(s.device_auth(&d).await.unwrap().is_none());
+    assert!(s.inventory(&d).await.unwrap().is_none());
+    assert!(s.timeline(&d, None, None, 10).await.unwrap().is_empty());
+    assert!(matches!(
+        s.delete_device(&d, &audit("device.delete")).await,
+        Err(StoreError::NotFound)
+    ));
+    let log = s.audit_log(100).await.unwrap();
+    assert_eq!(
+        log.iter().filter(|r| r.action == "device.delete").count(),
+        1,
+        "a failed delete is not audited"
+    );
+}
+
+async fn settings_initialise_once(s: &Store) {
+    assert_eq!(s.setting("k").await.unwrap(), None);
+    assert_eq!(s.setting_get_or_init("k", "first").await.unwrap(), "first");
+    assert_eq!(s.setting_get_or_init("k", "second").await.unwrap(), "first");
+}
