@@ -170,6 +170,15 @@ impl AgentProcess {
         }
     }
 
+    /// The daemon's exit status if it has exited on its own (`None` while it runs or when it
+    /// was never started).
+    pub fn exit_status(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        match &mut self.child {
+            Some(child) => child.try_wait().context("cannot check on capstan-agent"),
+            None => Ok(None),
+        }
+    }
+
     /// The device id the server assigned, from `<state-dir>/credentials.json`.
     pub fn device_id(&self) -> anyhow::Result<String> {
         let path = self.state_dir.join("credentials.json");
