@@ -75,7 +75,9 @@ pub(crate) async fn json_or_error<T: serde::de::DeserializeOwned>(
         return Err(error_from_response(resp).await);
     }
     let url = resp.url().to_string();
-    resp.json::<T>().await.map_err(|source| Error::Transport { url, source })
+    resp.json::<T>()
+        .await
+        .map_err(|source| Error::Transport { url, source })
 }
 
 /// Accept an empty success response, or turn an error response into [`Error`].

@@ -29,12 +29,17 @@ impl Fingerprint {
     /// (the form `openssl x509 -fingerprint -sha256` prints).
     pub fn parse(s: &str) -> Result<Fingerprint> {
         let s = s.trim();
-        let s = s.strip_prefix("sha256:").or_else(|| s.strip_prefix("SHA256:")).unwrap_or(s);
+        let s = s
+            .strip_prefix("sha256:")
+            .or_else(|| s.strip_prefix("SHA256:"))
+            .unwrap_or(s);
         let hexstr: String = s.chars().filter(|c| *c != ':').collect();
         let bytes = hex::decode(&hexstr)
             .map_err(|e| Error::Config(format!("invalid certificate fingerprint {s:?}: {e}")))?;
         let arr: [u8; 32] = bytes.try_into().map_err(|_| {
-            Error::Config(format!("invalid certificate fingerprint {s:?}: expected 32 bytes of SHA-256"))
+            Error::Config(format!(
+                "invalid certificate fingerprint {s:?}: expected 32 bytes of SHA-256"
+            ))
         })?;
         Ok(Fingerprint(arr))
     }
@@ -123,9 +128,11 @@ pub fn build_http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
         .timeout(opts.timeout.unwrap_or(Duration::from_secs(30)))
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(opts.user_agent.clone().unwrap_or_else(|| {
-            format!("capstan-client/{}", env!("CARGO_PKG_VERSION"))
-        }));
+        .user_agent(
+            opts.user_agent
+                .clone()
+                .unwrap_or_else(|| format!("capstan-client/{}", env!("CARGO_PKG_VERSION"))),
+        );
     if let Some(pin) = opts.pin {
         let verifier = PinnedVerifier {
             pin,
@@ -139,7 +146,10 @@ pub fn build_http_client(opts: &ClientOptions) -> Result<reqwest::Client> {
             .with_no_client_auth();
         builder = builder.tls_backend_preconfigured(config);
     }
-    builder.build().map_err(|source| Error::Transport { url: String::new(), source })
+    builder.build().map_err(|source| Error::Transport {
+        url: String::new(),
+        source,
+    })
 }
 
 /// Normalise a server base URL: require http(s), strip the trailing slash.
@@ -177,7 +187,10 @@ mod tests {
 
     #[test]
     fn base_url_needs_a_scheme() {
-        assert_eq!(normalize_base_url("https://x:8443/").unwrap(), "https://x:8443");
+        assert_eq!(
+            normalize_base_url("https://x:8443/").unwrap(),
+            "https://x:8443"
+        );
         assert!(normalize_base_url("x:8443").is_err());
     }
 }
