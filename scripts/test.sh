@@ -1,0 +1,55 @@
+#!/bin/sh
+# Capstan's one test command: installs the system packages the tests need (when run as root on
+# Debian/Ubuntu), then checks formatting and lints, builds every binary and runs every test —
+# unit, storage (SQLite and a throwaway PostgreSQL the harness starts), API, CLI snapshots and
+# end-to-end tests with real server and agent processes and real dpkg packages.
+#
+#   ./scripts/test.sh
+#
+# Environment: CARGO_TARGET_DIR (default: ~/.cache/capstan/target, kept between runs so a warm
+# run is fast; a cold run works too), CAPSTAN_TEST_DATABASE_URL (use an existing PostgreSQL
+# instead of a throwaway one).
+set -eu
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+need_pkgs=""
+have() { command -v "$1" >/dev/null 2>&1; }
+have dpkg-deb || need_pkgs="$need_pkgs dpkg-dev"
+have curl || need_pkgs="$need_pkgs curl"
+have sha256sum || need_pkgs="$need_pkgs coreutils"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs="$need_pkgs postgresql"
+if [ -n "$need_pkgs" ]; then
+    if [ "$(id -u)" = 0 ] && have apt-get; then
+        say "installing system packages:$need_pkgs"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        # shellcheck disable=SC2086 # word splitting of the package list is intended
+        apt-get install -y -qq --no-install-recommends $need_pkgs >/dev/null
+    else
+        echo "missing system packages:$need_pkgs — install them (as root: apt-get install$need_pkgs)" >&2
+        exit 1
+    fi
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/capstan/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "building every binary (the end-to-end tests run them)"
+cargo build --workspace --bins --locked
+
+say "running every test"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
+say "all tests passed"
