@@ -1,1 +1,337 @@
-fn main() {}
+//! `capstan-loadgen`: simulated agents speaking the real agent protocol, to measure how many
+//! check-ins and inventory ingests per second a Capstan server sustains. It enrolls N devices
+//! (each with its own random identity and credential), then drives check-ins, full inventory
+//! uploads or a 95/5 mix of both, closed-loop or at a fixed rate, and reports throughput,
+//! latency percentiles, errors by code and the CPU each process used. The benchmark script
+//! (scripts/bench.sh) starts the server; this tool only talks to it.
+
+mod cpu;
+mod histogram;
+mod run;
+mod synth;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use capstan_client::api::ApiClient;
+use capstan_client::tls::{ClientOptions, Fingerprint, build_http_client};
+use capstan_proto::api::{CreateEnrollmentTokenRequest, LoginRequest};
+use clap::Parser;
+use serde_json::{Value, json};
+
+use crate::cpu::CpuWatch;
+use crate::run::{Ctx, Mode, Phase, Stats, Target};
+use crate::synth::{AgentProfile, SharedSoftware};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "capstan-loadgen", version, about = "Load generator for a Capstan server: simulated agents speaking the agent protocol")]
+struct Cli {
+    /// Server base URL, e.g. https://127.0.0.1:8443.
+    #[arg(long)]
+    server: String,
+    /// Pin the server certificate (sha256:… as the server prints it).
+    #[arg(long)]
+    fingerprint: Option<String>,
+    /// Console user that creates the enrollment token.
+    #[arg(long, default_value = "admin")]
+    username: String,
+    /// Environment variable holding that user's password.
+    #[arg(long, default_value = "CAPSTAN_ADMIN_PASSWORD")]
+    password_env: String,
+    /// Use this enrollment token instead of logging in (needs at least --agents uses left).
+    #[arg(long)]
+    token: Option<String>,
+    /// Simulated devices to enroll.
+    #[arg(long, default_value_t = 100)]
+    agents: usize,
+    /// Length of the measured phase, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Unmeasured load before the measured phase (connections, caches), in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    #[arg(long, value_enum, default_value_t = Mode::Checkin)]
+    mode: Mode,
+    /// Requests per second in total (open loop); 0 = closed loop, as fast as the server answers.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Closed loop: concurrent requests. Also the concurrency of the first-inventory pass.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Open loop: requests outstanding at most (later ones wait, and their wait counts).
+    #[arg(long, default_value_t = 4096)]
+    max_in_flight: usize,
+    /// Concurrent enrollments.
+    #[arg(long, default_value_t = 32)]
+    enroll_concurrency: usize,
+    /// Software entries per synthetic inventory.
+    #[arg(long, default_value_t = 2000)]
+    packages: usize,
+    /// Package versions changed by each upload after the first.
+    #[arg(long, default_value_t = 10)]
+    changes: usize,
+    /// Per-request timeout, in seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Also account the CPU of this process and its children: LABEL=PID (repeatable).
+    #[arg(long = "watch-pid", value_parser = parse_watch)]
+    watch: Vec<(String, u32)>,
+    /// Seed of the synthetic identities and data [default: different every run].
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+fn parse_watch(s: &str) -> Result<(String, u32), String> {
+    let (label, pid) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected LABEL=PID, got {s:?}"))?;
+    let pid = pid
+        .parse()
+        .map_err(|e| format!("{pid:?} is not a process id: {e}"))?;
+    Ok((label.to_string(), pid))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.agents == 0 {
+        bail!("--agents must be at least 1");
+    }
+    if !(cli.duration > 0.0) || !(cli.warmup >= 0.0) || !(cli.rate >= 0.0) {
+        bail!("--duration must be positive, --warmup and --rate not negative");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = rt.block_on(run(&cli))?;
+    match cli.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print_text(&report),
+    }
+    Ok(())
+}
+
+async fn enrollment_token(cli: &Cli, opts: &ClientOptions, seed: u64) -> anyhow::Result<String> {
+    if let Some(t) = &cli.token {
+        return Ok(t.clone());
+    }
+    let password = std::env::var(&cli.password_env).with_context(|| {
+        format!(
+            "the password of {:?} is read from ${} (or pass --token)",
+            cli.username, cli.password_env
+        )
+    })?;
+    let api = ApiClient::new(&cli.server, None, opts)?;
+    let login = api
+        .login(&LoginRequest {
+            username: cli.username.clone(),
+            password,
+        })
+        .await
+        .with_context(|| format!("logging in to {} as {}", cli.server, cli.username))?;
+    let created = api
+        .with_token(Some(login.token))
+        .create_enrollment_token(&CreateEnrollmentTokenRequest {
+            name: format!("capstan-loadgen run {seed:016x}"),
+            expires_in_secs: Some(86_400),
+            max_uses: Some(u32::try_from(cli.agents).context("--agents is too large")?),
+            default_tags: vec![],
+        })
+        .await
+        .context("creating the enrollment token")?;
+    Ok(created.token)
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<Value> {
+    let pin = cli
+        .fingerprint
+        .as_deref()
+        .map(Fingerprint::parse)
+        .transpose()?;
+    let opts = ClientOptions {
+        pin,
+        timeout: Some(Duration::from_secs(cli.timeout)),
+        user_agent: Some(format!("capstan-loadgen/{}", env!("CARGO_PKG_VERSION"))),
+    };
+    let seed = cli.seed.unwrap_or_else(synth::run_seed);
+    let token = enrollment_token(cli, &opts, seed).await?;
+    let http = build_http_client(&opts)?;
+    let target = Target {
+        http,
+        base_url: cli.server.trim_end_matches('/').to_string(),
+    };
+    let mut ctx = Ctx {
+        target,
+        shared: None,
+        changes: cli.changes as u64,
+        cpu: CpuWatch::new(cli.watch.clone()),
+    };
+
+    let profiles: Vec<AgentProfile> = (0..cli.agents)
+        .map(|i| AgentProfile::new(seed, i))
+        .collect();
+    eprintln!("enrolling {} agents…", cli.agents);
+    let (mut agents, enroll_phase) = run::enroll(&ctx, &token, profiles, cli.enroll_concurrency).await?;
+    let mut phases = vec![enroll_phase];
+
+    let mut prepare_secs = None;
+    if cli.mode.needs_inventory() {
+        eprintln!(
+            "preparing inventories ({} packages, {} changes per upload)…",
+            cli.packages, cli.changes
+        );
+        let t0 = Instant::now();
+        let shared = SharedSoftware::new(cli.packages, cli.changes, seed)?;
+        run::prepare_inventories(&mut agents, &shared)?;
+        ctx.shared = Some(shared);
+        prepare_secs = Some(t0.elapsed().as_secs_f64());
+    }
+    let ctx = Arc::new(ctx);
+    let agents = Arc::new(agents);
+
+    if cli.mode.needs_inventory() {
+        eprintln!("uploading first inventories…");
+        phases.push(run::first_inventories(&ctx, &agents, cli.concurrency).await?);
+    }
+    let main_phase = |secs: f64| {
+        let (ctx, agents) = (ctx.clone(), agents.clone());
+        let duration = Duration::from_secs_f64(secs);
+        async move {
+            if cli.rate > 0.0 {
+                run::open_loop(&ctx, &agents, cli.mode, cli.rate, duration, cli.max_in_flight)
+                    .await
+            } else {
+                run::closed_loop(&ctx, &agents, cli.mode, cli.concurrency, duration).await
+            }
+        }
+    };
+    if cli.warmup > 0.0 {
+        eprintln!("warming up for {} s…", cli.warmup);
+        let mut warm = main_phase(cli.warmup).await?;
+        warm.name = format!("warmup_{}", warm.name);
+        phases.push(warm);
+    }
+    eprintln!("measuring for {} s…", cli.duration);
+    phases.push(main_phase(cli.duration).await?);
+
+    Ok(json!({
+        "loadgen_version": env!("CARGO_PKG_VERSION"),
+        "server": cli.server,
+        "tls": cli.server.starts_with("https://"),
+        "mode": format!("{:?}", cli.mode).to_lowercase(),
+        "agents": agents.len(),
+        "concurrency": cli.concurrency,
+        "rate": cli.rate,
+        "duration_s": cli.duration,
+        "packages": cli.mode.needs_inventory().then_some(cli.packages),
+        "changes": cli.mode.needs_inventory().then_some(cli.changes),
+        "prepare_s": prepare_secs,
+        "phases": phases.iter().map(phase_json).collect::<Vec<_>>(),
+    }))
+}
+
+fn ms(us: u64) -> f64 {
+    (us as f64 / 10.0).round() / 100.0
+}
+
+fn stats_json(s: &Stats, elapsed: Duration) -> Value {
+    let h = &s.latency;
+    json!({
+        "ok": s.ok,
+        "errors": s.errors,
+        "per_sec": (s.ok as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        "p50_ms": ms(h.percentile_us(50.0)),
+        "p90_ms": ms(h.percentile_us(90.0)),
+        "p99_ms": ms(h.percentile_us(99.0)),
+        "p999_ms": ms(h.percentile_us(99.9)),
+        "max_ms": ms(h.max_us()),
+        "mean_ms": (h.mean_us() / 10.0).round() / 100.0,
+        "bytes_per_request": if s.ok > 0 { s.bytes / s.ok } else { 0 },
+    })
+}
+
+fn phase_json(p: &Phase) -> Value {
+    let ops: serde_json::Map<String, Value> = p
+        .ops
+        .iter()
+        .map(|(k, s)| (k.to_string(), stats_json(s, p.elapsed)))
+        .collect();
+    let cpu: serde_json::Map<String, Value> = p
+        .cpu
+        .iter()
+        .map(|(k, v)| (k.clone(), json!((v * 100.0).round() / 100.0)))
+        .collect();
+    json!({
+        "name": p.name,
+        "elapsed_s": (p.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        "target_rate": p.target_rate,
+        "dispatch_lag_max_ms": p.dispatch_lag_max.map(|d| ms(d.as_micros() as u64)),
+        "skipped_busy": p.skipped_busy,
+        "cpu_cores": cpu,
+        "ops": ops,
+    })
+}
+
+fn print_text(report: &Value) {
+    println!(
+        "capstan-loadgen {} → {} ({}), mode {}, {} agents",
+        report["loadgen_version"].as_str().unwrap_or("?"),
+        report["server"].as_str().unwrap_or("?"),
+        if report["tls"].as_bool() == Some(true) { "TLS" } else { "plain HTTP" },
+        report["mode"].as_str().unwrap_or("?"),
+        report["agents"],
+    );
+    if let Some(p) = report["prepare_s"].as_f64() {
+        println!("  inventories prepared in {p:.2} s (not measured)");
+    }
+    let empty = Vec::new();
+    for phase in report["phases"].as_array().unwrap_or(&empty) {
+        println!(
+            "{} ({} s){}",
+            phase["name"].as_str().unwrap_or("?"),
+            phase["elapsed_s"],
+            match phase["target_rate"].as_f64() {
+                Some(r) => format!(
+                    ", target {r}/s, dispatch lag max {} ms, skipped (agent busy) {}",
+                    phase["dispatch_lag_max_ms"], phase["skipped_busy"]
+                ),
+                None => String::new(),
+            }
+        );
+        if let Some(ops) = phase["ops"].as_object() {
+            for (name, s) in ops {
+                println!(
+                    "  {name:<10} {:>8} ok {:>10.1}/s  p50 {} ms  p90 {} ms  p99 {} ms  p99.9 {} ms  max {} ms{}",
+                    s["ok"],
+                    s["per_sec"].as_f64().unwrap_or(0.0),
+                    s["p50_ms"],
+                    s["p90_ms"],
+                    s["p99_ms"],
+                    s["p999_ms"],
+                    s["max_ms"],
+                    match s["bytes_per_request"].as_u64() {
+                        Some(b) if b > 0 => format!("  {b} bytes/request"),
+                        _ => String::new(),
+                    }
+                );
+                if let Some(errors) = s["errors"].as_object().filter(|e| !e.is_empty()) {
+                    let list: Vec<String> = errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!("  {:<10} errors: {}", "", list.join(", "));
+                }
+            }
+        }
+        if let Some(cpu) = phase["cpu_cores"].as_object() {
+            let list: Vec<String> = cpu.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("  cpu (cores): {}", list.join(", "));
+        }
+    }
+}

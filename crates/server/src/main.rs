@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (creates the database, keys and admin account on first start).
-    Serve(capstan_server::config::ServeArgs),
+    Serve(Box<capstan_server::config::ServeArgs>),
     /// Print the OpenAPI specification of the REST API and exit.
     Openapi,
 }

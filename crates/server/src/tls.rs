@@ -62,10 +62,10 @@ pub fn ensure_self_signed(
         "127.0.0.1".to_string(),
         "::1".to_string(),
     ];
-    if let Ok(h) = nix::unistd::gethostname() {
-        if let Some(h) = h.to_str() {
-            names.push(h.to_string());
-        }
+    if let Ok(h) = nix::unistd::gethostname()
+        && let Some(h) = h.to_str()
+    {
+        names.push(h.to_string());
     }
     names.extend(extra_names.iter().cloned());
     names.sort();
