@@ -574,22 +574,53 @@ async fn the_cli_drives_a_real_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_install_script_installs_and_enrolls() {
     let f = start(ServerOptions::default()).await;
-    let token = f.token(Some(1)).await;
+    let created = f
+        .api
+        .create_enrollment_token(&CreateEnrollmentTokenRequest {
+            name: "install".into(),
+            expires_in_secs: None,
+            max_uses: Some(1),
+            default_tags: vec![],
+        })
+        .await
+        .unwrap();
+    let token = created.token.clone();
+    // The command the server hands out pins the server's public key for the script download.
+    let base = created.install_command.replace("| sudo sh", "| sh");
+    assert!(base.contains("--pinnedpubkey 'sha256//"), "{base}");
     let dir = tempfile::tempdir().unwrap();
     let bin_dir = dir.path().join("bin");
     let state_dir = dir.path().join("state");
     std::fs::create_dir_all(&bin_dir).unwrap();
-    // -k only for fetching the script itself: the script pins the certificate for everything
-    // after (see packaging/install.sh).
-    let cmd = format!(
-        "curl -fsSLk {}/install.sh | sh -s -- --token {token} --bin-dir {} --state-dir {} --identity instance --no-service",
-        f.server.url(),
+    // Run it as given (minus sudo: the tests run as root), into temporary directories.
+    let extra = format!(
+        " --bin-dir {} --state-dir {} --identity instance --no-service",
         bin_dir.display(),
         state_dir.display()
     );
+
+    // A wrong pin (an impostor server) stops at the download of the script.
+    let pin_at = base.find("sha256//").unwrap() + "sha256//".len();
+    let wrong = format!(
+        "{}{}={}",
+        &base[..pin_at],
+        "A".repeat(43),
+        &base[pin_at + 44..]
+    );
     let out = std::process::Command::new("sh")
         .arg("-c")
-        .arg(&cmd)
+        .arg(format!("{wrong}{extra}"))
+        .output()
+        .unwrap();
+    assert!(
+        !bin_dir.join("capstan-agent").exists() && !state_dir.join("credentials.json").exists(),
+        "nothing may be installed through a wrong pin: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{base}{extra}"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

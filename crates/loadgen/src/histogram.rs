@@ -86,6 +86,7 @@ impl Histogram {
         self.max = self.max.max(other.max);
     }
 
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -153,7 +154,10 @@ mod tests {
             let got = h.percentile_us(p);
             let err = (got as f64 - exact as f64).abs() / exact as f64;
             assert!(err < 0.01, "p{p}: got {got}, exact {exact}");
-            assert!(got >= exact, "p{p}: the reported value must not understate latency");
+            assert!(
+                got >= exact,
+                "p{p}: the reported value must not understate latency"
+            );
         }
         assert_eq!(h.percentile_us(100.0), *samples.last().unwrap());
     }

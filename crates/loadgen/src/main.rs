@@ -31,7 +31,11 @@ enum Output {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "capstan-loadgen", version, about = "Load generator for a Capstan server: simulated agents speaking the agent protocol")]
+#[command(
+    name = "capstan-loadgen",
+    version,
+    about = "Load generator for a Capstan server: simulated agents speaking the agent protocol"
+)]
 struct Cli {
     /// Server base URL, e.g. https://127.0.0.1:8443.
     #[arg(long)]
@@ -180,7 +184,8 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         .map(|i| AgentProfile::new(seed, i))
         .collect();
     eprintln!("enrolling {} agents…", cli.agents);
-    let (mut agents, enroll_phase) = run::enroll(&ctx, &token, profiles, cli.enroll_concurrency).await?;
+    let (mut agents, enroll_phase) =
+        run::enroll(&ctx, &token, profiles, cli.enroll_concurrency).await?;
     let mut phases = vec![enroll_phase];
 
     let mut prepare_secs = None;
@@ -207,8 +212,15 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         let duration = Duration::from_secs_f64(secs);
         async move {
             if cli.rate > 0.0 {
-                run::open_loop(&ctx, &agents, cli.mode, cli.rate, duration, cli.max_in_flight)
-                    .await
+                run::open_loop(
+                    &ctx,
+                    &agents,
+                    cli.mode,
+                    cli.rate,
+                    duration,
+                    cli.max_in_flight,
+                )
+                .await
             } else {
                 run::closed_loop(&ctx, &agents, cli.mode, cli.concurrency, duration).await
             }
@@ -286,7 +298,11 @@ fn print_text(report: &Value) {
         "capstan-loadgen {} → {} ({}), mode {}, {} agents",
         report["loadgen_version"].as_str().unwrap_or("?"),
         report["server"].as_str().unwrap_or("?"),
-        if report["tls"].as_bool() == Some(true) { "TLS" } else { "plain HTTP" },
+        if report["tls"].as_bool() == Some(true) {
+            "TLS"
+        } else {
+            "plain HTTP"
+        },
         report["mode"].as_str().unwrap_or("?"),
         report["agents"],
     );
@@ -324,7 +340,8 @@ fn print_text(report: &Value) {
                     }
                 );
                 if let Some(errors) = s["errors"].as_object().filter(|e| !e.is_empty()) {
-                    let list: Vec<String> = errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let list: Vec<String> =
+                        errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     println!("  {:<10} errors: {}", "", list.join(", "));
                 }
             }

@@ -22,9 +22,7 @@ use tokio::time::Instant;
 
 use crate::cpu::CpuWatch;
 use crate::histogram::Histogram;
-use crate::synth::{
-    self, AgentProfile, PreparedInventory, SharedSoftware, checkin_request,
-};
+use crate::synth::{self, AgentProfile, PreparedInventory, SharedSoftware, checkin_request};
 
 /// What the load consists of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -264,11 +262,15 @@ pub async fn enroll(
 }
 
 /// Compute every agent's inventory variants (digests included), outside any measurement.
-pub fn prepare_inventories(agents: &mut [Arc<SimAgent>], shared: &SharedSoftware) -> anyhow::Result<()> {
+pub fn prepare_inventories(
+    agents: &mut [Arc<SimAgent>],
+    shared: &SharedSoftware,
+) -> anyhow::Result<()> {
     for agent in agents.iter_mut() {
         let prepared = PreparedInventory::new(&agent.profile, shared)?;
-        let a = Arc::get_mut(agent)
-            .ok_or_else(|| anyhow::anyhow!("agent {} is still shared", agent.profile.index))?;
+        let index = agent.profile.index;
+        let a =
+            Arc::get_mut(agent).ok_or_else(|| anyhow::anyhow!("agent {index} is still shared"))?;
         a.inventory = Some(prepared);
     }
     Ok(())
@@ -361,7 +363,10 @@ impl WorkerStats {
             elapsed,
             ..Default::default()
         };
-        for (kind, stats) in [(OpKind::Checkin, self.checkin), (OpKind::Inventory, self.inventory)] {
+        for (kind, stats) in [
+            (OpKind::Checkin, self.checkin),
+            (OpKind::Inventory, self.inventory),
+        ] {
             if stats.ok + stats.error_count() > 0 {
                 phase.ops.insert(op_name(kind), stats);
             }

@@ -14,7 +14,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use capstan_proto::agent::{CAP_INVENTORY_DELTA, CAP_WAKE_LONGPOLL, CheckinRequest, InventoryUpload};
+use capstan_proto::agent::{
+    CAP_INVENTORY_DELTA, CAP_WAKE_LONGPOLL, CheckinRequest, InventoryUpload,
+};
 use capstan_proto::inventory::*;
 
 /// SplitMix64: tiny, fast and good enough to make synthetic data look varied. Not for secrets.
@@ -45,7 +47,9 @@ impl Rng {
 
     /// 64 hex digits, the shape of a SHA-256 (identity keys, boot ids, digests).
     pub fn hex64(&mut self) -> String {
-        (0..4).map(|_| format!("{:016x}", self.next_u64())).collect()
+        (0..4)
+            .map(|_| format!("{:016x}", self.next_u64()))
+            .collect()
     }
 }
 
@@ -99,7 +103,10 @@ impl AgentProfile {
 pub const AGENT_VERSION: &str = concat!("loadgen-", env!("CARGO_PKG_VERSION"));
 
 pub fn capabilities() -> Vec<String> {
-    vec![CAP_INVENTORY_DELTA.to_string(), CAP_WAKE_LONGPOLL.to_string()]
+    vec![
+        CAP_INVENTORY_DELTA.to_string(),
+        CAP_WAKE_LONGPOLL.to_string(),
+    ]
 }
 
 /// A check-in as the agent sends it: a performance snapshot with a few mounts and the digest
@@ -142,21 +149,159 @@ pub fn checkin_request(profile: &AgentProfile, seq: u64, digest: Option<String>)
 }
 
 const STEMS: &[&str] = &[
-    "ssl", "xml2", "curl", "gtk", "glib", "python", "perl", "ruby", "zstd", "lzma", "bz2",
-    "ncurses", "readline", "pam", "systemd", "udev", "dbus", "avahi", "cups", "pulse", "alsa",
-    "x11", "xcb", "wayland", "mesa", "drm", "vulkan", "icu", "nss", "krb5", "ldap", "sasl",
-    "gnutls", "gcrypt", "gpg", "assuan", "ksba", "npth", "sqlite", "pq", "mysql", "uv", "ev",
-    "event", "jansson", "yaml", "json", "pcre", "onig", "tiff", "png", "jpeg", "webp", "gif",
-    "heif", "opus", "vorbis", "flac", "ogg", "lame", "x264", "x265", "vpx", "dav1d", "aom",
-    "sdl", "harfbuzz", "freetype", "fontconfig", "cairo", "pango", "pixman", "atk", "secret",
-    "soup", "gstreamer", "poppler", "lcms", "openjp", "exif", "gphoto", "usb", "pci", "hwloc",
-    "numa", "cap", "acl", "attr", "selinux", "apparmor", "seccomp", "bpf", "elf", "dw",
-    "unwind", "ffi", "gmp", "mpfr", "mpc", "isl", "gcc", "tinfo", "magic", "archive", "zip",
-    "snappy", "lz4", "brotli", "nghttp2", "ssh", "idn2", "psl", "unistring", "tasn1", "p11-kit",
-    "nettle", "keyutils", "tirpc", "nsl", "crypt", "xxhash", "md", "bsd", "edit", "expat",
-    "uuid", "blkid", "mount", "fdisk", "smartcols", "parted", "lvm2", "cryptsetup", "iscsi",
-    "nfs", "samba", "smbclient", "talloc", "tdb", "tevent", "ldb", "boost", "qt5", "kf5",
-    "gnome", "nautilus", "evince", "totem", "rhythmbox", "shotwell", "vim", "emacs", "git",
+    "ssl",
+    "xml2",
+    "curl",
+    "gtk",
+    "glib",
+    "python",
+    "perl",
+    "ruby",
+    "zstd",
+    "lzma",
+    "bz2",
+    "ncurses",
+    "readline",
+    "pam",
+    "systemd",
+    "udev",
+    "dbus",
+    "avahi",
+    "cups",
+    "pulse",
+    "alsa",
+    "x11",
+    "xcb",
+    "wayland",
+    "mesa",
+    "drm",
+    "vulkan",
+    "icu",
+    "nss",
+    "krb5",
+    "ldap",
+    "sasl",
+    "gnutls",
+    "gcrypt",
+    "gpg",
+    "assuan",
+    "ksba",
+    "npth",
+    "sqlite",
+    "pq",
+    "mysql",
+    "uv",
+    "ev",
+    "event",
+    "jansson",
+    "yaml",
+    "json",
+    "pcre",
+    "onig",
+    "tiff",
+    "png",
+    "jpeg",
+    "webp",
+    "gif",
+    "heif",
+    "opus",
+    "vorbis",
+    "flac",
+    "ogg",
+    "lame",
+    "x264",
+    "x265",
+    "vpx",
+    "dav1d",
+    "aom",
+    "sdl",
+    "harfbuzz",
+    "freetype",
+    "fontconfig",
+    "cairo",
+    "pango",
+    "pixman",
+    "atk",
+    "secret",
+    "soup",
+    "gstreamer",
+    "poppler",
+    "lcms",
+    "openjp",
+    "exif",
+    "gphoto",
+    "usb",
+    "pci",
+    "hwloc",
+    "numa",
+    "cap",
+    "acl",
+    "attr",
+    "selinux",
+    "apparmor",
+    "seccomp",
+    "bpf",
+    "elf",
+    "dw",
+    "unwind",
+    "ffi",
+    "gmp",
+    "mpfr",
+    "mpc",
+    "isl",
+    "gcc",
+    "tinfo",
+    "magic",
+    "archive",
+    "zip",
+    "snappy",
+    "lz4",
+    "brotli",
+    "nghttp2",
+    "ssh",
+    "idn2",
+    "psl",
+    "unistring",
+    "tasn1",
+    "p11-kit",
+    "nettle",
+    "keyutils",
+    "tirpc",
+    "nsl",
+    "crypt",
+    "xxhash",
+    "md",
+    "bsd",
+    "edit",
+    "expat",
+    "uuid",
+    "blkid",
+    "mount",
+    "fdisk",
+    "smartcols",
+    "parted",
+    "lvm2",
+    "cryptsetup",
+    "iscsi",
+    "nfs",
+    "samba",
+    "smbclient",
+    "talloc",
+    "tdb",
+    "tevent",
+    "ldb",
+    "boost",
+    "qt5",
+    "kf5",
+    "gnome",
+    "nautilus",
+    "evince",
+    "totem",
+    "rhythmbox",
+    "shotwell",
+    "vim",
+    "emacs",
+    "git",
 ];
 
 const FORMS: &[(&str, &str)] = &[
@@ -363,8 +508,17 @@ pub fn document(profile: &AgentProfile, software: Vec<SoftwarePackage>) -> Inven
                 NetworkInterface {
                     name: "enp0s31f6".into(),
                     mac: Some(mac(1)),
-                    ipv4: vec![format!("10.{}.{}.{}/16", 20 + (i >> 16) % 200, (i >> 8) & 0xff, i & 0xff)],
-                    ipv6: vec![format!("fe80::5054:ff:fe{:02x}:{:04x}/64", (i >> 16) & 0xff, i & 0xffff)],
+                    ipv4: vec![format!(
+                        "10.{}.{}.{}/16",
+                        20 + (i >> 16) % 200,
+                        (i >> 8) & 0xff,
+                        i & 0xff
+                    )],
+                    ipv6: vec![format!(
+                        "fe80::5054:ff:fe{:02x}:{:04x}/64",
+                        (i >> 16) & 0xff,
+                        i & 0xffff
+                    )],
                     up: Some(true),
                     mtu: Some(1500),
                     speed_mbps: Some(1000),
@@ -420,16 +574,23 @@ pub fn document(profile: &AgentProfile, software: Vec<SoftwarePackage>) -> Inven
                 mapped_as: Some("nvme0n1p3_crypt".into()),
             }],
         }),
-        collectors: ["hardware", "virtualization", "os", "network", "software", "security"]
-            .iter()
-            .enumerate()
-            .map(|(n, name)| CollectorStatus {
-                name: (*name).into(),
-                ok: true,
-                duration_ms: 5 + n as u64 * 7,
-                error: None,
-            })
-            .collect(),
+        collectors: [
+            "hardware",
+            "virtualization",
+            "os",
+            "network",
+            "software",
+            "security",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(n, name)| CollectorStatus {
+            name: (*name).into(),
+            ok: true,
+            duration_ms: 5 + n as u64 * 7,
+            error: None,
+        })
+        .collect(),
     }
 }
 
@@ -449,7 +610,10 @@ impl SharedSoftware {
             Arc::new(serde_json::to_vec(&a).context("serialising the software list")?),
             Arc::new(serde_json::to_vec(&b).context("serialising the software list")?),
         ];
-        Ok(SharedSoftware { lists: [a, b], json })
+        Ok(SharedSoftware {
+            lists: [a, b],
+            json,
+        })
     }
 }
 
@@ -561,8 +725,11 @@ mod tests {
         let b = document(&p, shared.lists[1].clone());
         let changes = diff(&a, &b);
         assert_eq!(changes.len(), 10, "{changes:#?}");
-        assert!(changes.iter().all(|c| matches!(c.kind, ChangeKind::Changed)
-            && c.category == "software"));
+        assert!(
+            changes
+                .iter()
+                .all(|c| matches!(c.kind, ChangeKind::Changed) && c.category == "software")
+        );
         // And back again: the alternating steady state also records K changes.
         assert_eq!(diff(&b, &a).len(), 10);
         let prepared = PreparedInventory::new(&p, &shared).unwrap();

@@ -38,12 +38,14 @@ fn info(t: &EnrollmentTokenRow, now: i64) -> EnrollmentTokenInfo {
     }
 }
 
-/// The one-line install command for a token, pinned to this server's certificate.
+/// The one-line install command for a token. With TLS it pins the server's public key, so
+/// even the script download cannot be intercepted (`--insecure` only skips CA validation,
+/// which a self-signed certificate cannot pass; the pin is the stronger check); the script
+/// then pins the certificate for everything after.
 pub fn install_command(state: &AppState, token: &str) -> String {
-    let curl = if state.fingerprint.is_some() {
-        "curl -fsSLk"
-    } else {
-        "curl -fsSL"
+    let curl = match &state.spki_pin {
+        Some(pin) => format!("curl -fsSL --insecure --pinnedpubkey 'sha256//{pin}'"),
+        None => "curl -fsSL".to_string(),
     };
     format!(
         "{curl} {}/install.sh | sudo sh -s -- --token {token}",

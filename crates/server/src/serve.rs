@@ -128,6 +128,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         TlsMode::Files { cert, key } => Some(crate::tls::load(cert, key)?),
     };
     let fingerprint = tls_material.as_ref().map(|m| m.fingerprint.clone());
+    let spki_pin = tls_material.as_ref().map(|m| m.spki_pin.clone());
     let public_url = config
         .public_url
         .clone()
@@ -145,6 +146,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         signing_key,
         public_url: public_url.clone(),
         fingerprint: fingerprint.clone(),
+        spki_pin,
         tls: tls_material.is_some(),
         metrics: crate::telemetry::metrics_handle(),
         shutdown: shutdown_rx,

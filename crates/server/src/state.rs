@@ -24,6 +24,8 @@ pub struct Inner {
     pub public_url: String,
     /// SHA-256 fingerprint of the served certificate (`sha256:…`), when serving TLS.
     pub fingerprint: Option<String>,
+    /// curl `--pinnedpubkey` form of the served certificate's key, when serving TLS.
+    pub spki_pin: Option<String>,
     pub tls: bool,
     pub metrics: PrometheusHandle,
     /// Becomes `true` when the server is shutting down (ends long-polls promptly).

@@ -25,6 +25,7 @@ pub async fn app_with_config(config: Config) -> anyhow::Result<(axum::Router, Ap
         signing_key,
         public_url: "http://capstan.test".into(),
         fingerprint: None,
+        spki_pin: None,
         tls: false,
         metrics: crate::telemetry::metrics_handle(),
         shutdown: rx,

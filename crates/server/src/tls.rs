@@ -18,14 +18,26 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// Certificate chain, key and the leaf's fingerprint.
+/// Certificate chain, key and the leaf's fingerprints.
 pub struct TlsMaterial {
     pub config: Arc<rustls::ServerConfig>,
+    /// `sha256:<hex>` of the leaf certificate (what agents and the CLI pin).
     pub fingerprint: String,
+    /// Base64 SHA-256 of the leaf's public key (SPKI), the form `curl --pinnedpubkey sha256//…`
+    /// takes, so the install command itself can pin the server.
+    pub spki_pin: String,
 }
 
 pub fn fingerprint_of(der: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(der)))
+}
+
+/// The curl public-key pin of a certificate.
+pub fn spki_pin_of(der: &CertificateDer<'_>) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let anchor = webpki::anchor_from_trusted_cert(der).context("parsing the server certificate")?;
+    let spki = webpki::spki_for_anchor(&anchor);
+    Ok(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(spki.as_ref())))
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
@@ -96,6 +108,7 @@ pub fn load(cert_path: &Path, key_path: &Path) -> anyhow::Result<TlsMaterial> {
         .first()
         .with_context(|| format!("{} contains no certificate", cert_path.display()))?;
     let fingerprint = fingerprint_of(leaf.as_ref());
+    let spki_pin = spki_pin_of(leaf)?;
     let key = PrivateKeyDer::from_pem_file(key_path)
         .with_context(|| format!("reading private key {}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -109,6 +122,7 @@ pub fn load(cert_path: &Path, key_path: &Path) -> anyhow::Result<TlsMaterial> {
     Ok(TlsMaterial {
         config: Arc::new(config),
         fingerprint,
+        spki_pin,
     })
 }
 
@@ -196,6 +210,25 @@ mod tests {
             0o600
         );
         assert!(first.starts_with("sha256:") && first.len() == 7 + 64);
+        // The SPKI pin is what `openssl x509 -pubkey | openssl pkey -pubin -outform der |
+        // openssl dgst -sha256 -binary | base64` prints: 32 bytes in base64.
+        let pin = load(&c, &k).unwrap().spki_pin;
+        assert_eq!(pin.len(), 44, "{pin}");
+        if std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+                    c.display()
+                ))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pin);
+        }
     }
 
     #[test]
