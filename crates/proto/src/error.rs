@@ -43,6 +43,9 @@ pub enum ErrorCode {
     RouteNotFound,
     /// The HTTP method is not allowed on this route.
     MethodNotAllowed,
+    /// Too many failed attempts from this address or for this account; retry after the
+    /// number of seconds in the `Retry-After` header.
+    RateLimited,
     /// The server is not ready (e.g. the database is unreachable).
     Unavailable,
     /// An unexpected server-side failure; details are in the server log.
@@ -70,6 +73,7 @@ impl ErrorCode {
             ErrorCode::DeviceRevoked => "device_revoked",
             ErrorCode::RouteNotFound => "route_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

@@ -23,6 +23,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{presented_token, secrets};
 use crate::error::{ApiError, ApiResult, Json, Query};
+use crate::ratelimit::ClientIp;
 use crate::state::{AppState, now_ms};
 
 pub fn router(max_inventory_bytes: usize) -> OpenApiRouter<AppState> {
@@ -84,11 +85,32 @@ fn check_len(what: &str, v: &str, max: usize) -> ApiResult<()> {
 /// new credential — no duplicate device.
 #[utoipa::path(post, path = "/agent/v1/enroll", tag = "agent", request_body = EnrollRequest,
     responses((status = 200, body = EnrollResponse),
-              (status = 401, body = ErrorBody, description = "enrollment_token_invalid / _expired / _exhausted")))]
+              (status = 401, body = ErrorBody, description = "enrollment_token_invalid / _expired / _exhausted"),
+              (status = 429, body = ErrorBody, description = "rate_limited: too many refused enrollments from this address")))]
 async fn enroll(
     State(state): State<AppState>,
+    ip: ClientIp,
     Json(req): Json<EnrollRequest>,
 ) -> ApiResult<Json<EnrollResponse>> {
+    let ip_key = ip.key("enroll");
+    if let Some(k) = &ip_key {
+        state
+            .limits
+            .enroll_ip
+            .check(k)
+            .map_err(ApiError::rate_limited)?;
+    }
+    let result = enroll_checked(&state, req).await;
+    // Only refused credentials count against the address, not malformed requests.
+    if let (Err(e), Some(k)) = (&result, &ip_key)
+        && e.status == StatusCode::UNAUTHORIZED
+    {
+        state.limits.enroll_ip.record_failure(k);
+    }
+    result
+}
+
+async fn enroll_checked(state: &AppState, req: EnrollRequest) -> ApiResult<Json<EnrollResponse>> {
     let invalid = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -10,6 +10,7 @@ pub mod devices;
 pub mod enrollment;
 pub mod error;
 pub mod install;
+pub mod ratelimit;
 pub mod serve;
 pub mod state;
 pub mod telemetry;

@@ -151,6 +151,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics: crate::telemetry::metrics_handle(),
         shutdown: shutdown_rx,
         dummy_password_hash,
+        limits: Default::default(),
     });
     let (router, _spec) = crate::app::build(state);
 
@@ -197,10 +198,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = shutdown_tx.send(true);
     };
-    let app = router;
+    // Handlers see the client address (rate limits, logs) through ConnectInfo.
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
     match tls_material {
         Some(m) => {
-            let listener = crate::tls::TlsListener::new(tcp, m.config)?;
+            use axum::serve::ListenerExt;
+            // tap_io makes axum derive the connect info from the listener's address type.
+            let listener = crate::tls::TlsListener::new(tcp, m.config)?.tap_io(|_| {});
             axum::serve(listener, app)
                 .with_graceful_shutdown(signal)
                 .await?;

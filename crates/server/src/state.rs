@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::ratelimit::FailureLimiter;
 use crate::wake::WakeHub;
 
 #[derive(Clone)]
@@ -33,6 +34,29 @@ pub struct Inner {
     /// An Argon2 hash of a random password, verified against when a login names an unknown
     /// user so timing does not reveal which usernames exist.
     pub dummy_password_hash: String,
+    pub limits: Limits,
+}
+
+/// Failure budgets of the routes that check secrets (see [`crate::ratelimit`]).
+#[derive(Debug)]
+pub struct Limits {
+    /// Failed logins per client address.
+    pub login_ip: FailureLimiter,
+    /// Failed logins per username.
+    pub login_user: FailureLimiter,
+    /// Failed enrollments per client address.
+    pub enroll_ip: FailureLimiter,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let window = std::time::Duration::from_secs(300);
+        Limits {
+            login_ip: FailureLimiter::new(20, window),
+            login_user: FailureLimiter::new(10, window),
+            enroll_ip: FailureLimiter::new(30, window),
+        }
+    }
 }
 
 impl AppState {

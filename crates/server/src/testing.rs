@@ -30,6 +30,7 @@ pub async fn app_with_config(config: Config) -> anyhow::Result<(axum::Router, Ap
         metrics: crate::telemetry::metrics_handle(),
         shutdown: rx,
         dummy_password_hash,
+        limits: Default::default(),
     });
     let (router, _) = crate::app::build(state.clone());
     Ok((router, state))

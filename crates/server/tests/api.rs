@@ -1170,3 +1170,105 @@ fn committed_openapi_spec_is_current() {
         "api/openapi.json is stale: run `CAPSTAN_UPDATE_OPENAPI=1 cargo test -p capstan-server --test api committed_openapi_spec_is_current`"
     );
 }
+
+#[tokio::test]
+async fn repeated_login_failures_are_rate_limited() {
+    let t = setup().await;
+    for _ in 0..10 {
+        let r = t
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": "admin", "password": "guess"})),
+            )
+            .await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    // The account is now locked for the window, even for the right password.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"username": "admin", "password": "test-admin-password"}).to_string(),
+        ))
+        .unwrap();
+    let resp = t.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    let body: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    // Other accounts are unaffected.
+    let other = t
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "bob", "password": "x"})),
+        )
+        .await;
+    assert_error(&other, StatusCode::UNAUTHORIZED, "invalid_credentials");
+}
+
+#[tokio::test]
+async fn refused_enrollments_are_rate_limited_per_address() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let good = t.enrollment_token(&admin, json!({"name": "ok"})).await;
+    let enroll_from = |ip: &str, token: &str, identity: &str| {
+        let req = EnrollRequest {
+            token: token.into(),
+            identity: DeviceIdentity {
+                identity_key: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                    identity.as_bytes(),
+                )),
+                source: "instance".into(),
+            },
+            hostname: "h".into(),
+            agent_version: "0.1.0".into(),
+            os_family: "linux".into(),
+            capabilities: vec![],
+        };
+        let mut r = Request::builder()
+            .method(Method::POST)
+            .uri("/agent/v1/enroll")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(&req).unwrap()))
+            .unwrap();
+        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+        r.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+        t.router.clone().oneshot(r)
+    };
+    for i in 0..30 {
+        let resp = enroll_from("192.0.2.7", "cape_garbage", &format!("x{i}"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    let resp = enroll_from("192.0.2.7", &good, "real").await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a guessing address is blocked"
+    );
+    let resp = enroll_from("192.0.2.8", &good, "real").await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "other addresses enroll normally"
+    );
+    // Successful enrollments never count: many machines behind one NAT keep enrolling.
+    for i in 0..40 {
+        let resp = enroll_from("192.0.2.8", &good, &format!("nat{i}"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}

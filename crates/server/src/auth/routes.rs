@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use super::{Authenticated, Authz, Credential, UsersManage, secrets};
 use crate::error::{ApiError, ApiResult, Json, Path};
+use crate::ratelimit::ClientIp;
 use crate::state::{AppState, now_ms};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -73,11 +74,23 @@ fn validate_name(what: &str, name: &str, max: usize) -> ApiResult<()> {
 /// Returns a session token for the CLI and sets the same token as an HttpOnly cookie for the
 /// console. Sessions expire after the configured idle time (12 h by default).
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody, description = "invalid_credentials")))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody, description = "invalid_credentials"),
+              (status = 429, body = ErrorBody, description = "rate_limited: too many failures for this address or username")))]
 async fn login(
     State(state): State<AppState>,
+    ip: ClientIp,
     Json(req): Json<LoginRequest>,
 ) -> ApiResult<Response> {
+    let ip_key = ip.key("login");
+    let user_key = format!("login-user:{}", req.username);
+    for key in ip_key.iter().chain(std::iter::once(&user_key)) {
+        let limiter = if key.starts_with("login-user:") {
+            &state.limits.login_user
+        } else {
+            &state.limits.login_ip
+        };
+        limiter.check(key).map_err(ApiError::rate_limited)?;
+    }
     let bad = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -102,10 +115,15 @@ async fn login(
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         _ => {
-            tracing::warn!(username = %req.username.escape_debug(), "failed login");
+            tracing::warn!(username = %req.username.escape_debug(), client = ?ip.0, "failed login");
+            if let Some(k) = &ip_key {
+                state.limits.login_ip.record_failure(k);
+            }
+            state.limits.login_user.record_failure(&user_key);
             return Err(bad());
         }
     };
+    state.limits.login_user.reset(&user_key);
     let now = now_ms();
     let id = secrets::new_id();
     let minted = secrets::mint(SESSION_TOKEN_PREFIX, &id);
