@@ -1272,3 +1272,118 @@ async fn refused_enrollments_are_rate_limited_per_address() {
         assert_eq!(resp.status(), StatusCode::OK);
     }
 }
+
+/// Mutations of valid bodies: every answer is either a success or a 4xx in the standard error
+/// shape — never a 5xx, a panic or a non-JSON error.
+#[tokio::test]
+async fn mutated_bodies_never_cause_server_errors() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (_, device_token) = t.device(&admin, "fuzz").await;
+    let enroll_token = t.enrollment_token(&admin, json!({"name": "fuzz"})).await;
+    let endpoints: Vec<(Method, &str, Option<String>, Value)> = vec![
+        (
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            json!({"username": "admin", "password": "wrong-password"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users",
+            Some(admin.clone()),
+            json!({"username": "fz", "password": "long-enough-password", "role": "viewer"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/api-tokens",
+            Some(admin.clone()),
+            json!({"name": "fz", "expires_in_secs": 60}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/enrollment-tokens",
+            Some(admin.clone()),
+            json!({"name": "fz", "expires_in_secs": 60, "max_uses": 2, "default_tags": ["a"]}),
+        ),
+        (
+            Method::POST,
+            "/agent/v1/enroll",
+            None,
+            json!({"token": enroll_token, "identity": {"identity_key": "ab".repeat(32), "source": "instance"},
+                   "hostname": "h", "agent_version": "1", "os_family": "linux", "capabilities": []}),
+        ),
+        (
+            Method::POST,
+            "/agent/v1/checkin",
+            Some(device_token.clone()),
+            json!({"agent_version": "1", "boot_id": "b", "inventory_digest": "d",
+                   "performance": {"load_1": 0.5, "mounts": [{"mount_point": "/", "total_bytes": 10, "used_bytes": 5}]},
+                   "capabilities": ["x"]}),
+        ),
+        (
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(device_token.clone()),
+            upload(doc("fz", &[("a", "1")])),
+        ),
+    ];
+    let nasty: Vec<Value> = vec![
+        Value::Null,
+        json!(0),
+        json!(-1),
+        json!(1e308),
+        json!(u64::MAX),
+        json!(true),
+        json!(""),
+        json!("x".repeat(100_000)),
+        json!("\u{0}\u{202e}<script>"),
+        json!([]),
+        json!({}),
+        json!([[[[[]]]]]),
+    ];
+    let mut cases = 0;
+    for (method, path, token, valid) in &endpoints {
+        let text = valid.to_string();
+        let mut bodies: Vec<Vec<u8>> = Vec::new();
+        for cut in (0..text.len()).step_by((text.len() / 25).max(1)) {
+            bodies.push(text.as_bytes()[..cut].to_vec());
+        }
+        bodies.push(b"\xff\xfe{".to_vec());
+        bodies.push(format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes());
+        if let Value::Object(map) = valid {
+            for key in map.keys() {
+                for v in &nasty {
+                    let mut m = map.clone();
+                    m.insert(key.clone(), v.clone());
+                    bodies.push(Value::Object(m).to_string().into_bytes());
+                }
+                let mut m = map.clone();
+                m.remove(key);
+                bodies.push(Value::Object(m).to_string().into_bytes());
+            }
+        }
+        for body in bodies {
+            let (status, v) = t
+                .raw(
+                    method.clone(),
+                    path,
+                    token.as_deref(),
+                    Some("application/json"),
+                    body.clone(),
+                )
+                .await;
+            cases += 1;
+            assert!(
+                !status.is_server_error(),
+                "{method} {path} answered {status} to {:?}: {v}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            );
+            if !status.is_success() {
+                assert_eq!(v["status"], status.as_u16(), "{method} {path}: {v}");
+                assert!(v["code"].is_string(), "{method} {path}: {v}");
+            }
+        }
+    }
+    assert!(cases > 300, "{cases}");
+}
