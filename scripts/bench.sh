@@ -14,6 +14,7 @@
 #   BENCH_DURATION=25                # seconds per measured scenario
 #   BENCH_BACKENDS="sqlite postgres" # which databases
 #   BENCH_OUT=dir                    # where results go
+#   BENCH_COMMIT=…                   # what to record as the commit (e.g. for an exported tree)
 #   CARGO_TARGET_DIR                 # honoured
 set -euo pipefail
 
@@ -47,7 +48,11 @@ trap cleanup EXIT
 # --- environment -------------------------------------------------------------------------
 {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+    if [ -n "${BENCH_COMMIT:-}" ]; then
+        echo "commit: $BENCH_COMMIT"
+    else
+        echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+    fi
     echo "nproc: $(nproc)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "ram: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
@@ -214,7 +219,7 @@ run_backend() {
     scenario "$backend-checkin-open1000" --mode checkin --agents 10000 --rate 1000 --duration "$DURATION"
     scenario "$backend-inventory-c16" --mode inventory --agents 256 --concurrency 16 --packages 2000 --changes 10 --duration "$DURATION"
     # A fleet's steady state: 95 % check-ins, 5 % full reports with 10 changes.
-    scenario "$backend-mixed-open1000" --mode mixed --agents 2000 --rate 1000 --concurrency 32 --packages 2000 --changes 10 --duration "$DURATION"
+    scenario "$backend-mixed-open1000" --mode mixed --agents 500 --rate 1000 --concurrency 32 --packages 2000 --changes 10 --duration "$DURATION"
     stop_server
 
     start_server "$backend-tls" yes "$db_tls"

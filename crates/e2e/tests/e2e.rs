@@ -651,3 +651,58 @@ async fn the_install_script_installs_and_enrolls() {
         "the token is not echoed"
     );
 }
+
+/// Two server replicas on one PostgreSQL database: an operator's refresh sent to replica B
+/// reaches the agent holding its long-poll on replica A within seconds, through LISTEN/NOTIFY.
+/// The check-in interval is set to 300 s, so only the relay can explain a prompt arrival.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_up_crosses_replicas_through_postgres() {
+    let url = capstan_testkit::postgres()
+        .unwrap()
+        .create_database()
+        .unwrap();
+    let opts = || ServerOptions {
+        database_url: Some(url.clone()),
+        no_tls: true,
+        extra_args: vec!["--checkin-interval-secs".into(), "300".into()],
+        ..Default::default()
+    };
+    let a = start(opts()).await;
+    let b = start(opts()).await;
+    let agent = a.agent().await;
+    let id = agent.device_id().unwrap();
+    let first = a
+        .device_with_inventory(&id)
+        .await
+        .inventory_updated_at_ms
+        .unwrap();
+    // Let the agent settle into its long-poll on replica A.
+    wait_until(
+        "the agent to hold its long-poll on replica A",
+        PATIENCE,
+        || async {
+            let r = a.api.get_device(&id).await?;
+            anyhow::Ok(r.summary.online.then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let r = b.api.refresh_inventory(&id).await.unwrap();
+    assert!(!r.delivered_now, "the agent is not connected to replica B");
+    wait_until(
+        "the relayed refresh to produce a new inventory",
+        Duration::from_secs(30),
+        || async {
+            let d = b.api.get_device(&id).await?;
+            anyhow::Ok((d.inventory_updated_at_ms.unwrap_or(0) > first).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "refresh via replica B answered by the agent on replica A after {:?}",
+        started.elapsed()
+    );
+}

@@ -189,6 +189,7 @@ async fn delete_device(
             other => other.into(),
         })?;
     state.wake.remove(&id);
+    state.publish_wake(&id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -210,7 +211,7 @@ async fn revoke_device(
             other => other.into(),
         })?;
     // End its long-poll so the agent learns at once.
-    state.wake.wake(&id);
+    state.wake_device(&id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -235,7 +236,7 @@ async fn refresh_inventory(
             StoreError::NotFound => not_found(&id),
             other => other.into(),
         })?;
-    let delivered_now = state.wake.wake(&id);
+    let delivered_now = state.wake_device(&id).await;
     Ok((
         StatusCode::ACCEPTED,
         Json(RefreshResponse { delivered_now }),

@@ -152,9 +152,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shutdown: shutdown_rx,
         dummy_password_hash,
         limits: Default::default(),
+        replica_id: crate::auth::secrets::random_hex(8),
     });
-    let (router, _spec) = crate::app::build(state);
+    let (router, _spec) = crate::app::build(state.clone());
 
+    tokio::spawn(crate::state::relay_wakes(state.clone()));
     // Background housekeeping: expired sessions.
     let housekeeping_store = store.clone();
     tokio::spawn(async move {

@@ -35,6 +35,8 @@ pub struct Inner {
     /// user so timing does not reveal which usernames exist.
     pub dummy_password_hash: String,
     pub limits: Limits,
+    /// Random id of this server process, so it can ignore its own relayed wake-ups.
+    pub replica_id: String,
 }
 
 /// Failure budgets of the routes that check secrets (see [`crate::ratelimit`]).
@@ -62,6 +64,53 @@ impl Default for Limits {
 impl AppState {
     pub fn new(inner: Inner) -> AppState {
         AppState(Arc::new(inner))
+    }
+
+    /// Wake a device's agent wherever it is connected: here directly, on other replicas
+    /// through the store's notifications. Returns whether it was waiting on this replica.
+    pub async fn wake_device(&self, device: &str) -> bool {
+        let here = self.wake.wake(device);
+        self.publish_wake(device).await;
+        here
+    }
+
+    /// Tell other replicas to wake `device` (a hint; failures are logged, not fatal).
+    pub async fn publish_wake(&self, device: &str) {
+        let payload = format!("{}:{device}", self.replica_id);
+        if let Err(e) = self
+            .store
+            .publish(capstan_store::WAKE_CHANNEL, &payload)
+            .await
+        {
+            tracing::warn!(error = %e, device, "could not relay a wake-up to other replicas");
+        }
+    }
+}
+
+/// Follow other replicas' wake-ups (PostgreSQL only) and wake the long-polls held here.
+/// Runs until the process ends; resubscribes after errors.
+pub async fn relay_wakes(state: AppState) {
+    loop {
+        match state.store.subscribe(capstan_store::WAKE_CHANNEL).await {
+            Ok(None) => return, // SQLite: a single process, nothing to relay.
+            Ok(Some(mut sub)) => loop {
+                match sub.recv().await {
+                    Ok(payload) => {
+                        if let Some((replica, device)) = payload.split_once(':')
+                            && replica != state.replica_id
+                        {
+                            state.wake.wake(device);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "wake-up relay lost its subscription");
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "wake-up relay cannot subscribe"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

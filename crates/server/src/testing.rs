@@ -31,6 +31,7 @@ pub async fn app_with_config(config: Config) -> anyhow::Result<(axum::Router, Ap
         shutdown: rx,
         dummy_password_hash,
         limits: Default::default(),
+        replica_id: crate::auth::secrets::random_hex(8),
     });
     let (router, _) = crate::app::build(state.clone());
     Ok((router, state))

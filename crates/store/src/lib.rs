@@ -9,6 +9,7 @@ mod audit;
 mod devices;
 mod enrollment;
 mod migrations;
+mod notify;
 mod settings;
 mod users;
 
@@ -20,6 +21,7 @@ pub use enrollment::{
     EnrollError, EnrollInput, EnrollOutcome, EnrollmentTokenRow, NewEnrollmentToken,
 };
 pub use migrations::{MIGRATIONS, MigrationPair};
+pub use notify::{Subscription, WAKE_CHANNEL};
 pub use users::{ApiTokenRow, NewUser, SessionRow, UserRow};
 
 use std::str::FromStr;

@@ -68,6 +68,7 @@ on_both!(
     device_list_filters_sorts_and_pages,
     delete_cascades_and_is_audited,
     settings_initialise_once,
+    notifications_reach_subscribers_on_postgres,
 );
 
 fn audit(action: &str) -> AuditEntry {
@@ -655,4 +656,28 @@ async fn settings_initialise_once(s: &Store) {
     assert_eq!(s.setting("k").await.unwrap(), None);
     assert_eq!(s.setting_get_or_init("k", "first").await.unwrap(), "first");
     assert_eq!(s.setting_get_or_init("k", "second").await.unwrap(), "first");
+}
+
+async fn notifications_reach_subscribers_on_postgres(s: &Store) {
+    let sub = s.subscribe(WAKE_CHANNEL).await.unwrap();
+    match (s.backend(), sub) {
+        (Backend::Sqlite, None) => {
+            // One process, nobody to tell: publishing is a harmless no-op.
+            s.publish(WAKE_CHANNEL, "r1:d1").await.unwrap();
+        }
+        (Backend::Postgres, Some(mut sub)) => {
+            s.publish(WAKE_CHANNEL, "r1:d1").await.unwrap();
+            s.publish(WAKE_CHANNEL, "r2:d2").await.unwrap();
+            let first = tokio::time::timeout(std::time::Duration::from_secs(10), sub.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let second = tokio::time::timeout(std::time::Duration::from_secs(10), sub.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((first.as_str(), second.as_str()), ("r1:d1", "r2:d2"));
+        }
+        (backend, sub) => panic!("{backend:?} subscription {sub:?}"),
+    }
 }
