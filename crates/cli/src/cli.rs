@@ -1,7 +1,7 @@
 //! The command-line grammar of `capstan` (clap derive). Help texts here are what operators read
 //! in `capstan --help`, so they say what a command does and which permission it needs.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::duration::parse_duration_secs;
 
@@ -64,6 +64,8 @@ pub enum Command {
     Logout,
     /// Show the user the current credentials belong to
     Whoami,
+    /// Change your own password (asks for the current one); your other sessions end
+    Passwd,
     /// Manage enrollment tokens (what new devices enroll with)
     #[command(subcommand, after_help = TOKENS_EXAMPLES)]
     Tokens(TokensCommand),
@@ -71,8 +73,11 @@ pub enum Command {
     #[command(subcommand, name = "api-tokens")]
     ApiTokens(ApiTokensCommand),
     /// Manage console users (admin only)
-    #[command(subcommand)]
+    #[command(subcommand, after_help = USERS_EXAMPLES)]
     Users(UsersCommand),
+    /// Read the audit log: who did what, newest first (admin only)
+    #[command(subcommand, after_help = AUDIT_EXAMPLES)]
+    Audit(AuditCommand),
     /// List, inspect and act on enrolled devices
     #[command(subcommand, after_help = DEVICES_EXAMPLES)]
     Devices(DevicesCommand),
@@ -95,6 +100,18 @@ const TOKENS_EXAMPLES: &str = "Examples:
   capstan tokens create --name \"Berlin laptops\" --expires-in 7d --max-uses 50 --tag berlin
   capstan tokens list
   capstan tokens revoke 0190c3a4-0000-7000-8000-000000000001";
+
+const USERS_EXAMPLES: &str = "Examples:
+  capstan users create --username ops1 --role operator
+  capstan users update 0190c3a4-0000-7000-8000-000000000002 --role viewer
+  capstan users update 0190c3a4-0000-7000-8000-000000000002 --disable
+  capstan users update 0190c3a4-0000-7000-8000-000000000002 --reset-password
+  capstan users delete 0190c3a4-0000-7000-8000-000000000002 --yes";
+
+const AUDIT_EXAMPLES: &str = "Examples:
+  capstan audit list
+  capstan audit list --actor admin --action device.delete
+  capstan audit list --all -o json";
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -163,6 +180,61 @@ pub enum UsersCommand {
         #[arg(long, value_enum)]
         role: RoleArg,
     },
+    /// Change a user's role, disable or enable it, or set a new password for it. A role
+    /// change, disabling or a new password ends the user's sessions
+    Update(UpdateUserArgs),
+    /// Delete a user with its sessions and API tokens
+    Delete {
+        /// User id (from `capstan users list`)
+        id: String,
+        /// Do not ask for confirmation (required when standard input is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("change").required(true).multiple(true)))]
+pub struct UpdateUserArgs {
+    /// User id (from `capstan users list`)
+    pub id: String,
+    /// New role
+    #[arg(long, value_enum, group = "change")]
+    pub role: Option<RoleArg>,
+    /// Disable the user: no login, its API tokens stop working
+    #[arg(long, conflicts_with = "enable", group = "change")]
+    pub disable: bool,
+    /// Enable a disabled user again
+    #[arg(long, group = "change")]
+    pub enable: bool,
+    /// Set a new password, read like `capstan login` reads it (asked twice on a terminal)
+    #[arg(long, group = "change")]
+    pub reset_password: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit entries, newest first (one page unless --all)
+    List(AuditListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditListArgs {
+    /// Number of entries, 1 to 500 (server default: 100; with --all, the page size)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=500))]
+    pub limit: Option<u64>,
+    /// Only entries older than this entry id (for paging back)
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
+    /// Only entries by this actor: a username, or an actor as logged (user:NAME, system)
+    #[arg(long, value_name = "ACTOR")]
+    pub actor: Option<String>,
+    /// Only entries with this action, e.g. device.delete, user.update
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+    /// Fetch every older page too
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -320,6 +392,25 @@ mod tests {
     }
 
     #[test]
+    fn users_update_combines_changes() {
+        let cli = Cli::try_parse_from([
+            "capstan",
+            "users",
+            "update",
+            "u1",
+            "--role",
+            "viewer",
+            "--disable",
+        ])
+        .unwrap();
+        let Command::Users(UsersCommand::Update(args)) = cli.command else {
+            panic!("wrong command parsed");
+        };
+        assert_eq!(args.role, Some(RoleArg::Viewer));
+        assert!(args.disable && !args.enable && !args.reset_password);
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         for argv in [
             &[
@@ -343,6 +434,9 @@ mod tests {
             &["capstan", "devices", "list", "--status", "sleeping"],
             &["capstan", "devices", "list", "--limit", "5000"],
             &["capstan", "users", "create", "-u", "bob", "--role", "root"],
+            &["capstan", "users", "update", "u1"],
+            &["capstan", "users", "update", "u1", "--disable", "--enable"],
+            &["capstan", "audit", "list", "--limit", "501"],
         ] {
             let err = Cli::try_parse_from(argv).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{argv:?}");

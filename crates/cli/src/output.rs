@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use capstan_proto::api::{
-    ApiTokenInfo, CreatedApiToken, CreatedEnrollmentToken, DeviceDetail, DevicePage, DeviceSummary,
-    EnrollmentTokenInfo, RefreshResponse, TimelineEntry, TimelinePage, UserInfo,
+    ApiTokenInfo, AuditPage, CreatedApiToken, CreatedEnrollmentToken, DeviceDetail, DevicePage,
+    DeviceSummary, EnrollmentTokenInfo, RefreshResponse, TimelineEntry, TimelinePage, UserInfo,
 };
 use capstan_proto::inventory::{InventoryDocument, PerformanceSnapshot, VirtualizationKind};
 use comfy_table::{ContentArrangement, Table, presets};
@@ -645,11 +645,16 @@ pub fn users_table(users: &[UserInfo], now_ms: i64) -> String {
                 u.id.clone(),
                 u.username.clone(),
                 u.role.as_str().into(),
+                user_state(u).into(),
                 format_relative(Some(u.created_at_ms), now_ms),
             ]
         })
         .collect();
-    table(&["ID", "USERNAME", "ROLE", "CREATED"], rows)
+    table(&["ID", "USERNAME", "ROLE", "STATE", "CREATED"], rows)
+}
+
+fn user_state(u: &UserInfo) -> &'static str {
+    if u.disabled { "disabled" } else { "active" }
 }
 
 /// `capstan whoami` and `capstan users create`.
@@ -657,6 +662,7 @@ pub fn user_info(u: &UserInfo, server: Option<&str>, now_ms: i64) -> String {
     let mut rows = vec![
         ("User", one(&u.username)),
         ("Role", one(u.role.as_str())),
+        ("State", one(user_state(u))),
         ("ID", one(&u.id)),
         ("Created", one(when(u.created_at_ms, now_ms))),
     ];
@@ -664,6 +670,33 @@ pub fn user_info(u: &UserInfo, server: Option<&str>, now_ms: i64) -> String {
         rows.push(("Server", one(server)));
     }
     key_values(&rows)
+}
+
+/// `capstan audit list` as a table.
+pub fn audit_table(page: &AuditPage) -> String {
+    if page.items.is_empty() {
+        return "No audit entries.\n".into();
+    }
+    let rows = page
+        .items
+        .iter()
+        .map(|e| {
+            vec![
+                format_rfc3339(e.at_ms),
+                e.actor.clone(),
+                e.action.clone(),
+                or_dash(e.target.as_deref()),
+            ]
+        })
+        .collect();
+    let mut out = table(&["TIME", "ACTOR", "ACTION", "TARGET"], rows);
+    if let Some(before) = page.next_before {
+        let _ = writeln!(
+            out,
+            "Older entries: add --before {before} (or --all) to the same command."
+        );
+    }
+    out
 }
 
 /// `capstan devices refresh`.
@@ -892,6 +925,28 @@ mod tests {
     }
 
     #[test]
+    fn audit_table_and_json() {
+        let page: AuditPage = fixture("audit_page.json");
+        let text = audit_table(&page);
+        assert_terminal_safe(&text);
+        // Header, one line per entry, the paging hint: nothing in the data adds lines.
+        assert_eq!(text.lines().count(), 1 + page.items.len() + 1, "{text}");
+        insta::assert_snapshot!("audit_table", text);
+        let text = json(&page.items).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value[0]["details"], page.items[0].details);
+        insta::assert_snapshot!("audit_json", text);
+    }
+
+    #[test]
+    fn users_list_shows_disabled_users() {
+        let users: Vec<UserInfo> = fixture("users.json");
+        let text = users_table(&users, NOW);
+        assert_terminal_safe(&text);
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
     fn empty_lists_say_so() {
         assert_eq!(devices_table(&[], NOW), "No devices.\n");
         assert_eq!(enrollment_tokens_table(&[], NOW), "No enrollment tokens.\n");
@@ -900,5 +955,10 @@ mod tests {
             next_before: None,
         };
         assert_eq!(timeline_table(&empty, "d"), "No timeline entries.\n");
+        let empty = AuditPage {
+            items: vec![],
+            next_before: None,
+        };
+        assert_eq!(audit_table(&empty), "No audit entries.\n");
     }
 }

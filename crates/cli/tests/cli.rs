@@ -468,3 +468,205 @@ fn completions_and_usage_errors() {
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("devices"));
 }
+
+#[test]
+fn passwd_reads_the_current_and_the_new_password_from_stdin() {
+    let server = FakeServer::start(|seen| {
+        let req: serde_json::Value = serde_json::from_str(&seen.body).unwrap_or_default();
+        if req["current_password"] == "old pass" {
+            (204, String::new())
+        } else {
+            error_body(401, "invalid_credentials", "the current password is wrong")
+        }
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "caps_x"),
+    ];
+    let out = sb.run(&["passwd"], &env, Some("old pass\nnew password 1\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("Password changed"),
+        "{}",
+        stderr(&out)
+    );
+    let seen = server.seen();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].target.as_str()),
+        ("POST", "/api/v1/auth/password")
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&seen[0].body).unwrap(),
+        serde_json::json!({"current_password": "old pass", "new_password": "new password 1"})
+    );
+
+    let out = sb.run(&["passwd"], &env, Some("wrong\nnew password 1\n"));
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        stderr(&out),
+        "error: the current password is wrong (invalid_credentials)\n"
+    );
+
+    // Only one line: nothing is sent.
+    let out = sb.run(&["passwd"], &env, Some("old pass\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).ends_with("(invalid_input)\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(server.seen().len(), 2);
+}
+
+#[test]
+fn users_update_sends_only_the_requested_changes() {
+    let server = FakeServer::start(|seen| {
+        match seen.method.as_str() {
+        "PATCH" => (
+            200,
+            r#"{"id":"u1","username":"bob","role":"viewer","created_at_ms":1700000000000,"disabled":true}"#.into(),
+        ),
+        _ => error_body(404, "route_not_found", "no route"),
+    }
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let out = sb.run(
+        &[
+            "users",
+            "update",
+            "u1",
+            "--role",
+            "viewer",
+            "--disable",
+            "-o",
+            "json",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let user: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(user["disabled"], true);
+    let out = sb.run(
+        &["users", "update", "u1", "--enable", "--reset-password"],
+        &env,
+        Some("a new password\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("State:"), "{}", stdout(&out));
+    let seen = server.seen();
+    assert_eq!(seen[0].target, "/api/v1/users/u1");
+    let bodies: Vec<serde_json::Value> = seen
+        .iter()
+        .map(|s| serde_json::from_str(&s.body).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            serde_json::json!({"role": "viewer", "disabled": true}),
+            serde_json::json!({"disabled": false, "password": "a new password"}),
+        ]
+    );
+}
+
+#[test]
+fn users_delete_without_a_terminal_needs_yes() {
+    let server = FakeServer::start(|seen| match seen.target.as_str() {
+        "/api/v1/users/me" => error_body(409, "conflict", "you cannot delete yourself"),
+        _ => (204, String::new()),
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let out = sb.run(&["users", "delete", "u1"], &env, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).ends_with("(confirmation_required)\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(server.seen().is_empty());
+    let out = sb.run(&["users", "delete", "u1", "--yes"], &env, None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        (
+            server.seen()[0].method.as_str(),
+            server.seen()[0].target.as_str()
+        ),
+        ("DELETE", "/api/v1/users/u1")
+    );
+    let out = sb.run(&["users", "delete", "me", "-y"], &env, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: you cannot delete yourself (conflict)\n"
+    );
+}
+
+#[test]
+fn audit_list_all_follows_next_before() {
+    let server = FakeServer::start(|seen| {
+        let before: i64 = seen
+            .target
+            .split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix("before="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(6);
+        // Ids 5..=1, two per page.
+        let items: Vec<serde_json::Value> = (1..before)
+            .rev()
+            .take(2)
+            .map(|id| {
+                serde_json::json!({"id": id, "at_ms": 1_767_225_600_000i64, "actor": "user:admin",
+                    "action": "device.delete", "target": format!("d{id}"), "details": {}})
+            })
+            .collect();
+        let next = items
+            .last()
+            .and_then(|e| e["id"].as_i64())
+            .filter(|id| *id > 1);
+        (
+            200,
+            serde_json::json!({"items": items, "next_before": next}).to_string(),
+        )
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let out = sb.run(
+        &[
+            "audit", "list", "--all", "--limit", "2", "--actor", "admin", "-o", "json",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [5, 4, 3, 2, 1]);
+    let targets: Vec<String> = server.seen().into_iter().map(|s| s.target).collect();
+    assert_eq!(
+        targets,
+        [
+            "/api/v1/audit-log?limit=2&actor=user%3Aadmin",
+            "/api/v1/audit-log?before=4&limit=2&actor=user%3Aadmin",
+            "/api/v1/audit-log?before=2&limit=2&actor=user%3Aadmin",
+        ]
+    );
+
+    let out = sb.run(&["audit", "list", "--limit", "2"], &env, None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("TIME"), "{text}");
+    assert!(text.contains("--before 4"), "{text}");
+}

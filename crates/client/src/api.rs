@@ -4,10 +4,10 @@
 //! [`capstan_proto::error::ErrorCode`], so callers branch on codes, never on messages.
 
 use capstan_proto::api::{
-    ApiTokenInfo, CreateApiTokenRequest, CreateEnrollmentTokenRequest, CreateUserRequest,
-    CreatedApiToken, CreatedEnrollmentToken, DeviceDetail, DeviceListQuery, DevicePage,
-    EnrollmentTokenInfo, Health, LoginRequest, LoginResponse, RefreshResponse, TimelinePage,
-    TimelineQuery, UserInfo,
+    ApiTokenInfo, AuditPage, AuditQuery, ChangePasswordRequest, CreateApiTokenRequest,
+    CreateEnrollmentTokenRequest, CreateUserRequest, CreatedApiToken, CreatedEnrollmentToken,
+    DeviceDetail, DeviceListQuery, DevicePage, EnrollmentTokenInfo, Health, LoginRequest,
+    LoginResponse, RefreshResponse, TimelinePage, TimelineQuery, UpdateUserRequest, UserInfo,
 };
 use reqwest::{Method, RequestBuilder, Response, Url};
 
@@ -121,6 +121,18 @@ impl ApiClient {
         .await
     }
 
+    /// `POST /api/v1/auth/password`: change the caller's own password. The caller's other
+    /// sessions end; this client's session (if it uses one) stays valid.
+    pub async fn change_password(&self, req: &ChangePasswordRequest) -> Result<()> {
+        empty_or_error(
+            self.send(Method::POST, &["api", "v1", "auth", "password"], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
     /// `GET /api/v1/users`.
     pub async fn list_users(&self) -> Result<Vec<UserInfo>> {
         json_or_error(
@@ -134,6 +146,35 @@ impl ApiClient {
     pub async fn create_user(&self, req: &CreateUserRequest) -> Result<UserInfo> {
         json_or_error(
             self.send(Method::POST, &["api", "v1", "users"], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/users/{id}`: change role, enabled state or password (admin).
+    pub async fn update_user(&self, id: &str, req: &UpdateUserRequest) -> Result<UserInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::PATCH, &["api", "v1", "users", id], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/users/{id}`: the user, its sessions and API tokens are removed (admin).
+    pub async fn delete_user(&self, id: &str) -> Result<()> {
+        let id = checked_id(id)?;
+        empty_or_error(
+            self.send(Method::DELETE, &["api", "v1", "users", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/audit-log` (one page, newest first; admin).
+    pub async fn audit_log(&self, query: &AuditQuery) -> Result<AuditPage> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "audit-log"], |r| r.query(query))
                 .await?,
         )
         .await
@@ -493,6 +534,76 @@ mod tests {
             rx.recv().await.unwrap().target,
             "/api/v1/devices/d1/timeline?before=42"
         );
+    }
+
+    #[tokio::test]
+    async fn operator_management_requests() {
+        let user =
+            r#"{"id":"u 2","username":"bob","role":"viewer","created_at_ms":1,"disabled":true}"#;
+        let page = r#"{"items":[{"id":7,"at_ms":5,"actor":"user:root","action":"user.delete","target":"u3","details":{"username":"x"}}],"next_before":7}"#;
+        let (base, mut rx) = server(vec![(204, ""), (200, user), (204, ""), (200, page)]).await;
+        let c = client(&base, Some("t"));
+        c.change_password(&ChangePasswordRequest {
+            current_password: "old".into(),
+            new_password: "new".into(),
+        })
+        .await
+        .unwrap();
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/api/v1/auth/password")
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&seen.body).unwrap(),
+            serde_json::json!({"current_password": "old", "new_password": "new"})
+        );
+
+        let updated = c
+            .update_user(
+                "u 2",
+                &UpdateUserRequest {
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(updated.disabled);
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("PATCH", "/api/v1/users/u%202")
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&seen.body).unwrap(),
+            serde_json::json!({"disabled": true}),
+            "fields left alone are not sent"
+        );
+
+        c.delete_user("u3").await.unwrap();
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("DELETE", "/api/v1/users/u3")
+        );
+
+        let got = c
+            .audit_log(&AuditQuery {
+                before: Some(9),
+                limit: Some(1),
+                actor: Some("user:root".into()),
+                action: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.next_before, Some(7));
+        assert_eq!(got.items[0].details["username"], "x");
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/audit-log?before=9&limit=1&actor=user%3Aroot"
+        );
+        assert!(matches!(c.delete_user("..").await, Err(Error::Config(_))));
     }
 
     #[tokio::test]

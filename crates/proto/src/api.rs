@@ -56,6 +56,31 @@ pub struct UserInfo {
     pub username: String,
     pub role: Role,
     pub created_at_ms: i64,
+    /// A disabled user cannot log in, and its API tokens stop working until it is enabled.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// Change the caller's own password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// 12 to 1024 characters.
+    pub new_password: String,
+}
+
+/// An administrator's change to another operator; omitted fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// A new password (12 to 1024 characters), set without knowing the old one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -219,6 +244,43 @@ pub struct TimelineQuery {
     pub limit: Option<u64>,
     /// Only entries of this kind.
     pub kind: Option<String>,
+}
+
+/// One entry of the audit log: who did what to which object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntryInfo {
+    /// Monotonic id; pass the smallest id you have as `before` to page back.
+    pub id: i64,
+    pub at_ms: i64,
+    /// `user:<username>` for operators, `system` for the server itself.
+    pub actor: String,
+    /// Dotted verb: `user.create`, `user.update`, `user.delete`, `user.password_change`,
+    /// `api_token.create`, `enrollment_token.create`, `device.delete`, …
+    pub action: String,
+    /// The id of the object acted on, if any.
+    pub target: Option<String>,
+    /// Action-specific details, e.g. `before`/`after` of a change. Never secrets.
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntryInfo>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Return entries with an id lower than this.
+    pub before: Option<i64>,
+    /// Page size, 1..=500, default 100.
+    pub limit: Option<u64>,
+    /// Only entries by this actor, exactly (e.g. `user:admin`).
+    pub actor: Option<String>,
+    /// Only entries with this action, exactly (e.g. `device.delete`).
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -4,6 +4,7 @@
 
 pub mod agent_api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod devices;

@@ -214,6 +214,7 @@ async fn every_console_route_requires_authentication() {
             (Method::GET, &item.get),
             (Method::POST, &item.post),
             (Method::PUT, &item.put),
+            (Method::PATCH, &item.patch),
             (Method::DELETE, &item.delete),
         ] {
             if op.is_none() {
@@ -1281,7 +1282,21 @@ async fn mutated_bodies_never_cause_server_errors() {
     let admin = t.admin().await;
     let (_, device_token) = t.device(&admin, "fuzz").await;
     let enroll_token = t.enrollment_token(&admin, json!({"name": "fuzz"})).await;
+    let target = t.create_user(&admin, "fz-target", "viewer").await;
+    let target_path = format!("/api/v1/users/{target}");
     let endpoints: Vec<(Method, &str, Option<String>, Value)> = vec![
+        (
+            Method::PATCH,
+            &target_path,
+            Some(admin.clone()),
+            json!({"role": "operator", "disabled": false, "password": "long-enough-password"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/auth/password",
+            Some(admin.clone()),
+            json!({"current_password": "test-admin-password", "new_password": "another-long-password"}),
+        ),
         (
             Method::POST,
             "/api/v1/auth/login",
@@ -1386,4 +1401,546 @@ async fn mutated_bodies_never_cause_server_errors() {
         }
     }
     assert!(cases > 300, "{cases}");
+}
+
+impl T {
+    async fn create_user(&self, admin: &str, name: &str, role: &str) -> String {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                Some(admin),
+                Some(json!({"username": name, "password": "long-enough-password", "role": role})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    async fn my_id(&self, token: &str) -> String {
+        let (s, v) = self
+            .call(Method::GET, "/api/v1/auth/me", Some(token), None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    async fn api_token(&self, session: &str) -> String {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "/api/v1/api-tokens",
+                Some(session),
+                Some(json!({"name": "script"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    async fn status(&self, method: Method, path: &str, token: &str) -> StatusCode {
+        self.call(method, path, Some(token), None).await.0
+    }
+
+    async fn patch_user(&self, token: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+
+    async fn audit(&self, admin: &str, query: &str) -> Value {
+        let (s, v) = self
+            .call(
+                Method::GET,
+                &format!("/api/v1/audit-log{query}"),
+                Some(admin),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+}
+
+fn change_password(current: &str, new: &str) -> Option<Value> {
+    Some(json!({"current_password": current, "new_password": new}))
+}
+
+#[tokio::test]
+async fn password_change_keeps_this_session_and_ends_the_others() {
+    let t = setup().await;
+    let this = t.admin().await;
+    let other = t.admin().await;
+    let api = t.api_token(&this).await;
+    let path = "/api/v1/auth/password";
+
+    let wrong = t
+        .call(
+            Method::POST,
+            path,
+            Some(&this),
+            change_password("not-the-password", "a-brand-new-password"),
+        )
+        .await;
+    assert_error(&wrong, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let short = t
+        .call(
+            Method::POST,
+            path,
+            Some(&this),
+            change_password("test-admin-password", "short"),
+        )
+        .await;
+    assert_error(&short, StatusCode::BAD_REQUEST, "validation_failed");
+    assert_eq!(
+        t.status(Method::GET, "/api/v1/auth/me", &other).await,
+        StatusCode::OK,
+        "refused changes end nothing"
+    );
+
+    let (s, v) = t
+        .call(
+            Method::POST,
+            path,
+            Some(&this),
+            change_password("test-admin-password", "a-brand-new-password"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(
+        t.status(Method::GET, "/api/v1/auth/me", &this).await,
+        StatusCode::OK,
+        "the session that changed the password stays"
+    );
+    assert_error(
+        &t.call(Method::GET, "/api/v1/auth/me", Some(&other), None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    assert_eq!(
+        t.status(Method::GET, "/api/v1/devices", &api).await,
+        StatusCode::OK,
+        "API tokens are not sessions and keep working"
+    );
+    let old = t
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "admin", "password": "test-admin-password"})),
+        )
+        .await;
+    assert_error(&old, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let fresh = t.login("admin", "a-brand-new-password").await;
+
+    // Changed through an API token, every session ends.
+    let (s, _) = t
+        .call(
+            Method::POST,
+            path,
+            Some(&api),
+            change_password("a-brand-new-password", "a-third-password!"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    for session in [&this, &fresh] {
+        assert_eq!(
+            t.status(Method::GET, "/api/v1/auth/me", session).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let admin = t.login("admin", "a-third-password!").await;
+    let log = t.audit(&admin, "?action=user.password_change").await;
+    let items = log["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{log}");
+    assert_eq!(items[0]["actor"], "user:admin");
+    assert_eq!(items[1]["details"]["sessions_ended"], 1);
+    let text = log.to_string();
+    assert!(
+        !text.contains("password!") && !text.contains("brand-new"),
+        "no password in the audit log: {text}"
+    );
+
+    // Guessing the current password with a stolen session is throttled.
+    for _ in 0..10 {
+        let r = t
+            .call(
+                Method::POST,
+                path,
+                Some(&admin),
+                change_password("guess-guess-guess", "whatever-whatever"),
+            )
+            .await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    let blocked = t
+        .call(
+            Method::POST,
+            path,
+            Some(&admin),
+            change_password("a-third-password!", "a-fourth-password"),
+        )
+        .await;
+    assert_error(&blocked, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(
+        t.status(Method::GET, "/api/v1/auth/me", &admin).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn admins_manage_users_within_guard_rails() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let me = t.my_id(&admin).await;
+
+    // Guard rails on oneself.
+    for body in [
+        json!({"role": "operator"}),
+        json!({"disabled": true}),
+        json!({"password": "a-new-password-for-me"}),
+    ] {
+        let r = t.patch_user(&admin, &me, body.clone()).await;
+        assert_error(&r, StatusCode::CONFLICT, "conflict");
+    }
+    assert_error(
+        &t.call(
+            Method::DELETE,
+            &format!("/api/v1/users/{me}"),
+            Some(&admin),
+            None,
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    assert_eq!(
+        t.call(Method::GET, "/api/v1/auth/me", Some(&admin), None)
+            .await
+            .1["role"],
+        "admin",
+        "the refused changes changed nothing"
+    );
+    assert_error(
+        &t.patch_user(&admin, &me, json!({})).await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    );
+    assert_error(
+        &t.patch_user(&admin, &me, json!({"role": "admin", "name": "x"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    assert_error(
+        &t.patch_user(&admin, "no-such-user", json!({"disabled": true}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+
+    // Demoting another admin ends its sessions; its API token acts with the new role.
+    let ada = t.create_user(&admin, "ada", "admin").await;
+    let ada_session = t.login("ada", "long-enough-password").await;
+    let ada_api = t.api_token(&ada_session).await;
+    assert_eq!(
+        t.status(Method::GET, "/api/v1/users", &ada_api).await,
+        StatusCode::OK
+    );
+    let (s, v) = t
+        .patch_user(&admin, &ada, json!({"role": "operator"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["role"], "operator");
+    assert_eq!(
+        t.status(Method::GET, "/api/v1/auth/me", &ada_session).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        t.status(Method::GET, "/api/v1/users", &ada_api).await,
+        StatusCode::FORBIDDEN
+    );
+
+    // Disabling locks the user out everywhere; enabling restores its API tokens.
+    let (s, v) = t.patch_user(&admin, &ada, json!({"disabled": true})).await;
+    assert_eq!((s, v["disabled"].clone()), (StatusCode::OK, json!(true)));
+    assert_eq!(
+        t.status(Method::GET, "/api/v1/devices", &ada_api).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let login = t
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "ada", "password": "long-enough-password"})),
+        )
+        .await;
+    assert_error(&login, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let (_, users) = t
+        .call(Method::GET, "/api/v1/users", Some(&admin), None)
+        .await;
+    assert!(
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["username"] == "ada" && u["disabled"] == true),
+        "{users}"
+    );
+    let (s, _) = t
+        .patch_user(
+            &admin,
+            &ada,
+            json!({"disabled": false, "password": "ada-has-a-new-password"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        t.status(Method::GET, "/api/v1/devices", &ada_api).await,
+        StatusCode::OK
+    );
+    let old = t
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "ada", "password": "long-enough-password"})),
+        )
+        .await;
+    assert_error(&old, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    t.login("ada", "ada-has-a-new-password").await;
+
+    // Deleting removes the user with its sessions and tokens.
+    let path = format!("/api/v1/users/{ada}");
+    assert_eq!(
+        t.status(Method::DELETE, &path, &admin).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        t.status(Method::GET, "/api/v1/devices", &ada_api).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_error(
+        &t.call(Method::DELETE, &path, Some(&admin), None).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let (_, users) = t
+        .call(Method::GET, "/api/v1/users", Some(&admin), None)
+        .await;
+    assert_eq!(users.as_array().unwrap().len(), 1);
+
+    // The audit log has each change with its before and after.
+    let log = t.audit(&admin, "?actor=user:admin").await;
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.delete",
+            "user.update",
+            "user.update",
+            "user.update",
+            "user.create"
+        ]
+    );
+    let demotion = &log["items"][3];
+    assert_eq!(demotion["target"], ada.as_str());
+    assert_eq!(
+        demotion["details"]["before"],
+        json!({"role": "admin", "disabled": false})
+    );
+    assert_eq!(
+        demotion["details"]["after"],
+        json!({"role": "operator", "disabled": false})
+    );
+    assert_eq!(log["items"][1]["details"]["password_reset"], true);
+    assert!(!log.to_string().contains("ada-has-a-new-password"));
+}
+
+#[tokio::test]
+async fn two_admins_disabling_each_other_leave_one_admin() {
+    let t = setup().await;
+    let root = t.admin().await;
+    let root_id = t.my_id(&root).await;
+    let ada_id = t.create_user(&root, "ada", "admin").await;
+    let ada = t.login("ada", "long-enough-password").await;
+    let (a, b) = tokio::join!(
+        t.patch_user(&root, &ada_id, json!({"disabled": true})),
+        t.patch_user(&ada, &root_id, json!({"disabled": true})),
+    );
+    let outcomes = [a.0, b.0];
+    assert_eq!(
+        outcomes.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "exactly one change wins: {a:?} {b:?}"
+    );
+    // The loser is refused as the last admin, or — when the winner disabled it first — it is
+    // no longer authenticated at all.
+    for (status, body) in [&a, &b] {
+        if *status == StatusCode::CONFLICT {
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("last enabled admin"),
+                "{body}"
+            );
+        } else {
+            assert!(
+                [StatusCode::OK, StatusCode::UNAUTHORIZED].contains(status),
+                "{status} {body}"
+            );
+        }
+    }
+    let admins = t
+        .state
+        .store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.role == "admin" && !u.disabled)
+        .count();
+    assert_eq!(admins, 1);
+}
+
+#[tokio::test]
+async fn only_admins_manage_users_and_read_the_audit_log() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let admin_id = t.my_id(&admin).await;
+    t.create_user(&admin, "vera", "viewer").await;
+    t.create_user(&admin, "otto", "operator").await;
+    for name in ["vera", "otto"] {
+        let session = t.login(name, "long-enough-password").await;
+        for (m, p, b) in [
+            (Method::GET, "/api/v1/audit-log".to_string(), None),
+            (
+                Method::PATCH,
+                format!("/api/v1/users/{admin_id}"),
+                Some(json!({"disabled": true})),
+            ),
+            (Method::DELETE, format!("/api/v1/users/{admin_id}"), None),
+        ] {
+            assert_error(
+                &t.call(m, &p, Some(&session), b).await,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+            );
+        }
+        // Everyone may change their own password.
+        let (s, v) = t
+            .call(
+                Method::POST,
+                "/api/v1/auth/password",
+                Some(&session),
+                change_password("long-enough-password", "my-own-new-password"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{name}: {v}");
+    }
+    assert!(
+        !t.state
+            .store
+            .user(&admin_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+}
+
+#[tokio::test]
+async fn audit_log_names_the_actor_and_pages_newest_first() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    t.create_user(&admin, "otto", "operator").await;
+    let otto = t.login("otto", "long-enough-password").await;
+    let (s, created) = t
+        .call(
+            Method::POST,
+            "/api/v1/enrollment-tokens",
+            Some(&otto),
+            Some(json!({"name": "lab"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let token_id = created["id"].as_str().unwrap();
+    let secret = created["token"].as_str().unwrap();
+    let (device, _) = t.device(&admin, "audited").await;
+    assert_eq!(
+        t.status(Method::DELETE, &format!("/api/v1/devices/{device}"), &admin)
+            .await,
+        StatusCode::NO_CONTENT
+    );
+
+    let all = t.audit(&admin, "").await;
+    assert!(all["next_before"].is_null());
+    let items = all["items"].as_array().unwrap();
+    let ids: Vec<i64> = items.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    assert_eq!(items[0]["action"], "device.delete");
+    assert_eq!(items[0]["actor"], "user:admin");
+    assert_eq!(items[0]["target"], device.as_str());
+    assert_eq!(items[0]["details"]["hostname"], "host-audited");
+    let otto_create = items
+        .iter()
+        .find(|e| e["target"] == token_id)
+        .expect("otto's token is audited");
+    assert_eq!(otto_create["action"], "enrollment_token.create");
+    assert_eq!(otto_create["actor"], "user:otto");
+    assert_eq!(otto_create["details"]["name"], "lab");
+    assert!(otto_create["at_ms"].as_i64().unwrap() > 0);
+    assert!(!all.to_string().contains(secret), "no secrets in the log");
+
+    let by_otto = t.audit(&admin, "?actor=user:otto").await;
+    assert_eq!(by_otto["items"].as_array().unwrap().len(), 1);
+    let deletes = t.audit(&admin, "?action=device.delete").await;
+    assert_eq!(deletes["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        t.audit(&admin, "?action=device.delete&actor=user:otto")
+            .await["items"],
+        json!([])
+    );
+
+    // Pages of two, following next_before, give the same entries in the same order.
+    let mut paged = Vec::new();
+    let mut query = "?limit=2".to_string();
+    loop {
+        let page = t.audit(&admin, &query).await;
+        let got = page["items"].as_array().unwrap();
+        assert!(got.len() <= 2);
+        paged.extend(got.iter().map(|e| e["id"].as_i64().unwrap()));
+        match page["next_before"].as_i64() {
+            Some(before) => query = format!("?limit=2&before={before}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids);
+    assert!(ids.len() >= 4, "{ids:?}");
+
+    for bad in ["?limit=0", "?limit=501", "?before=x"] {
+        assert_error(
+            &t.call(
+                Method::GET,
+                &format!("/api/v1/audit-log{bad}"),
+                Some(&admin),
+                None,
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        );
+    }
 }

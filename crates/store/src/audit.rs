@@ -15,6 +15,16 @@ pub struct AuditEntry {
     pub details: serde_json::Value,
 }
 
+/// Which audit entries to read: newest first, ids below `before`, optionally only one actor's
+/// or one action's.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub before: Option<i64>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub limit: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
     pub id: i64,
@@ -50,13 +60,29 @@ impl AuditEntry {
 }
 
 impl Store {
-    /// Newest audit entries first.
+    /// The newest `limit` audit entries, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
+        self.audit_entries(&AuditFilter {
+            limit,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Audit entries matching `f`, newest first (ids are monotonic, so paging by `before`
+    /// never skips or repeats an entry).
+    pub async fn audit_entries(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
         Ok(with_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT id, at, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT $1",
+                "SELECT id, at, actor, action, target, details FROM audit_log
+                 WHERE ($1 IS NULL OR id < $1) AND ($2 IS NULL OR actor = $2)
+                   AND ($3 IS NULL OR action = $3)
+                 ORDER BY id DESC LIMIT $4",
             )
-            .bind(limit)
+            .bind(f.before)
+            .bind(f.actor.as_deref())
+            .bind(f.action.as_deref())
+            .bind(f.limit)
             .fetch_all(pool)
             .await?
         }))

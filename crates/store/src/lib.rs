@@ -13,7 +13,7 @@ mod notify;
 mod settings;
 mod users;
 
-pub use audit::AuditEntry;
+pub use audit::{AuditEntry, AuditFilter, AuditRow};
 pub use devices::{
     DeviceAuth, DeviceFilter, DeviceRow, DeviceSort, InventoryRow, NewTimelineEntry, TimelineRow,
 };
@@ -22,7 +22,7 @@ pub use enrollment::{
 };
 pub use migrations::{MIGRATIONS, MigrationPair};
 pub use notify::{Subscription, WAKE_CHANNEL};
-pub use users::{ApiTokenRow, NewUser, SessionRow, UserRow};
+pub use users::{ApiTokenRow, NewUser, SessionRow, UserRow, UserUpdate};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -44,7 +44,56 @@ pub struct ApiTokenRow {
     pub revoked_at: Option<i64>,
 }
 
+/// An administrator's change to a user; `None` leaves the field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    pub role: Option<String>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<String>,
+}
+
 const USER_COLS: &str = "id, username, password_hash, role, created_at, disabled";
+
+/// The role whose last enabled holder must never be removed.
+const ADMIN: &str = "admin";
+
+impl UserRow {
+    fn is_enabled_admin(&self) -> bool {
+        self.role == ADMIN && !self.disabled
+    }
+}
+
+/// `audit` with `extra`'s keys added to its details object (the store knows some details, like
+/// the state before a change, only inside the transaction).
+fn audited(audit: &AuditEntry, extra: serde_json::Value) -> AuditEntry {
+    let mut entry = audit.clone();
+    let mut details = match entry.details {
+        serde_json::Value::Object(map) => map,
+        serde_json::Value::Null => serde_json::Map::new(),
+        other => serde_json::Map::from_iter([("details".to_string(), other)]),
+    };
+    if let serde_json::Value::Object(more) = extra {
+        details.extend(more);
+    }
+    entry.details = serde_json::Value::Object(details);
+    entry
+}
+
+fn last_admin(u: &UserRow, verb: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "cannot {verb} {:?}: it is the last enabled admin; make another user admin first",
+        u.username
+    ))
+}
+
+/// The first statement of every transaction that may remove an enabled admin. It is a write,
+/// so SQLite takes its single writer lock right away (a transaction that read first could not
+/// upgrade safely), and PostgreSQL row-locks every enabled admin: a concurrent demotion of
+/// another admin waits here until this transaction ends and then counts what it left behind.
+/// Without it, two demotions under READ COMMITTED would each count the other admin and both
+/// succeed. Touching the rows changes nothing (`disabled = disabled`).
+const LOCK_ENABLED_ADMINS: &str =
+    "UPDATE users SET disabled = disabled WHERE role = 'admin' AND NOT disabled";
 
 impl Store {
     /// Create a user; `Conflict` when the username is taken.
@@ -116,6 +165,155 @@ impl Store {
         Ok(with_pool!(self, |pool| sqlx::query_as(sql)
             .fetch_all(pool)
             .await?))
+    }
+
+    /// Replace a user's password hash and end its sessions, except `keep_session` (the one
+    /// changing its own password stays logged in). Returns how many sessions ended; the count
+    /// is added to the audit details as `sessions_ended`. `NotFound` if the user is gone.
+    pub async fn set_password(
+        &self,
+        user_id: &str,
+        password_hash: &str,
+        keep_session: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<u64> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                .bind(user_id)
+                .bind(password_hash)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            let ended =
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)")
+                    .bind(user_id)
+                    .bind(keep_session)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            audited(audit, serde_json::json!({"sessions_ended": ended}))
+                .insert(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(ended)
+        })
+    }
+
+    /// Change a user's role, enabled state or password, atomically with its audit row, whose
+    /// details gain `username`, `before`/`after` (`{role, disabled}`), `password_reset` and
+    /// `sessions_ended`. A role change, disabling or a new password ends all of the user's
+    /// sessions. `Conflict` when the change would leave no enabled admin — checked under
+    /// [`LOCK_ENABLED_ADMINS`], so concurrent changes cannot both pass. Returns the new row.
+    pub async fn update_user(
+        &self,
+        id: &str,
+        change: &UserUpdate,
+        audit: &AuditEntry,
+    ) -> Result<UserRow> {
+        let select = sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1"));
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(LOCK_ENABLED_ADMINS).execute(&mut *tx).await?;
+            let before: UserRow = sqlx::query_as(select)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let mut after = before.clone();
+            if let Some(role) = &change.role {
+                after.role = role.clone();
+            }
+            if let Some(disabled) = change.disabled {
+                after.disabled = disabled;
+            }
+            if let Some(hash) = &change.password_hash {
+                after.password_hash = hash.clone();
+            }
+            if before.is_enabled_admin() && !after.is_enabled_admin() {
+                let (admins,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND NOT disabled",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                if admins <= 1 {
+                    let verb = if after.disabled { "disable" } else { "demote" };
+                    return Err(last_admin(&before, verb));
+                }
+            }
+            sqlx::query(
+                "UPDATE users SET role = $2, disabled = $3, password_hash = $4 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&after.role)
+            .bind(after.disabled)
+            .bind(&after.password_hash)
+            .execute(&mut *tx)
+            .await?;
+            let ends_sessions = after.role != before.role
+                || (after.disabled && !before.disabled)
+                || change.password_hash.is_some();
+            let ended = if ends_sessions {
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            } else {
+                0
+            };
+            let details = serde_json::json!({
+                "username": before.username,
+                "before": {"role": before.role, "disabled": before.disabled},
+                "after": {"role": after.role, "disabled": after.disabled},
+                "password_reset": change.password_hash.is_some(),
+                "sessions_ended": ended,
+            });
+            audited(audit, details).insert(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(after)
+        })
+    }
+
+    /// Delete a user with its sessions and API tokens (the foreign keys cascade), atomically
+    /// with its audit row (details gain `username`, `role`, `disabled`). `Conflict` for the
+    /// last enabled admin, `NotFound` if absent. Returns the deleted row.
+    pub async fn delete_user(&self, id: &str, audit: &AuditEntry) -> Result<UserRow> {
+        let select = sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1"));
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(LOCK_ENABLED_ADMINS).execute(&mut *tx).await?;
+            let before: UserRow = sqlx::query_as(select)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            if before.is_enabled_admin() {
+                let (admins,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND NOT disabled",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                if admins <= 1 {
+                    return Err(last_admin(&before, "delete"));
+                }
+            }
+            sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let details = serde_json::json!({
+                "username": before.username,
+                "role": before.role,
+                "disabled": before.disabled,
+            });
+            audited(audit, details).insert(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(before)
+        })
     }
 
     pub async fn create_session(&self, s: &SessionRow) -> Result<()> {

@@ -69,6 +69,11 @@ on_both!(
     delete_cascades_and_is_audited,
     settings_initialise_once,
     notifications_reach_subscribers_on_postgres,
+    last_enabled_admin_is_never_removed,
+    concurrent_changes_never_remove_every_admin,
+    deleting_a_user_cascades_and_is_audited,
+    password_change_ends_the_other_sessions,
+    audit_log_filters_and_pages,
 );
 
 fn audit(action: &str) -> AuditEntry {
@@ -680,4 +685,399 @@ async fn notifications_reach_subscribers_on_postgres(s: &Store) {
         }
         (backend, sub) => panic!("{backend:?} subscription {sub:?}"),
     }
+}
+
+fn user_with_role(name: &str, role: &str) -> NewUser {
+    NewUser {
+        role: role.into(),
+        ..new_user(name)
+    }
+}
+
+fn session_for(user_id: &str) -> SessionRow {
+    SessionRow {
+        id: id(),
+        user_id: user_id.into(),
+        secret_hash: "x".into(),
+        created_at: 1,
+        expires_at: i64::MAX,
+        last_used_at: 1,
+    }
+}
+
+async fn enabled_admins(s: &Store) -> usize {
+    s.list_users()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|u| u.role == "admin" && !u.disabled)
+        .count()
+}
+
+fn is_last_admin_conflict<T: std::fmt::Debug>(r: &Result<T>) -> bool {
+    matches!(r, Err(StoreError::Conflict(m)) if m.contains("last enabled admin"))
+}
+
+async fn last_enabled_admin_is_never_removed(s: &Store) {
+    let a = user_with_role("root", "admin");
+    let b = new_user("bob");
+    s.create_user(&a, None).await.unwrap();
+    s.create_user(&b, None).await.unwrap();
+    let demote = UserUpdate {
+        role: Some("operator".into()),
+        ..Default::default()
+    };
+    let disable = UserUpdate {
+        disabled: Some(true),
+        ..Default::default()
+    };
+    assert!(is_last_admin_conflict(
+        &s.update_user(&a.id, &demote, &audit("user.update")).await
+    ));
+    assert!(is_last_admin_conflict(
+        &s.update_user(&a.id, &disable, &audit("user.update")).await
+    ));
+    assert!(is_last_admin_conflict(
+        &s.delete_user(&a.id, &audit("user.delete")).await
+    ));
+    let row = s.user(&a.id).await.unwrap().unwrap();
+    assert_eq!((row.role.as_str(), row.disabled), ("admin", false));
+    // A password reset keeps the admin an admin: allowed.
+    s.update_user(
+        &a.id,
+        &UserUpdate {
+            password_hash: Some("h2".into()),
+            ..Default::default()
+        },
+        &audit("user.update"),
+    )
+    .await
+    .unwrap();
+
+    // With a second admin the first may go; then the second is the last one.
+    let sess = session_for(&b.id);
+    s.create_session(&sess).await.unwrap();
+    let promoted = s
+        .update_user(
+            &b.id,
+            &UserUpdate {
+                role: Some("admin".into()),
+                ..Default::default()
+            },
+            &audit("user.update"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(promoted.role, "admin");
+    assert!(
+        s.session(&sess.id).await.unwrap().is_none(),
+        "a role change ends the user's sessions"
+    );
+    s.update_user(&a.id, &disable, &audit("user.update"))
+        .await
+        .unwrap();
+    assert!(is_last_admin_conflict(
+        &s.update_user(&b.id, &demote, &audit("user.update")).await
+    ));
+    // A disabled admin does not count.
+    assert!(is_last_admin_conflict(
+        &s.delete_user(&b.id, &audit("user.delete")).await
+    ));
+    s.update_user(
+        &a.id,
+        &UserUpdate {
+            disabled: Some(false),
+            ..Default::default()
+        },
+        &audit("user.update"),
+    )
+    .await
+    .unwrap();
+    s.delete_user(&b.id, &audit("user.delete")).await.unwrap();
+    assert_eq!(enabled_admins(s).await, 1);
+    assert!(matches!(
+        s.update_user("nope", &demote, &audit("user.update")).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let log = s.audit_log(100).await.unwrap();
+    let updates: Vec<serde_json::Value> = log
+        .iter()
+        .filter(|r| r.action == "user.update")
+        .map(|r| serde_json::from_str(&r.details).unwrap())
+        .collect();
+    assert_eq!(updates.len(), 4, "refused changes are not audited");
+    // Newest first: a re-enabled, a disabled, b promoted, a's password reset.
+    assert_eq!(
+        updates[0]["before"],
+        json!({"role": "admin", "disabled": true})
+    );
+    assert_eq!(
+        updates[0]["after"],
+        json!({"role": "admin", "disabled": false})
+    );
+    assert_eq!(updates[2]["username"], "bob");
+    assert_eq!(updates[2]["after"]["role"], "admin");
+    assert_eq!(updates[2]["sessions_ended"], 1);
+    assert_eq!(updates[3]["password_reset"], true);
+    assert!(
+        !log.iter().any(|r| r.details.contains("h2")),
+        "hashes never reach the audit log"
+    );
+}
+
+async fn concurrent_changes_never_remove_every_admin(s: &Store) {
+    let s = Arc::new(s.clone());
+    let mut admins: Vec<String> = Vec::new();
+    for round in 0..4 {
+        // Top up to five enabled admins, then try to remove all five at once, each in its
+        // own way; exactly one must be refused whatever the interleaving.
+        while admins.len() < 5 {
+            let u = user_with_role(&format!("adm{round}-{}", admins.len()), "admin");
+            s.create_user(&u, None).await.unwrap();
+            admins.push(u.id);
+        }
+        let mut tasks = Vec::new();
+        for (i, target) in admins.iter().enumerate() {
+            let s = s.clone();
+            let target = target.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = match i % 3 {
+                    0 => s
+                        .delete_user(&target, &audit("user.delete"))
+                        .await
+                        .map(drop),
+                    1 => s
+                        .update_user(
+                            &target,
+                            &UserUpdate {
+                                role: Some("viewer".into()),
+                                ..Default::default()
+                            },
+                            &audit("user.update"),
+                        )
+                        .await
+                        .map(drop),
+                    _ => s
+                        .update_user(
+                            &target,
+                            &UserUpdate {
+                                disabled: Some(true),
+                                ..Default::default()
+                            },
+                            &audit("user.update"),
+                        )
+                        .await
+                        .map(drop),
+                };
+                (target, r)
+            }));
+        }
+        let mut refused = Vec::new();
+        for task in tasks {
+            let (target, r) = task.await.unwrap();
+            match r {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => refused.push(target),
+                Err(e) => panic!("unexpected {e:?}: concurrent changes must serialise"),
+            }
+        }
+        assert_eq!(refused.len(), 1, "round {round}: exactly one admin remains");
+        assert_eq!(enabled_admins(&s).await, 1, "round {round}");
+        admins = refused;
+    }
+}
+
+async fn deleting_a_user_cascades_and_is_audited(s: &Store) {
+    let admin = user_with_role("root", "admin");
+    let u = user_with_role("leaver", "operator");
+    s.create_user(&admin, None).await.unwrap();
+    s.create_user(&u, None).await.unwrap();
+    let sess = session_for(&u.id);
+    s.create_session(&sess).await.unwrap();
+    let tok = ApiTokenRow {
+        id: id(),
+        user_id: u.id.clone(),
+        name: "ci".into(),
+        secret_hash: "h".into(),
+        created_at: 1,
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    s.create_api_token(&tok, &audit("api_token.create"))
+        .await
+        .unwrap();
+    let other = session_for(&admin.id);
+    s.create_session(&other).await.unwrap();
+
+    let gone = s.delete_user(&u.id, &audit("user.delete")).await.unwrap();
+    assert_eq!(gone.username, "leaver");
+    assert!(s.user(&u.id).await.unwrap().is_none());
+    assert!(s.session(&sess.id).await.unwrap().is_none());
+    assert!(s.api_token(&tok.id).await.unwrap().is_none());
+    assert!(
+        s.session(&other.id).await.unwrap().is_some(),
+        "other users' sessions stay"
+    );
+    assert!(matches!(
+        s.delete_user(&u.id, &audit("user.delete")).await,
+        Err(StoreError::NotFound)
+    ));
+    let log = s.audit_log(100).await.unwrap();
+    let deletes: Vec<&AuditRow> = log.iter().filter(|r| r.action == "user.delete").collect();
+    assert_eq!(deletes.len(), 1, "a failed delete is not audited");
+    let details: serde_json::Value = serde_json::from_str(&deletes[0].details).unwrap();
+    assert_eq!(
+        details,
+        json!({"username": "leaver", "role": "operator", "disabled": false})
+    );
+    // The name is free again.
+    s.create_user(&user_with_role("leaver", "viewer"), None)
+        .await
+        .unwrap();
+}
+
+async fn password_change_ends_the_other_sessions(s: &Store) {
+    let u = new_user("pat");
+    let other = new_user("other");
+    s.create_user(&u, None).await.unwrap();
+    s.create_user(&other, None).await.unwrap();
+    let sessions: Vec<SessionRow> = (0..3).map(|_| session_for(&u.id)).collect();
+    for sess in &sessions {
+        s.create_session(sess).await.unwrap();
+    }
+    let bystander = session_for(&other.id);
+    s.create_session(&bystander).await.unwrap();
+
+    let ended = s
+        .set_password(
+            &u.id,
+            "new-hash",
+            Some(&sessions[0].id),
+            &audit("user.password_change"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended, 2);
+    assert_eq!(
+        s.user(&u.id).await.unwrap().unwrap().password_hash,
+        "new-hash"
+    );
+    assert!(s.session(&sessions[0].id).await.unwrap().is_some());
+    assert!(s.session(&sessions[1].id).await.unwrap().is_none());
+    assert!(s.session(&sessions[2].id).await.unwrap().is_none());
+    assert!(s.session(&bystander.id).await.unwrap().is_some());
+    // Without a session to keep (an API token changed it) every session ends.
+    assert_eq!(
+        s.set_password(&u.id, "h3", None, &audit("user.password_change"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        s.set_password("nope", "h", None, &audit("user.password_change"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let log = s
+        .audit_entries(&AuditFilter {
+            action: Some("user.password_change".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&log[1].details).unwrap(),
+        json!({"sessions_ended": 2})
+    );
+}
+
+async fn audit_log_filters_and_pages(s: &Store) {
+    for i in 0..7 {
+        let mut a = audit(if i % 2 == 0 {
+            "device.delete"
+        } else {
+            "user.create"
+        });
+        a.actor = format!("user:{}", if i < 4 { "ann" } else { "ben" });
+        a.target = Some(format!("t{i}"));
+        a.details = json!({"i": i});
+        s.create_user(&new_user(&format!("audited{i}")), Some(&a))
+            .await
+            .unwrap();
+    }
+    let all = s.audit_log(100).await.unwrap();
+    assert_eq!(all.len(), 7);
+    assert_eq!(all[0].target.as_deref(), Some("t6"), "newest first");
+
+    let page1 = s
+        .audit_entries(&AuditFilter {
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let page2 = s
+        .audit_entries(&AuditFilter {
+            before: Some(page1[2].id),
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let page3 = s
+        .audit_entries(&AuditFilter {
+            before: Some(page2[2].id),
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let targets: Vec<&str> = page1
+        .iter()
+        .chain(&page2)
+        .chain(&page3)
+        .filter_map(|r| r.target.as_deref())
+        .collect();
+    assert_eq!(targets, ["t6", "t5", "t4", "t3", "t2", "t1", "t0"]);
+
+    let by_ben = s
+        .audit_entries(&AuditFilter {
+            actor: Some("user:ben".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_ben.len(), 3);
+    let ann_deletes = s
+        .audit_entries(&AuditFilter {
+            actor: Some("user:ann".into()),
+            action: Some("device.delete".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        ann_deletes
+            .iter()
+            .filter_map(|r| r.target.as_deref())
+            .collect::<Vec<_>>(),
+        ["t2", "t0"]
+    );
+    assert!(
+        s.audit_entries(&AuditFilter {
+            actor: Some("user:%".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty(),
+        "filters are exact, not patterns"
+    );
 }

@@ -1,9 +1,10 @@
-//! `capstan login`, `logout` and `whoami`: getting a session, saving it to the config file for
-//! later commands, ending it, and showing whom the current credentials belong to.
+//! `capstan login`, `logout`, `whoami` and `passwd`: getting a session, saving it to the config
+//! file for later commands, ending it, showing whom the current credentials belong to, and
+//! changing one's own password.
 
 use anyhow::Context as _;
 use capstan_client::tls::Fingerprint;
-use capstan_proto::api::LoginRequest;
+use capstan_proto::api::{ChangePasswordRequest, LoginRequest};
 use capstan_proto::error::ErrorCode;
 
 use super::Context;
@@ -108,4 +109,18 @@ pub async fn whoami(ctx: &Context) -> anyhow::Result<()> {
     ctx.emit(&me, || {
         output::user_info(&me, Some(client.base_url()), ctx.now_ms)
     })
+}
+
+pub async fn passwd(ctx: &Context) -> anyhow::Result<()> {
+    let client = ctx.client()?;
+    let current_password = prompt::read_password("Current password: ", false)?;
+    let new_password = prompt::read_password("New password: ", true)?;
+    client
+        .change_password(&ChangePasswordRequest {
+            current_password,
+            new_password,
+        })
+        .await?;
+    ctx.note("Password changed. Your other sessions have ended; this one stays logged in.");
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! JSON); confirmations of actions that return no data go to standard error, so standard
 //! output only ever carries what a script would parse.
 
+mod audit;
 mod auth;
 mod devices;
 mod tokens;
@@ -134,10 +135,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => auth::login(&ctx, &args).await,
         Command::Logout => auth::logout(&ctx).await,
         Command::Whoami => auth::whoami(&ctx).await,
+        Command::Passwd => auth::passwd(&ctx).await,
         Command::Tokens(cmd) => tokens::enrollment(&ctx, cmd).await,
         Command::ApiTokens(cmd) => tokens::api(&ctx, cmd).await,
         Command::Users(cmd) => users::run(&ctx, cmd).await,
         Command::Devices(cmd) => devices::run(&ctx, cmd).await,
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Completions { shell } => write_stdout(&completions(shell)),
     }
 }

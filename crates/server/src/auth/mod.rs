@@ -41,9 +41,11 @@ permissions! {
     EnrollmentRead => "enrollment.read",
     EnrollmentManage => "enrollment.manage",
     UsersManage => "users.manage",
+    AuditRead => "audit.read",
 }
 
-/// The built-in roles' permissions: viewer reads, operator also acts, admin may do everything.
+/// The built-in roles' permissions: viewer reads, operator also acts, admin may do everything
+/// (including `users.manage` and `audit.read`, which no other role has).
 pub fn role_allows(role: Role, permission: &str) -> bool {
     match role {
         Role::Admin => true,
@@ -212,6 +214,9 @@ mod tests {
         }
         assert!(!role_allows(Role::Viewer, DevicesDelete::NAME));
         assert!(!role_allows(Role::Operator, UsersManage::NAME));
+        assert!(!role_allows(Role::Operator, AuditRead::NAME));
+        assert!(!role_allows(Role::Viewer, AuditRead::NAME));
+        assert!(role_allows(Role::Admin, AuditRead::NAME));
         assert!(!role_allows(Role::Operator, DevicesDelete::NAME));
         assert!(role_allows(Role::Operator, DevicesAction::NAME));
     }

@@ -1,15 +1,17 @@
-//! Console routes for logging in and out, operators and their API tokens.
+//! Console routes for logging in and out, changing one's password, operators (created,
+//! changed and deleted by admins, with guard rails that keep an enabled admin) and their API
+//! tokens.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use capstan_proto::api::{
-    ApiTokenInfo, CreateApiTokenRequest, CreateUserRequest, CreatedApiToken, LoginRequest,
-    LoginResponse, Role, UserInfo,
+    ApiTokenInfo, ChangePasswordRequest, CreateApiTokenRequest, CreateUserRequest, CreatedApiToken,
+    LoginRequest, LoginResponse, Role, UpdateUserRequest, UserInfo,
 };
 use capstan_proto::error::{ErrorBody, ErrorCode};
 use capstan_proto::{API_TOKEN_PREFIX, SESSION_COOKIE, SESSION_TOKEN_PREFIX};
-use capstan_store::{ApiTokenRow, NewUser, SessionRow, UserRow};
+use capstan_store::{ApiTokenRow, NewUser, SessionRow, StoreError, UserRow, UserUpdate};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,7 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(logout))
         .routes(routes!(me))
+        .routes(routes!(change_password))
         .routes(routes!(list_users, create_user))
+        .routes(routes!(update_user, delete_user))
         .routes(routes!(list_api_tokens, create_api_token))
         .routes(routes!(revoke_api_token))
 }
@@ -37,7 +41,34 @@ pub(crate) fn user_info(u: &UserRow) -> ApiResult<UserInfo> {
         username: u.username.clone(),
         role,
         created_at_ms: u.created_at,
+        disabled: u.disabled,
     })
+}
+
+/// Passwords are 12 to 1024 characters (the upper bound keeps Argon2 input bounded).
+fn validate_password(what: &str, password: &str) -> ApiResult<()> {
+    if password.chars().count() < 12 || password.len() > 1024 {
+        return Err(ApiError::validation(format!(
+            "{what} must be 12 to 1024 characters long"
+        )));
+    }
+    Ok(())
+}
+
+/// Argon2id is slow on purpose; keep it off the async workers.
+async fn hash_password(password: &str) -> ApiResult<String> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+fn user_not_found(id: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
+    move |e| match e {
+        StoreError::NotFound => ApiError::not_found(format!("user {id}")),
+        other => other.into(),
+    }
 }
 
 fn token_info(t: &ApiTokenRow) -> ApiTokenInfo {
@@ -187,6 +218,67 @@ async fn me(
     Ok(Json(user_info(&user)?))
 }
 
+/// Change your own password.
+///
+/// Needs the current password. Every other session of yours ends; the session making this
+/// request (if it is one) stays valid, and your API tokens keep working.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = ChangePasswordRequest,
+    responses((status = 204), (status = 400, body = ErrorBody, description = "validation_failed: the new password is too short or too long"),
+              (status = 401, body = ErrorBody, description = "invalid_credentials: the current password is wrong"),
+              (status = 429, body = ErrorBody, description = "rate_limited: too many wrong current passwords")),
+    security(("bearer" = [])))]
+async fn change_password(
+    State(state): State<AppState>,
+    auth: Authz<Authenticated>,
+    Json(req): Json<ChangePasswordRequest>,
+) -> ApiResult<StatusCode> {
+    let op = &auth.operator;
+    // A stolen session must not become an oracle for the password, which unlocks more.
+    let key = format!("password-user:{}", op.user_id);
+    state
+        .limits
+        .login_user
+        .check(&key)
+        .map_err(ApiError::rate_limited)?;
+    let wrong = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidCredentials,
+            "the current password is wrong",
+        )
+    };
+    validate_password("new_password", &req.new_password)?;
+    let user = state
+        .store
+        .user(&op.user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let ok = req.current_password.len() <= 1024 && {
+        let (password, stored) = (req.current_password.clone(), user.password_hash.clone());
+        tokio::task::spawn_blocking(move || secrets::verify_password(&password, &stored))
+            .await
+            .map_err(ApiError::internal)?
+    };
+    if !ok {
+        tracing::warn!(username = %op.username.escape_debug(), "wrong current password on password change");
+        state.limits.login_user.record_failure(&key);
+        return Err(wrong());
+    }
+    state.limits.login_user.reset(&key);
+    let hash = hash_password(&req.new_password).await?;
+    let keep = match &op.credential {
+        Credential::Session(id) => Some(id.as_str()),
+        Credential::ApiToken(_) => None,
+    };
+    let audit = op.audit("user.password_change", Some(&op.user_id), json!({}));
+    state
+        .store
+        .set_password(&op.user_id, &hash, keep, &audit)
+        .await
+        .map_err(user_not_found(&op.user_id))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// List operators. Requires `users.manage` (admin).
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     responses((status = 200, body = Vec<UserInfo>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
@@ -211,16 +303,8 @@ async fn create_user(
     if req.username.contains(char::is_whitespace) {
         return Err(ApiError::validation("username must not contain whitespace"));
     }
-    if req.password.chars().count() < 12 || req.password.len() > 1024 {
-        return Err(ApiError::validation(
-            "password must be 12 to 1024 characters long",
-        ));
-    }
-    let password = req.password.clone();
-    let hash = tokio::task::spawn_blocking(move || secrets::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    validate_password("password", &req.password)?;
+    let hash = hash_password(&req.password).await?;
     let user = NewUser {
         id: secrets::new_id(),
         username: req.username.clone(),
@@ -321,5 +405,92 @@ async fn revoke_api_token(
         .operator
         .audit("api_token.revoke", Some(&id), json!({"name": token.name}));
     state.store.revoke_api_token(&id, now_ms(), &audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change an operator's role, disable or enable it, or reset its password. Requires
+/// `users.manage` (admin).
+///
+/// A role change, disabling or a password reset ends the user's sessions; a disabled user's
+/// API tokens stop working until it is enabled again. Refused with 409 `conflict`: changing
+/// your own role, disabling yourself, resetting your own password here (use
+/// `POST /api/v1/auth/password`), and any change that would leave no enabled admin.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+    request_body = UpdateUserRequest,
+    responses((status = 200, body = UserInfo), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "conflict: a guard rail refused the change")),
+    security(("bearer" = [])))]
+async fn update_user(
+    State(state): State<AppState>,
+    auth: Authz<UsersManage>,
+    Path(id): Path<String>,
+    Json(req): Json<UpdateUserRequest>,
+) -> ApiResult<Json<UserInfo>> {
+    if req.role.is_none() && req.disabled.is_none() && req.password.is_none() {
+        return Err(ApiError::validation(
+            "nothing to change: give role, disabled or password",
+        ));
+    }
+    if let Some(p) = &req.password {
+        validate_password("password", p)?;
+    }
+    let op = &auth.operator;
+    if id == op.user_id {
+        if req.role.is_some_and(|r| r != op.role) {
+            return Err(ApiError::conflict(
+                "you cannot change your own role; another admin must do it",
+            ));
+        }
+        if req.disabled == Some(true) {
+            return Err(ApiError::conflict("you cannot disable yourself"));
+        }
+        if req.password.is_some() {
+            return Err(ApiError::conflict(
+                "change your own password with POST /api/v1/auth/password (`capstan passwd`), which asks for the current one",
+            ));
+        }
+    }
+    let password_hash = match &req.password {
+        Some(p) => Some(hash_password(p).await?),
+        None => None,
+    };
+    let change = UserUpdate {
+        role: req.role.map(|r| r.as_str().to_string()),
+        disabled: req.disabled,
+        password_hash,
+    };
+    let audit = op.audit("user.update", Some(&id), json!({}));
+    let row = state
+        .store
+        .update_user(&id, &change, &audit)
+        .await
+        .map_err(user_not_found(&id))?;
+    Ok(Json(user_info(&row)?))
+}
+
+/// Delete an operator with its sessions and API tokens. Requires `users.manage` (admin).
+///
+/// Refused with 409 `conflict` for yourself and for the last enabled admin. The audit log keeps
+/// the user's past actions (they name the username, not the id).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "conflict: yourself or the last enabled admin")),
+    security(("bearer" = [])))]
+async fn delete_user(
+    State(state): State<AppState>,
+    auth: Authz<UsersManage>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if id == auth.operator.user_id {
+        return Err(ApiError::conflict(
+            "you cannot delete yourself; another admin must do it",
+        ));
+    }
+    let audit = auth.operator.audit("user.delete", Some(&id), json!({}));
+    state
+        .store
+        .delete_user(&id, &audit)
+        .await
+        .map_err(user_not_found(&id))?;
     Ok(StatusCode::NO_CONTENT)
 }
