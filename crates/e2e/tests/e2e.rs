@@ -565,6 +565,43 @@ async fn the_cli_drives_a_real_server() {
     );
     let (code, _, err) = cli(s, &config, &["devices", "delete", &id, "--yes"], None);
     assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(s, &config, &["audit", "list", "--output", "json"], None);
+    assert_eq!(code, 0, "{err}");
+    let audit: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"enrollment_token.create") && actions.contains(&"device.delete"),
+        "{actions:?}"
+    );
+    let new_password = "a-brand-new-password";
+    let (code, _, err) = cli(
+        s,
+        &config,
+        &["passwd"],
+        Some(&format!("{}\n{new_password}\n", s.admin_password())),
+    );
+    assert_eq!(code, 0, "{err}");
+    let fresh = tempfile::tempdir().unwrap();
+    let other = fresh.path().join("cli.toml");
+    let (code, _, _) = cli(
+        s,
+        &other,
+        &["login", "--server", s.url(), "--username", "admin"],
+        Some(&format!("{}\n", s.admin_password())),
+    );
+    assert_eq!(code, 3, "the old password no longer works");
+    let (code, _, err) = cli(
+        s,
+        &other,
+        &["login", "--server", s.url(), "--username", "admin"],
+        Some(&format!("{new_password}\n")),
+    );
+    assert_eq!(code, 0, "{err}");
     let (code, _, _) = cli(s, &config, &["logout"], None);
     assert_eq!(code, 0);
     let (code, _, err) = cli(s, &config, &["devices", "list"], None);

@@ -185,7 +185,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if boot.admin_created {
         match &boot.generated_password {
             Some(pw) => println!(
-                "  initial admin created: username admin, password {pw}\n  (shown once; change it or create your own admin)"
+                "  initial admin created: username admin, password {pw}\n  (shown once; change it with `capstan passwd`)"
             ),
             None => println!(
                 "  initial admin created: username admin, password from CAPSTAN_ADMIN_PASSWORD"
