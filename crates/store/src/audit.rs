@@ -59,7 +59,50 @@ impl AuditEntry {
     }
 }
 
+/// A device timeline line written together with an audited change.
+pub(crate) struct TimelineNote {
+    pub kind: &'static str,
+    pub summary: String,
+}
+
 impl Store {
+    /// The shape of most operator actions on one row: run `sql` with `$1 = id` (and
+    /// `$2 = at` when given), fail with `NotFound` when no row matched, optionally note it in
+    /// the device timeline (the row is a device), and write the audit entry — one transaction.
+    pub(crate) async fn audited_change(
+        &self,
+        sql: &'static str,
+        id: &str,
+        at: Option<i64>,
+        note: Option<TimelineNote>,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut query = sqlx::query(sql).bind(id);
+            if let Some(at) = at {
+                query = query.bind(at);
+            }
+            if query.execute(&mut *tx).await?.rows_affected() == 0 {
+                return Err(crate::StoreError::NotFound);
+            }
+            if let Some(note) = &note {
+                sqlx::query(
+                    "INSERT INTO device_timeline (device_id, at, kind, summary) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(at.unwrap_or(audit.at))
+                .bind(note.kind)
+                .bind(&note.summary)
+                .execute(&mut *tx)
+                .await?;
+            }
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// The newest `limit` audit entries, newest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
         self.audit_entries(&AuditFilter {

@@ -3,6 +3,7 @@
 //! and its timeline rows is one transaction, guarded by the digest it replaces, so concurrent
 //! uploads from one device can never interleave into a wrong history.
 
+use crate::audit::TimelineNote;
 use crate::{AuditEntry, Result, Store, StoreError, with_pool};
 
 /// What the agent authenticator needs for one device.
@@ -225,49 +226,24 @@ impl Store {
 
     /// Delete a device and everything stored about it. `NotFound` if absent.
     pub async fn delete_device(&self, id: &str, audit: &AuditEntry) -> Result<()> {
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query("DELETE FROM devices WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            audit.insert(&mut *tx).await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        self.audited_change("DELETE FROM devices WHERE id = $1", id, None, None, audit)
+            .await
     }
 
     /// Revoke a device's credential, keeping its record and history.
     pub async fn revoke_device(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<()> {
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE devices SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            sqlx::query(
-                "INSERT INTO device_timeline (device_id, at, kind, summary) VALUES ($1, $2, 'revoked', $3)",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(format!("credential revoked by {}", audit.actor))
-            .execute(&mut *tx)
-            .await?;
-            audit.insert(&mut *tx).await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        let note = TimelineNote {
+            kind: "revoked",
+            summary: format!("credential revoked by {}", audit.actor),
+        };
+        self.audited_change(
+            "UPDATE devices SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+            id,
+            Some(now),
+            Some(note),
+            audit,
+        )
+        .await
     }
 
     /// Mark that an operator wants a fresh inventory; kept until an inventory arrives.
@@ -277,31 +253,18 @@ impl Store {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<()> {
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE devices SET refresh_requested_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            sqlx::query(
-                "INSERT INTO device_timeline (device_id, at, kind, summary) VALUES ($1, $2, 'refresh_requested', $3)",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(format!("inventory refresh requested by {}", audit.actor))
-            .execute(&mut *tx)
-            .await?;
-            audit.insert(&mut *tx).await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        let note = TimelineNote {
+            kind: "refresh_requested",
+            summary: format!("inventory refresh requested by {}", audit.actor),
+        };
+        self.audited_change(
+            "UPDATE devices SET refresh_requested_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            id,
+            Some(now),
+            Some(note),
+            audit,
+        )
+        .await
     }
 
     pub async fn inventory(&self, device_id: &str) -> Result<Option<InventoryRow>> {

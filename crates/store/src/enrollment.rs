@@ -147,23 +147,14 @@ impl Store {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<()> {
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE enrollment_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            audit.insert(&mut *tx).await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        self.audited_change(
+            "UPDATE enrollment_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+            id,
+            Some(now),
+            None,
+            audit,
+        )
+        .await
     }
 
     /// Consume one use of the token and create or re-key the device, atomically.

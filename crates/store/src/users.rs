@@ -444,22 +444,13 @@ impl Store {
 
     /// Revoke a token; `NotFound` if it does not exist. Revoking twice is not an error.
     pub async fn revoke_api_token(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<()> {
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            audit.insert(&mut *tx).await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        self.audited_change(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+            id,
+            Some(now),
+            None,
+            audit,
+        )
+        .await
     }
 }
