@@ -81,6 +81,15 @@ pub enum Command {
     /// List, inspect and act on enrolled devices
     #[command(subcommand, after_help = DEVICES_EXAMPLES)]
     Devices(DevicesCommand),
+    /// Manage device groups; a group's members include the members of its descendants
+    #[command(subcommand, after_help = GROUPS_EXAMPLES)]
+    Groups(GroupsCommand),
+    /// Add or remove device tags in bulk
+    #[command(subcommand, after_help = TAGS_EXAMPLES)]
+    Tags(TagsCommand),
+    /// Define custom fields and set their values on devices
+    #[command(subcommand, after_help = FIELDS_EXAMPLES)]
+    Fields(FieldsCommand),
     /// Print a shell completion script to standard output
     Completions {
         /// Shell to generate the script for
@@ -92,9 +101,30 @@ pub enum Command {
 const DEVICES_EXAMPLES: &str = "Examples:
   capstan devices list --status offline --sort -last_seen
   capstan devices list --search web --all -o json
+  capstan devices list --group Europe --tag prod --field tier=gold
   capstan devices show 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b
   capstan devices timeline 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b --kind inventory_change
   capstan devices delete 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b --yes";
+
+const GROUPS_EXAMPLES: &str = "Examples:
+  capstan groups create Europe --description \"All European sites\"
+  capstan groups create Berlin --parent Europe
+  capstan groups add Berlin --device 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b
+  capstan groups add Berlin --filter-search ber- --filter-tag prod
+  capstan groups members Europe
+  capstan groups edit Berlin --top-level
+  capstan groups delete Berlin --yes";
+
+const TAGS_EXAMPLES: &str = "Examples:
+  capstan tags add web prod --device 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b
+  capstan tags remove prod --filter-group Europe --filter-status offline";
+
+const FIELDS_EXAMPLES: &str = "Examples:
+  capstan fields define tier --type enum --enum-value gold --enum-value silver --default silver
+  capstan fields define warranty_end --type date --description \"End of hardware warranty\"
+  capstan fields set 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b warranty_end 2027-03-31
+  capstan fields unset 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b tier
+  capstan fields list";
 
 const TOKENS_EXAMPLES: &str = "Examples:
   capstan tokens create --name \"Berlin laptops\" --expires-in 7d --max-uses 50 --tag berlin
@@ -298,6 +328,207 @@ pub struct DeviceListArgs {
     /// Fetch every page instead of one
     #[arg(long, conflicts_with = "offset")]
     pub all: bool,
+    /// Only members of this group (id or name) or of its descendant groups
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Only devices with this tag (exact)
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Only devices whose custom field has this value, e.g. tier=gold (defaults count)
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub field: Option<String>,
+}
+
+/// Devices selected by the same filters as `devices list`.
+#[derive(Debug, Args, Default)]
+pub struct FilterArgs {
+    /// Devices whose hostname contains this text
+    #[arg(long, value_name = "TEXT")]
+    pub filter_search: Option<String>,
+    /// Online or offline devices
+    #[arg(long, value_enum, value_name = "STATUS")]
+    pub filter_status: Option<StatusArg>,
+    /// Devices with this tag
+    #[arg(long, value_name = "TAG")]
+    pub filter_tag: Option<String>,
+    /// Members of this group or its descendants
+    #[arg(long, value_name = "GROUP")]
+    pub filter_group: Option<String>,
+    /// Devices whose custom field has this value (NAME=VALUE)
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub filter_field: Option<String>,
+}
+
+impl FilterArgs {
+    pub fn is_empty(&self) -> bool {
+        self.filter_search.is_none()
+            && self.filter_status.is_none()
+            && self.filter_tag.is_none()
+            && self.filter_group.is_none()
+            && self.filter_field.is_none()
+    }
+}
+
+/// Which devices a bulk command changes: `--device` ids, filters, or both (united).
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Device id (repeatable, at most 10,000)
+    #[arg(long = "device", value_name = "ID")]
+    pub devices: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// List groups with their member counts
+    List,
+    /// Show one group (by id or name)
+    Show {
+        /// Group id or name
+        group: String,
+    },
+    /// Create a static group
+    Create {
+        /// Group name (unique, case-insensitive)
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Parent group (id or name)
+        #[arg(long, value_name = "GROUP")]
+        parent: Option<String>,
+    },
+    /// Rename, describe or move a group
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)))]
+    Edit {
+        /// Group id or name
+        group: String,
+        /// New name
+        #[arg(long, group = "change")]
+        name: Option<String>,
+        /// New description
+        #[arg(long, group = "change")]
+        description: Option<String>,
+        /// New parent group (id or name); refused if it would make a cycle
+        #[arg(
+            long,
+            value_name = "GROUP",
+            group = "change",
+            conflicts_with = "top_level"
+        )]
+        parent: Option<String>,
+        /// Make the group top-level
+        #[arg(long, group = "change")]
+        top_level: bool,
+    },
+    /// Delete a group (refused while it has child groups); its devices leave it
+    Delete {
+        /// Group id or name
+        group: String,
+        /// Do not ask for confirmation (required when standard input is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// List the devices of a group and of its descendant groups
+    Members {
+        /// Group id or name
+        group: String,
+        /// Page size, 1 to 1000 (server default: 100)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: Option<u64>,
+        /// Skip this many devices
+        #[arg(long, value_name = "N")]
+        offset: Option<u64>,
+    },
+    /// Add devices to a static group
+    Add {
+        /// Group id or name
+        group: String,
+        #[command(flatten)]
+        selection: SelectionArgs,
+    },
+    /// Remove devices from a static group
+    Remove {
+        /// Group id or name
+        group: String,
+        #[command(flatten)]
+        selection: SelectionArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagsCommand {
+    /// Add tags to devices
+    Add {
+        /// Tags: letters, digits and -_.:/=
+        #[arg(required = true, value_name = "TAG")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        selection: SelectionArgs,
+    },
+    /// Remove tags from devices
+    Remove {
+        /// Tags: letters, digits and -_.:/=
+        #[arg(required = true, value_name = "TAG")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        selection: SelectionArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FieldTypeArg {
+    String,
+    Number,
+    Boolean,
+    /// RFC 3339 date (2026-01-31) or date-time
+    Date,
+    /// One of the --enum-value values
+    Enum,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FieldsCommand {
+    /// Define a custom field
+    Define {
+        /// Field name: a lowercase letter, then a-z, 0-9 and _
+        name: String,
+        #[arg(long = "type", value_enum)]
+        field_type: FieldTypeArg,
+        /// Allowed value of an enum field (repeatable)
+        #[arg(long = "enum-value", value_name = "VALUE")]
+        enum_values: Vec<String>,
+        /// Value of devices without their own
+        #[arg(long, value_name = "VALUE")]
+        default: Option<String>,
+        /// Every device must have a value (needs --default)
+        #[arg(long, requires = "default")]
+        required: bool,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List custom field definitions
+    List,
+    /// Delete a custom field and every device's value of it
+    Delete {
+        name: String,
+        /// Do not ask for confirmation (required when standard input is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Set a device's value (read as the field's type: 42, true, 2026-01-31, text)
+    Set {
+        /// Device id
+        device: String,
+        name: String,
+        value: String,
+    },
+    /// Remove a device's own value, so the default applies again
+    Unset {
+        /// Device id
+        device: String,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -411,6 +642,43 @@ mod tests {
     }
 
     #[test]
+    fn bulk_commands_take_ids_and_filters() {
+        let cli = Cli::try_parse_from([
+            "capstan",
+            "tags",
+            "add",
+            "web",
+            "prod",
+            "--device",
+            "d1",
+            "--device",
+            "d2",
+            "--filter-status",
+            "offline",
+            "--filter-field",
+            "tier=gold",
+        ])
+        .unwrap();
+        let Command::Tags(TagsCommand::Add { tags, selection }) = cli.command else {
+            panic!("wrong command parsed");
+        };
+        assert_eq!(tags, ["web", "prod"]);
+        assert_eq!(selection.devices, ["d1", "d2"]);
+        assert_eq!(selection.filter.filter_status, Some(StatusArg::Offline));
+        assert_eq!(selection.filter.filter_field.as_deref(), Some("tier=gold"));
+        let cli =
+            Cli::try_parse_from(["capstan", "groups", "edit", "Berlin", "--top-level"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Groups(GroupsCommand::Edit {
+                top_level: true,
+                parent: None,
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         for argv in [
             &[
@@ -437,6 +705,27 @@ mod tests {
             &["capstan", "users", "update", "u1"],
             &["capstan", "users", "update", "u1", "--disable", "--enable"],
             &["capstan", "audit", "list", "--limit", "501"],
+            &["capstan", "groups", "edit", "g"],
+            &[
+                "capstan",
+                "groups",
+                "edit",
+                "g",
+                "--parent",
+                "p",
+                "--top-level",
+            ],
+            &["capstan", "tags", "add", "--device", "d1"],
+            &["capstan", "fields", "define", "x", "--type", "color"],
+            &[
+                "capstan",
+                "fields",
+                "define",
+                "x",
+                "--type",
+                "string",
+                "--required",
+            ],
         ] {
             let err = Cli::try_parse_from(argv).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{argv:?}");

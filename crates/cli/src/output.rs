@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use capstan_proto::api::{
-    ApiTokenInfo, AuditPage, CreatedApiToken, CreatedEnrollmentToken, DeviceDetail, DevicePage,
-    DeviceSummary, EnrollmentTokenInfo, RefreshResponse, TimelineEntry, TimelinePage, UserInfo,
+    ApiTokenInfo, AuditPage, BulkResult, CreatedApiToken, CreatedEnrollmentToken, CustomFieldInfo,
+    DeviceDetail, DevicePage, DeviceSummary, EnrollmentTokenInfo, FieldType, GroupInfo,
+    RefreshResponse, TimelineEntry, TimelinePage, UserInfo,
 };
 use capstan_proto::inventory::{InventoryDocument, PerformanceSnapshot, VirtualizationKind};
 use comfy_table::{ContentArrangement, Table, presets};
@@ -294,6 +295,25 @@ pub fn device_detail(d: &DeviceDetail, now_ms: i64) -> String {
         ("Agent", one(or_dash(s.agent_version.as_deref()))),
         ("OS", one(os_label(s))),
     ];
+    if !d.groups.is_empty() {
+        let names = d.groups.iter().map(|g| match g.source.as_str() {
+            "static" => g.name.clone(),
+            source => format!("{} ({source})", g.name),
+        });
+        rows.push(("Groups", one(names.collect::<Vec<_>>().join(", "))));
+    }
+    if !d.custom_fields.is_empty() {
+        // Text unquoted; the caller has already turned dates into RFC 3339 text.
+        let lines = d
+            .custom_fields
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k} = {s}"),
+                other => format!("{k} = {other}"),
+            })
+            .collect();
+        rows.push(("Fields", lines));
+    }
     match &d.inventory {
         Some(inv) => inventory_rows(inv, &mut rows),
         None => rows.push(("Inventory", one("not reported yet"))),
@@ -699,6 +719,126 @@ pub fn audit_table(page: &AuditPage) -> String {
     out
 }
 
+/// `capstan groups list` as a table; parents are shown by name.
+pub fn groups_table(groups: &[GroupInfo]) -> String {
+    if groups.is_empty() {
+        return "No groups.\n".into();
+    }
+    let name_of = |id: &str| {
+        groups
+            .iter()
+            .find(|g| g.id == id)
+            .map_or_else(|| id.to_string(), |g| g.name.clone())
+    };
+    let rows = groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.id.clone(),
+                g.name.clone(),
+                g.parent_id.as_deref().map_or_else(|| "-".into(), name_of),
+                g.kind.clone(),
+                g.direct_members.to_string(),
+                g.members.to_string(),
+                or_dash(Some(&g.description)),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "NAME",
+            "PARENT",
+            "KIND",
+            "DIRECT",
+            "MEMBERS",
+            "DESCRIPTION",
+        ],
+        rows,
+    )
+}
+
+/// `capstan groups show|create|edit`.
+pub fn group_detail(g: &GroupInfo, parent_name: Option<&str>, now_ms: i64) -> String {
+    let parent = match (&g.parent_id, parent_name) {
+        (None, _) => "- (top level)".to_string(),
+        (Some(id), Some(name)) if name != id => format!("{name} ({id})"),
+        (Some(id), _) => id.clone(),
+    };
+    key_values(&[
+        ("Group", one(&g.name)),
+        ("ID", one(&g.id)),
+        ("Kind", one(&g.kind)),
+        ("Parent", one(parent)),
+        ("Description", one(or_dash(Some(&g.description)))),
+        (
+            "Members",
+            one(format!(
+                "{} (incl. subgroups), {} direct",
+                g.members, g.direct_members
+            )),
+        ),
+        ("Created", one(when(g.created_at_ms, now_ms))),
+    ])
+}
+
+/// A custom field value as operators write it (dates as RFC 3339).
+fn field_value(ty: FieldType, v: &serde_json::Value) -> String {
+    match (ty, v) {
+        (FieldType::Date, serde_json::Value::Number(n)) => {
+            n.as_i64().map_or_else(|| n.to_string(), format_rfc3339)
+        }
+        (_, serde_json::Value::String(s)) => s.clone(),
+        (_, other) => other.to_string(),
+    }
+}
+
+/// `capstan fields list|define` as a table.
+pub fn fields_table(fields: &[CustomFieldInfo]) -> String {
+    if fields.is_empty() {
+        return "No custom fields.\n".into();
+    }
+    let rows = fields
+        .iter()
+        .map(|f| {
+            vec![
+                f.name.clone(),
+                f.field_type.as_str().into(),
+                f.default
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |d| field_value(f.field_type, d)),
+                if f.required { "yes" } else { "no" }.into(),
+                if f.enum_values.is_empty() {
+                    "-".into()
+                } else {
+                    f.enum_values.join(", ")
+                },
+                or_dash(Some(&f.description)),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "TYPE",
+            "DEFAULT",
+            "REQUIRED",
+            "VALUES",
+            "DESCRIPTION",
+        ],
+        rows,
+    )
+}
+
+/// The outcome of a bulk change (`groups add|remove`, `tags add|remove`).
+pub fn bulk_result(r: &BulkResult, what: &str) -> String {
+    let unchanged = r.matched.saturating_sub(r.changed);
+    format!(
+        "{} of {} matched device(s) {what}; {unchanged} already were.\n",
+        r.changed, r.matched
+    )
+}
+
 /// `capstan devices refresh`.
 pub fn refresh(r: &RefreshResponse) -> String {
     if r.delivered_now {
@@ -843,6 +983,66 @@ mod tests {
         page.offset = 0;
         page.total = 3;
         assert_eq!(devices_page_footer(&page), None);
+    }
+
+    #[test]
+    fn groups_list_table_names_parents() {
+        let groups: Vec<GroupInfo> = fixture("groups.json");
+        let text = groups_table(&groups);
+        assert_terminal_safe(&text);
+        insta::assert_snapshot!(text);
+        let berlin = group_detail(&groups[1], Some("Europe"), NOW);
+        insta::assert_snapshot!("group_show", berlin);
+        assert_eq!(groups_table(&[]), "No groups.\n");
+    }
+
+    #[test]
+    fn fields_list_table_shows_dates_as_dates() {
+        let fields: Vec<CustomFieldInfo> = fixture("custom_fields.json");
+        let text = fields_table(&fields);
+        assert_terminal_safe(&text);
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn bulk_results_say_what_changed() {
+        let r = BulkResult {
+            matched: 5,
+            changed: 3,
+        };
+        assert_eq!(
+            bulk_result(&r, "tagged web"),
+            "3 of 5 matched device(s) tagged web; 2 already were.\n"
+        );
+    }
+
+    #[test]
+    fn devices_show_lists_groups_and_fields() {
+        let mut detail: DeviceDetail = fixture("device_detail.json");
+        detail.groups = vec![
+            capstan_proto::api::DeviceGroupRef {
+                id: "g1".into(),
+                name: "Berlin".into(),
+                source: "static".into(),
+            },
+            capstan_proto::api::DeviceGroupRef {
+                id: "g2".into(),
+                name: "Debian".into(),
+                source: "dynamic".into(),
+            },
+        ];
+        detail.custom_fields = [
+            ("critical".to_string(), serde_json::json!(true)),
+            ("tier".to_string(), serde_json::json!("gold")),
+        ]
+        .into_iter()
+        .collect();
+        let text = device_detail(&detail, NOW);
+        assert_terminal_safe(&text);
+        assert!(text.contains("Groups:"), "{text}");
+        assert!(text.contains("Berlin, Debian (dynamic)"), "{text}");
+        assert!(text.contains("critical = true"), "{text}");
+        assert!(text.contains("tier = gold"), "{text}");
     }
 
     #[test]

@@ -670,3 +670,137 @@ fn audit_list_all_follows_next_before() {
     assert!(text.starts_with("TIME"), "{text}");
     assert!(text.contains("--before 4"), "{text}");
 }
+
+#[test]
+fn bulk_tags_and_group_changes_send_ids_and_filters() {
+    let server = FakeServer::start(|seen| match (seen.method.as_str(), seen.target.as_str()) {
+        ("POST", "/api/v1/tags/add" | "/api/v1/groups/Berlin%20Mitte/members/remove") => {
+            (200, r#"{"matched":3,"changed":2}"#.into())
+        }
+        _ => error_body(404, "route_not_found", "no route"),
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let out = sb.run(
+        &[
+            "tags",
+            "add",
+            "web",
+            "prod",
+            "--device",
+            "d1",
+            "--filter-group",
+            "Europe",
+            "--filter-status",
+            "online",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "2 of 3 matched device(s) tagged web, prod; 1 already were.\n"
+    );
+    let out = sb.run(
+        &[
+            "groups",
+            "remove",
+            "Berlin Mitte",
+            "--filter-field",
+            "tier=gold",
+            "-o",
+            "json",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r, serde_json::json!({"matched": 3, "changed": 2}));
+    // Neither ids nor filters: refused before any request.
+    let out = sb.run(&["tags", "remove", "web"], &env, None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--device"), "{}", stderr(&out));
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let bodies: Vec<serde_json::Value> = seen
+        .iter()
+        .map(|s| serde_json::from_str(&s.body).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            serde_json::json!({"tags": ["web", "prod"], "device_ids": ["d1"],
+                               "filter": {"status": "online", "group": "Europe"}}),
+            serde_json::json!({"filter": {"field": "tier=gold"}}),
+        ]
+    );
+}
+
+#[test]
+fn fields_set_sends_the_value_as_the_field_type() {
+    let server = FakeServer::start(|seen| match (seen.method.as_str(), seen.target.as_str()) {
+        ("GET", "/api/v1/custom-fields") => (200, fixture("custom_fields.json")),
+        ("PUT", _) => (204, String::new()),
+        _ => error_body(404, "route_not_found", "no route"),
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    for (name, value) in [("rack_u", "12"), ("critical", "false"), ("tier", "gold")] {
+        let out = sb.run(&["fields", "set", "d1", name, value], &env, None);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let out = sb.run(&["fields", "set", "d1", "nope", "1"], &env, None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let puts: Vec<(String, serde_json::Value)> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PUT")
+        .map(|s| (s.target, serde_json::from_str(&s.body).unwrap()))
+        .collect();
+    assert_eq!(
+        puts,
+        [
+            (
+                "/api/v1/devices/d1/custom-fields/rack_u".to_string(),
+                serde_json::json!({"value": 12.0})
+            ),
+            (
+                "/api/v1/devices/d1/custom-fields/critical".to_string(),
+                serde_json::json!({"value": false})
+            ),
+            (
+                "/api/v1/devices/d1/custom-fields/tier".to_string(),
+                serde_json::json!({"value": "gold"})
+            ),
+        ]
+    );
+}
+
+#[test]
+fn groups_delete_without_a_terminal_needs_yes() {
+    let server = FakeServer::start(|seen| match seen.method.as_str() {
+        "DELETE" => (204, String::new()),
+        _ => error_body(404, "route_not_found", "no route"),
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let out = sb.run(&["groups", "delete", "Berlin"], &env, None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert!(server.seen().is_empty());
+    let out = sb.run(&["groups", "delete", "Berlin", "--yes"], &env, None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(server.seen()[0].target, "/api/v1/groups/Berlin");
+}

@@ -4,10 +4,12 @@
 //! [`capstan_proto::error::ErrorCode`], so callers branch on codes, never on messages.
 
 use capstan_proto::api::{
-    ApiTokenInfo, AuditPage, AuditQuery, ChangePasswordRequest, CreateApiTokenRequest,
-    CreateEnrollmentTokenRequest, CreateUserRequest, CreatedApiToken, CreatedEnrollmentToken,
-    DeviceDetail, DeviceListQuery, DevicePage, EnrollmentTokenInfo, Health, LoginRequest,
-    LoginResponse, RefreshResponse, TimelinePage, TimelineQuery, UpdateUserRequest, UserInfo,
+    ApiTokenInfo, AuditPage, AuditQuery, BulkResult, ChangePasswordRequest, CreateApiTokenRequest,
+    CreateCustomFieldRequest, CreateEnrollmentTokenRequest, CreateGroupRequest, CreateUserRequest,
+    CreatedApiToken, CreatedEnrollmentToken, CustomFieldInfo, DeviceDetail, DeviceListQuery,
+    DevicePage, EnrollmentTokenInfo, GroupInfo, Health, LoginRequest, LoginResponse,
+    MembershipChange, RefreshResponse, SetCustomFieldValue, TagChange, TimelinePage, TimelineQuery,
+    UpdateCustomFieldRequest, UpdateGroupRequest, UpdateUserRequest, UserInfo,
 };
 use reqwest::{Method, RequestBuilder, Response, Url};
 
@@ -316,6 +318,175 @@ impl ApiClient {
         Ok(url)
     }
 
+    /// `GET /api/v1/groups`: every group with its member counts.
+    pub async fn list_groups(&self) -> Result<Vec<GroupInfo>> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "groups"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/groups/{id}` (id or name).
+    pub async fn get_group(&self, id: &str) -> Result<GroupInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "groups", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/groups`.
+    pub async fn create_group(&self, req: &CreateGroupRequest) -> Result<GroupInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "groups"], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/groups/{id}`: rename, describe, re-parent.
+    pub async fn update_group(&self, id: &str, req: &UpdateGroupRequest) -> Result<GroupInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::PATCH, &["api", "v1", "groups", id], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/groups/{id}` (refused while it has child groups).
+    pub async fn delete_group(&self, id: &str) -> Result<()> {
+        let id = checked_id(id)?;
+        empty_or_error(
+            self.send(Method::DELETE, &["api", "v1", "groups", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/groups/{id}/members`: devices of the group and its descendants, one page.
+    pub async fn group_members(&self, id: &str, query: &DeviceListQuery) -> Result<DevicePage> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "groups", id, "members"], |r| {
+                r.query(query)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/groups/{id}/members` (`add`) or `…/members/remove`.
+    pub async fn change_group_members(
+        &self,
+        id: &str,
+        req: &MembershipChange,
+        add: bool,
+    ) -> Result<BulkResult> {
+        let id = checked_id(id)?;
+        let path: &[&str] = if add {
+            &["api", "v1", "groups", id, "members"]
+        } else {
+            &["api", "v1", "groups", id, "members", "remove"]
+        };
+        json_or_error(self.send(Method::POST, path, |r| r.json(req)).await?).await
+    }
+
+    /// `POST /api/v1/tags/add` (`add`) or `/api/v1/tags/remove`.
+    pub async fn change_tags(&self, req: &TagChange, add: bool) -> Result<BulkResult> {
+        let verb = if add { "add" } else { "remove" };
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "tags", verb], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/custom-fields`.
+    pub async fn list_custom_fields(&self) -> Result<Vec<CustomFieldInfo>> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "custom-fields"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/custom-fields`.
+    pub async fn create_custom_field(
+        &self,
+        req: &CreateCustomFieldRequest,
+    ) -> Result<CustomFieldInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "custom-fields"], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/custom-fields/{name}`.
+    pub async fn update_custom_field(
+        &self,
+        name: &str,
+        req: &UpdateCustomFieldRequest,
+    ) -> Result<CustomFieldInfo> {
+        let name = checked_id(name)?;
+        json_or_error(
+            self.send(Method::PATCH, &["api", "v1", "custom-fields", name], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/custom-fields/{name}`: the definition and every device's value.
+    pub async fn delete_custom_field(&self, name: &str) -> Result<()> {
+        let name = checked_id(name)?;
+        empty_or_error(
+            self.send(Method::DELETE, &["api", "v1", "custom-fields", name], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `PUT /api/v1/devices/{id}/custom-fields/{name}`.
+    pub async fn set_custom_field(
+        &self,
+        device: &str,
+        name: &str,
+        value: serde_json::Value,
+    ) -> Result<()> {
+        let (device, name) = (checked_id(device)?, checked_id(name)?);
+        let body = SetCustomFieldValue { value };
+        empty_or_error(
+            self.send(
+                Method::PUT,
+                &["api", "v1", "devices", device, "custom-fields", name],
+                |r| r.json(&body),
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/devices/{id}/custom-fields/{name}`: the default applies again.
+    pub async fn unset_custom_field(&self, device: &str, name: &str) -> Result<()> {
+        let (device, name) = (checked_id(device)?, checked_id(name)?);
+        empty_or_error(
+            self.send(
+                Method::DELETE,
+                &["api", "v1", "devices", device, "custom-fields", name],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -510,6 +681,9 @@ mod tests {
         c.list_devices(&DeviceListQuery {
             search: Some("web 1&x".into()),
             status: Some("online".into()),
+            tag: Some("role=web".into()),
+            group: None,
+            field: Some("tier=gold".into()),
             sort: Some("-last_seen".into()),
             offset: Some(10),
             limit: Some(5),
@@ -518,7 +692,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             rx.recv().await.unwrap().target,
-            "/api/v1/devices?search=web+1%26x&status=online&sort=-last_seen&offset=10&limit=5"
+            "/api/v1/devices?search=web+1%26x&status=online&tag=role%3Dweb&field=tier%3Dgold&sort=-last_seen&offset=10&limit=5"
         );
         c.device_timeline(
             "d1",

@@ -185,6 +185,13 @@ pub struct DeviceDetail {
     pub inventory: Option<InventoryDocument>,
     /// The performance snapshot of the last check-in.
     pub performance: Option<PerformanceSnapshot>,
+    /// Effective custom field values (the device's own, else the field's default; dates as
+    /// Unix milliseconds). Fields without either are absent.
+    #[serde(default)]
+    pub custom_fields: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The groups the device is a direct member of.
+    #[serde(default)]
+    pub groups: Vec<DeviceGroupRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -202,6 +209,13 @@ pub struct DeviceListQuery {
     pub search: Option<String>,
     /// `online` or `offline`.
     pub status: Option<String>,
+    /// Devices carrying this tag (exact).
+    pub tag: Option<String>,
+    /// Members of this group (id or name), including members of its descendants.
+    pub group: Option<String>,
+    /// `name=value`: devices whose effective custom field value equals `value` (the field's
+    /// type decides how `value` is read, e.g. `true`, `42`, `2026-01-31`).
+    pub field: Option<String>,
     /// Sort key: `hostname` (default), `last_seen`, `enrolled`. Prefix `-` for descending.
     pub sort: Option<String>,
     pub offset: Option<u64>,
@@ -294,4 +308,230 @@ pub struct RefreshResponse {
 pub struct Health {
     pub status: String,
     pub version: String,
+}
+
+/// Which devices a bulk change applies to, by the same filters as the device list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSelector {
+    /// Case-insensitive substring of the hostname.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+    /// `online` or `offline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Devices carrying this tag (exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Members of this group (id or name), including members of its descendants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `name=value`: devices whose effective custom field value equals `value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// A device group. Groups form a tree; targeting a group means its direct members plus the
+/// members of all its descendants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GroupInfo {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// The parent group's id; absent for a top-level group.
+    pub parent_id: Option<String>,
+    /// `static` (members added by operators) or `dynamic` (members computed from `rule`).
+    pub kind: String,
+    /// The membership rule of a dynamic group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<serde_json::Value>,
+    /// Devices that are members of this group itself.
+    pub direct_members: u64,
+    /// Distinct devices in this group or any descendant (what targeting the group reaches).
+    pub members: u64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroupRequest {
+    /// 1..=200 characters, unique (case-insensitive).
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Place the new group under this group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+}
+
+/// Omitted fields stay as they are. `parent_id: null` moves the group to the top level.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGroupRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, nullable)]
+    pub parent_id: Option<Option<String>>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present_or_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A device's membership of one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceGroupRef {
+    pub id: String,
+    pub name: String,
+    /// `static` or `dynamic`.
+    pub source: String,
+}
+
+/// Which devices a bulk change applies to: explicit ids (at most 10,000), a filter, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<DeviceSelector>,
+}
+
+/// Add or remove tags on many devices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagChange {
+    /// 1..=32 tags: letters, digits and `-_.:/=`, at most 64 characters each.
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<DeviceSelector>,
+}
+
+/// The outcome of a bulk change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BulkResult {
+    /// Devices selected by the ids and/or filter.
+    pub matched: u64,
+    /// Devices actually changed (the others already were in the requested state).
+    pub changed: u64,
+}
+
+/// The type of a custom field's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    String,
+    /// A finite floating-point number.
+    Number,
+    Boolean,
+    /// Written as an RFC 3339 date (`2026-01-31`) or date-time, or Unix milliseconds; read as
+    /// Unix milliseconds.
+    Date,
+    /// One of `enum_values`.
+    Enum,
+}
+
+impl FieldType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Number => "number",
+            FieldType::Boolean => "boolean",
+            FieldType::Date => "date",
+            FieldType::Enum => "enum",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FieldType> {
+        match s {
+            "string" => Some(FieldType::String),
+            "number" => Some(FieldType::Number),
+            "boolean" => Some(FieldType::Boolean),
+            "date" => Some(FieldType::Date),
+            "enum" => Some(FieldType::Enum),
+            _ => None,
+        }
+    }
+}
+
+/// The definition of a custom field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CustomFieldInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    /// The allowed values of an `enum` field.
+    #[serde(default)]
+    pub enum_values: Vec<String>,
+    /// The value of devices without their own (dates as Unix milliseconds).
+    pub default: Option<serde_json::Value>,
+    /// A required field always has a default, so every device has a value.
+    pub required: bool,
+    pub description: String,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomFieldRequest {
+    /// An identifier: `[a-z][a-z0-9_]{0,62}`.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    /// Required for (and only for) `enum`: 1..=100 distinct values.
+    #[serde(default)]
+    pub enum_values: Vec<String>,
+    /// Validated against the type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// When true, `default` is mandatory.
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Omitted fields stay as they are; `default: null` removes the default. The type can only
+/// change while no device has a value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCustomFieldRequest {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub field_type: Option<FieldType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enum_values: Option<Vec<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<serde_json::Value>, nullable)]
+    pub default: Option<Option<serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A device's own value of a custom field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetCustomFieldValue {
+    pub value: serde_json::Value,
 }

@@ -21,7 +21,7 @@ use crate::state::AppState;
 Errors always have the shape `ErrorBody {status, code, message}`; `code` is stable."),
     modifiers(&SecurityAddon),
     components(schemas(capstan_proto::error::ErrorBody, capstan_proto::error::ErrorCode)),
-    tags((name = "auth"), (name = "users"), (name = "enrollment"), (name = "devices"), (name = "audit"), (name = "agent"), (name = "system"))
+    tags((name = "auth"), (name = "users"), (name = "enrollment"), (name = "devices"), (name = "groups"), (name = "tags"), (name = "custom-fields"), (name = "audit"), (name = "agent"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -56,6 +56,9 @@ fn api_router(max_inventory_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(crate::auth::routes::router())
         .merge(crate::enrollment::router())
         .merge(crate::devices::router())
+        .merge(crate::groups::router())
+        .merge(crate::tags::router())
+        .merge(crate::fields::router())
         .merge(crate::audit::router())
         .merge(crate::agent_api::router(max_inventory_bytes))
         .merge(system_router())

@@ -1,11 +1,13 @@
-//! Console routes for devices: the paged list, the full detail with the latest inventory, the
-//! timeline (inventory history and lifecycle events, newest first), refresh, revoke, delete.
+//! Console routes for devices: the paged list (filtered in SQL by hostname, status, tag, group
+//! including descendants, and custom field value), the full detail with the latest inventory,
+//! custom fields and groups, the timeline (inventory history and lifecycle events, newest
+//! first), refresh, revoke, delete.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use capstan_proto::api::{
-    DeviceDetail, DeviceListQuery, DevicePage, DeviceSummary, RefreshResponse, TimelineEntry,
-    TimelinePage, TimelineQuery,
+    DeviceDetail, DeviceGroupRef, DeviceListQuery, DevicePage, DeviceSelector, DeviceSummary,
+    RefreshResponse, TimelineEntry, TimelinePage, TimelineQuery,
 };
 use capstan_proto::error::ErrorBody;
 use capstan_store::{DeviceFilter, DeviceRow, DeviceSort, StoreError};
@@ -56,7 +58,78 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("device {id}"))
 }
 
+/// The filter part of a device query as a store filter (no sort or paging): a group given by
+/// id or name becomes its id, `field=name=value` the canonical stored value. An unknown group
+/// or field is a 400, not an empty page, so a typo is noticed.
+pub(crate) async fn device_filter(
+    state: &AppState,
+    sel: &DeviceSelector,
+    now: i64,
+) -> ApiResult<DeviceFilter> {
+    let online = match sel.status.as_deref() {
+        None | Some("") => None,
+        Some("online") => Some(true),
+        Some("offline") => Some(false),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                capstan_proto::error::ErrorCode::InvalidQuery,
+                format!("unknown status {other:?}; use online or offline"),
+            ));
+        }
+    };
+    for (name, value) in [
+        ("search", &sel.search),
+        ("tag", &sel.tag),
+        ("group", &sel.group),
+        ("field", &sel.field),
+    ] {
+        if value.as_ref().is_some_and(|s| s.len() > 255) {
+            return Err(ApiError::validation(format!(
+                "{name} is longer than 255 bytes"
+            )));
+        }
+        if name != "search"
+            && value
+                .as_ref()
+                .is_some_and(|s| s.chars().any(char::is_control))
+        {
+            return Err(ApiError::validation(format!(
+                "{name} contains control characters"
+            )));
+        }
+    }
+    let group_id = match sel.group.as_deref().filter(|g| !g.is_empty()) {
+        None => None,
+        Some(key) => Some(
+            state
+                .store
+                .group_by_id_or_name(key)
+                .await?
+                .ok_or_else(|| ApiError::validation(format!("unknown group {key:?}")))?
+                .id,
+        ),
+    };
+    let field = match sel.field.as_deref().filter(|f| !f.is_empty()) {
+        None => None,
+        Some(expr) => Some(crate::fields::field_match(state, expr).await?),
+    };
+    Ok(DeviceFilter {
+        search: sel.search.clone(),
+        online,
+        online_cutoff: online_cutoff(state, now),
+        group_id,
+        tag: sel.tag.clone().filter(|t| !t.is_empty()),
+        field,
+        ..Default::default()
+    })
+}
+
 /// List devices, paged, filtered and sorted on the server.
+///
+/// `group` selects the members of a group *and of all its descendant groups* (the same set a
+/// job targeting the group reaches); `tag` is an exact tag; `field=name=value` matches the
+/// effective custom field value (a device without its own value matches the default).
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceListQuery),
     responses((status = 200, body = DevicePage), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 async fn list_devices(
@@ -64,6 +137,11 @@ async fn list_devices(
     _auth: Authz<DevicesRead>,
     Query(q): Query<DeviceListQuery>,
 ) -> ApiResult<Json<DevicePage>> {
+    device_page(&state, &q).await.map(Json)
+}
+
+/// One page of the device list for `q` (shared with a group's member list).
+pub(crate) async fn device_page(state: &AppState, q: &DeviceListQuery) -> ApiResult<DevicePage> {
     let now = now_ms();
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -95,40 +173,31 @@ async fn list_devices(
             ));
         }
     };
-    let online = match q.status.as_deref() {
-        None | Some("") => None,
-        Some("online") => Some(true),
-        Some("offline") => Some(false),
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                capstan_proto::error::ErrorCode::InvalidQuery,
-                format!("unknown status {other:?}; use online or offline"),
-            ));
-        }
-    };
-    if q.search.as_ref().is_some_and(|s| s.len() > 255) {
-        return Err(ApiError::validation("search is longer than 255 bytes"));
-    }
-    let filter = DeviceFilter {
+    let sel = DeviceSelector {
         search: q.search.clone(),
-        online,
-        online_cutoff: online_cutoff(&state, now),
+        status: q.status.clone(),
+        tag: q.tag.clone(),
+        group: q.group.clone(),
+        field: q.field.clone(),
+    };
+    let filter = DeviceFilter {
         sort,
         descending,
         offset: offset as i64,
         limit: limit as i64,
+        ..device_filter(state, &sel, now).await?
     };
     let (rows, total) = state.store.list_devices(&filter).await?;
-    Ok(Json(DevicePage {
-        items: rows.iter().map(|d| summary(&state, d, now)).collect(),
+    Ok(DevicePage {
+        items: rows.iter().map(|d| summary(state, d, now)).collect(),
         total: total.max(0) as u64,
         offset,
         limit,
-    }))
+    })
 }
 
-/// One device with its full latest inventory and last performance snapshot.
+/// One device with its full latest inventory, last performance snapshot, effective custom
+/// field values and the groups it is a direct member of.
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)),
     responses((status = 200, body = DeviceDetail), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
 async fn get_device(
@@ -152,6 +221,18 @@ async fn get_device(
         Some(p) => serde_json::from_str(p).ok(),
         None => None,
     };
+    let custom_fields = crate::fields::effective_values(&state, &id).await?;
+    let groups = state
+        .store
+        .device_groups(&id)
+        .await?
+        .into_iter()
+        .map(|g| DeviceGroupRef {
+            id: g.id,
+            name: g.name,
+            source: g.source,
+        })
+        .collect();
     Ok(Json(DeviceDetail {
         summary: summary(&state, &d, now_ms()),
         identity_source: d.identity_source.clone(),
@@ -160,6 +241,8 @@ async fn get_device(
         inventory_digest: d.inventory_digest.clone(),
         inventory,
         performance,
+        custom_fields,
+        groups,
     }))
 }
 

@@ -1944,3 +1944,974 @@ async fn audit_log_names_the_actor_and_pages_newest_first() {
         );
     }
 }
+
+impl T {
+    /// `call` that must answer `want`; the body.
+    async fn ok(
+        &self,
+        want: StatusCode,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let (s, v) = self.call(method.clone(), path, Some(token), body).await;
+        assert_eq!(s, want, "{method} {path}: {v}");
+        v
+    }
+
+    async fn hostnames(&self, token: &str, query: &str) -> Vec<String> {
+        let v = self
+            .ok(
+                StatusCode::OK,
+                Method::GET,
+                &format!("/api/v1/devices?{query}"),
+                token,
+                None,
+            )
+            .await;
+        let names: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["hostname"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(v["total"], names.len(), "{v}");
+        names
+    }
+
+    async fn timeline_kinds(&self, token: &str, device: &str, kind: &str) -> Vec<Value> {
+        let v = self
+            .ok(
+                StatusCode::OK,
+                Method::GET,
+                &format!("/api/v1/devices/{device}/timeline?kind={kind}"),
+                token,
+                None,
+            )
+            .await;
+        v["items"].as_array().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn groups_form_a_tree_and_target_descendant_members() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (a, _) = t.device(&admin, "ga").await;
+    let (b, _) = t.device(&admin, "gb").await;
+    let (_c, _) = t.device(&admin, "gc").await;
+    let post = |body: Value| {
+        t.ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/groups",
+            &admin,
+            Some(body),
+        )
+    };
+    let europe = post(json!({"name": "Europe", "description": "all of it"})).await;
+    let europe_id = europe["id"].as_str().unwrap().to_string();
+    let de = post(json!({"name": "Germany", "parent_id": "europe"})).await;
+    let de_id = de["id"].as_str().unwrap().to_string();
+    assert_eq!(de["parent_id"], europe_id.as_str(), "parents may be named");
+    assert_eq!(de["kind"], "static");
+
+    assert_error(
+        &t.call(
+            Method::POST,
+            "/api/v1/groups",
+            Some(&admin),
+            Some(json!({"name": "EUROPE"})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    assert_error(
+        &t.call(
+            Method::POST,
+            "/api/v1/groups",
+            Some(&admin),
+            Some(json!({"name": "x", "parent_id": "nowhere"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    );
+    for name in ["", " padded", &"n".repeat(201)] {
+        assert_error(
+            &t.call(
+                Method::POST,
+                "/api/v1/groups",
+                Some(&admin),
+                Some(json!({"name": name})),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        );
+    }
+    // Cycles: itself, or a descendant, as parent.
+    for parent in [&europe_id, &de_id] {
+        assert_error(
+            &t.call(
+                Method::PATCH,
+                &format!("/api/v1/groups/{europe_id}"),
+                Some(&admin),
+                Some(json!({"parent_id": parent})),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "conflict",
+        );
+    }
+    let still = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            "/api/v1/groups/Europe",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        still["parent_id"],
+        Value::Null,
+        "a refused re-parent changes nothing"
+    );
+
+    let added = t
+        .ok(
+            StatusCode::OK,
+            Method::POST,
+            &format!("/api/v1/groups/{de_id}/members"),
+            &admin,
+            Some(json!({"device_ids": [a, b]})),
+        )
+        .await;
+    assert_eq!(added, json!({"matched": 2, "changed": 2}));
+    let again = t
+        .ok(
+            StatusCode::OK,
+            Method::POST,
+            "/api/v1/groups/Germany/members",
+            &admin,
+            Some(json!({"device_ids": [a]})),
+        )
+        .await;
+    assert_eq!(
+        again,
+        json!({"matched": 1, "changed": 0}),
+        "adding twice is a no-op"
+    );
+
+    // Targeting Europe reaches Germany's members.
+    assert_eq!(
+        t.hostnames(&admin, "group=Europe").await,
+        vec!["host-ga", "host-gb"]
+    );
+    assert_eq!(
+        t.hostnames(&admin, &format!("group={europe_id}&search=gb"))
+            .await,
+        vec!["host-gb"]
+    );
+    let members = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            "/api/v1/groups/Europe/members",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(members["total"], 2);
+    let listed = t
+        .ok(StatusCode::OK, Method::GET, "/api/v1/groups", &admin, None)
+        .await;
+    let counts: Vec<(String, u64, u64)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap().to_string(),
+                g["direct_members"].as_u64().unwrap(),
+                g["members"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        vec![("Europe".to_string(), 0, 2), ("Germany".to_string(), 2, 2)]
+    );
+    assert_error(
+        &t.call(
+            Method::GET,
+            "/api/v1/devices?group=Atlantis",
+            Some(&admin),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    );
+
+    let detail = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/devices/{a}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        detail["groups"],
+        json!([{"id": de_id, "name": "Germany", "source": "static"}])
+    );
+    let joined = t.timeline_kinds(&admin, &a, "group_joined").await;
+    assert_eq!(joined.len(), 1);
+    assert!(
+        joined[0]["summary"].as_str().unwrap().contains("Germany"),
+        "{}",
+        joined[0]
+    );
+
+    // Remove by filter.
+    let removed = t
+        .ok(
+            StatusCode::OK,
+            Method::POST,
+            "/api/v1/groups/Germany/members/remove",
+            &admin,
+            Some(json!({"filter": {"search": "host-ga"}})),
+        )
+        .await;
+    assert_eq!(removed, json!({"matched": 1, "changed": 1}));
+    assert_eq!(t.hostnames(&admin, "group=Europe").await, vec!["host-gb"]);
+    assert_eq!(t.timeline_kinds(&admin, &a, "group_left").await.len(), 1);
+
+    // Rename and move to the top; then Europe can go.
+    assert_error(
+        &t.call(Method::DELETE, "/api/v1/groups/Europe", Some(&admin), None)
+            .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    let moved = t
+        .ok(
+            StatusCode::OK,
+            Method::PATCH,
+            "/api/v1/groups/Germany",
+            &admin,
+            Some(json!({"name": "Deutschland", "parent_id": null})),
+        )
+        .await;
+    assert_eq!(
+        (moved["name"].as_str(), &moved["parent_id"]),
+        (Some("Deutschland"), &Value::Null)
+    );
+    assert!(t.hostnames(&admin, "group=Europe").await.is_empty());
+    t.ok(
+        StatusCode::NO_CONTENT,
+        Method::DELETE,
+        "/api/v1/groups/Europe",
+        &admin,
+        None,
+    )
+    .await;
+    t.ok(
+        StatusCode::NO_CONTENT,
+        Method::DELETE,
+        "/api/v1/groups/Deutschland",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(
+        t.timeline_kinds(&admin, &b, "group_left").await.len(),
+        1,
+        "deletion is a leave"
+    );
+
+    let audit = t.audit(&admin, "?limit=50").await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for want in [
+        "group.create",
+        "group.update",
+        "group.members_add",
+        "group.members_remove",
+        "group.delete",
+    ] {
+        assert!(actions.contains(&want), "{want} missing from {actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn bulk_changes_refuse_bad_input_and_change_nothing() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (a, _) = t.device(&admin, "ba").await;
+    t.ok(
+        StatusCode::CREATED,
+        Method::POST,
+        "/api/v1/groups",
+        &admin,
+        Some(json!({"name": "Pilot"})),
+    )
+    .await;
+    let audit_before = t.audit(&admin, "?limit=500").await["items"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    let unknown = t
+        .call(
+            Method::POST,
+            "/api/v1/groups/Pilot/members",
+            Some(&admin),
+            Some(json!({"device_ids": [a, "no-such-device"]})),
+        )
+        .await;
+    assert_error(&unknown, StatusCode::BAD_REQUEST, "validation_failed");
+    assert!(
+        unknown.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-device"),
+        "{}",
+        unknown.1
+    );
+    let too_many: Vec<String> = (0..10_001).map(|i| format!("d{i}")).collect();
+    let bad_bodies = [
+        (
+            "/api/v1/groups/Pilot/members",
+            json!({"device_ids": too_many}),
+        ),
+        ("/api/v1/groups/Pilot/members", json!({})),
+        (
+            "/api/v1/groups/Pilot/members",
+            json!({"filter": {"status": "sleepy"}}),
+        ),
+        (
+            "/api/v1/groups/Pilot/members",
+            json!({"filter": {"field": "nofield=1"}}),
+        ),
+        (
+            "/api/v1/tags/add",
+            json!({"tags": ["ok", "not ok"], "device_ids": [a]}),
+        ),
+        ("/api/v1/tags/add", json!({"tags": [], "device_ids": [a]})),
+        (
+            "/api/v1/tags/add",
+            json!({"tags": ["x"], "device_ids": ["ghost"]}),
+        ),
+        (
+            "/api/v1/tags/remove",
+            json!({"tags": ["x"], "device_ids": too_many}),
+        ),
+    ];
+    for (path, body) in bad_bodies {
+        let r = t
+            .call(Method::POST, path, Some(&admin), Some(body.clone()))
+            .await;
+        assert!(
+            r.0 == StatusCode::BAD_REQUEST,
+            "{path} {}: {}",
+            &body.to_string()[..80.min(body.to_string().len())],
+            r.1
+        );
+    }
+    assert_error(
+        &t.call(
+            Method::POST,
+            "/api/v1/groups/Pilot/members",
+            Some(&admin),
+            Some(json!({"device_ids": [a], "extra": 1})),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    assert_error(
+        &t.call(
+            Method::POST,
+            "/api/v1/groups/Nope/members",
+            Some(&admin),
+            Some(json!({"device_ids": [a]})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    // Nothing happened: no membership, tags as enrolled, no timeline rows, no audit rows.
+    assert!(t.hostnames(&admin, "group=Pilot").await.is_empty());
+    let d = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/devices/{a}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(d["tags"], json!([]));
+    assert!(
+        t.timeline_kinds(&admin, &a, "group_joined")
+            .await
+            .is_empty()
+    );
+    assert!(t.timeline_kinds(&admin, &a, "tag_added").await.is_empty());
+    let audit_after = t.audit(&admin, "?limit=500").await["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        audit_before, audit_after,
+        "refused requests are not audited as changes"
+    );
+
+    // Permissions: viewers read, operators manage.
+    t.create_user(&admin, "gview", "viewer").await;
+    t.create_user(&admin, "gop", "operator").await;
+    let viewer = t.login("gview", "long-enough-password").await;
+    let operator = t.login("gop", "long-enough-password").await;
+    t.ok(StatusCode::OK, Method::GET, "/api/v1/groups", &viewer, None)
+        .await;
+    t.ok(
+        StatusCode::OK,
+        Method::GET,
+        "/api/v1/custom-fields",
+        &viewer,
+        None,
+    )
+    .await;
+    let writes: Vec<(Method, String, Value)> = vec![
+        (Method::POST, "/api/v1/groups".into(), json!({"name": "V"})),
+        (
+            Method::PATCH,
+            "/api/v1/groups/Pilot".into(),
+            json!({"description": "v"}),
+        ),
+        (Method::DELETE, "/api/v1/groups/Pilot".into(), json!({})),
+        (
+            Method::POST,
+            "/api/v1/groups/Pilot/members".into(),
+            json!({"device_ids": [a]}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/groups/Pilot/members/remove".into(),
+            json!({"device_ids": [a]}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tags/add".into(),
+            json!({"tags": ["v"], "device_ids": [a]}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tags/remove".into(),
+            json!({"tags": ["v"], "device_ids": [a]}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/custom-fields".into(),
+            json!({"name": "v", "type": "string"}),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/devices/{a}/custom-fields/v"),
+            json!({"value": "x"}),
+        ),
+    ];
+    for (m, path, body) in &writes {
+        assert_error(
+            &t.call(m.clone(), path, Some(&viewer), Some(body.clone()))
+                .await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+    }
+    let r = t
+        .ok(
+            StatusCode::OK,
+            Method::POST,
+            "/api/v1/groups/Pilot/members",
+            &operator,
+            Some(json!({"device_ids": [a]})),
+        )
+        .await;
+    assert_eq!(r["changed"], 1, "operators hold groups.manage");
+}
+
+#[tokio::test]
+async fn tags_change_in_bulk_and_filter_the_device_list() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (a, _) = t.device(&admin, "web-1").await;
+    let (b, _) = t.device(&admin, "web-2").await;
+    let (c, _) = t.device(&admin, "db-1").await;
+    let r = t
+        .ok(
+            StatusCode::OK,
+            Method::POST,
+            "/api/v1/tags/add",
+            &admin,
+            Some(json!({"tags": ["web", "prod"], "filter": {"search": "web"}})),
+        )
+        .await;
+    assert_eq!(r, json!({"matched": 2, "changed": 2}));
+    t.ok(
+        StatusCode::OK,
+        Method::POST,
+        "/api/v1/tags/add",
+        &admin,
+        Some(json!({"tags": ["prod"], "device_ids": [c]})),
+    )
+    .await;
+    assert_eq!(
+        t.hostnames(&admin, "tag=web").await,
+        vec!["host-web-1", "host-web-2"]
+    );
+    assert_eq!(t.hostnames(&admin, "tag=prod").await.len(), 3);
+    assert!(
+        t.hostnames(&admin, "tag=we").await.is_empty(),
+        "tags match exactly"
+    );
+    let d = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/devices/{a}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(d["tags"], json!(["prod", "web"]));
+    assert_eq!(
+        t.timeline_kinds(&admin, &a, "tag_added").await.len(),
+        2,
+        "one entry per tag"
+    );
+
+    let r = t
+        .ok(
+            StatusCode::OK,
+            Method::POST,
+            "/api/v1/tags/remove",
+            &admin,
+            Some(json!({"tags": ["prod"], "device_ids": [a], "filter": {"tag": "web"}})),
+        )
+        .await;
+    assert_eq!(r, json!({"matched": 2, "changed": 2}));
+    assert_eq!(t.hostnames(&admin, "tag=prod").await, vec!["host-db-1"]);
+    assert_eq!(t.timeline_kinds(&admin, &b, "tag_removed").await.len(), 1);
+    let removed = t.timeline_kinds(&admin, &b, "tag_removed").await;
+    assert_eq!(removed[0]["field"], "prod");
+}
+
+#[tokio::test]
+async fn custom_fields_are_typed_defaulted_and_filterable() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (a, _) = t.device(&admin, "cf-a").await;
+    let (b, _) = t.device(&admin, "cf-b").await;
+    let define = |body: Value| {
+        t.call(
+            Method::POST,
+            "/api/v1/custom-fields",
+            Some(&admin),
+            Some(body),
+        )
+    };
+    for body in [
+        json!({"name": "owner", "type": "string", "description": "who to call"}),
+        json!({"name": "rack_u", "type": "number"}),
+        json!({"name": "critical", "type": "boolean", "default": false, "required": true}),
+        json!({"name": "warranty_end", "type": "date"}),
+        json!({"name": "tier", "type": "enum", "enum_values": ["gold", "silver"], "default": "silver"}),
+    ] {
+        let r = define(body.clone()).await;
+        assert_eq!(r.0, StatusCode::CREATED, "{body}: {}", r.1);
+    }
+    let bad_definitions = [
+        json!({"name": "Bad-Name", "type": "string"}),
+        json!({"name": "x", "type": "enum"}),
+        json!({"name": "x", "type": "string", "enum_values": ["a"]}),
+        json!({"name": "x", "type": "number", "default": "7"}),
+        json!({"name": "x", "type": "date", "default": "next tuesday"}),
+        json!({"name": "x", "type": "string", "required": true}),
+        json!({"name": "x", "type": "enum", "enum_values": ["a", "a"]}),
+    ];
+    for body in bad_definitions {
+        assert_error(
+            &define(body).await,
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        );
+    }
+    assert_error(
+        &define(json!({"name": "x", "type": "color"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    assert_error(
+        &define(json!({"name": "owner", "type": "string"})).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+
+    let set = |device: &str, name: &str, value: Value| {
+        let path = format!("/api/v1/devices/{device}/custom-fields/{name}");
+        let admin = admin.clone();
+        let t = &t;
+        async move {
+            t.call(
+                Method::PUT,
+                &path,
+                Some(&admin),
+                Some(json!({"value": value})),
+            )
+            .await
+        }
+    };
+    for (name, value) in [
+        ("owner", json!("ops")),
+        ("rack_u", json!(12)),
+        ("critical", json!(true)),
+        ("warranty_end", json!("2026-01-31")),
+        ("tier", json!("gold")),
+    ] {
+        let r = set(&a, name, value).await;
+        assert_eq!(r.0, StatusCode::NO_CONTENT, "{name}: {}", r.1);
+    }
+    // Wrong types: a clear 400 naming the field and type; nothing stored.
+    for (name, value, ty) in [
+        ("owner", json!(5), "string"),
+        ("rack_u", json!("12"), "number"),
+        ("critical", json!("yes"), "boolean"),
+        ("warranty_end", json!("31/01/2026"), "date"),
+        ("tier", json!("bronze"), "enum"),
+    ] {
+        let r = set(&b, name, value).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
+        let msg = r.1["message"].as_str().unwrap();
+        assert!(msg.contains(name) && msg.contains(ty), "{msg}");
+    }
+    assert_error(
+        &set(&b, "nofield", json!(1)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &set("ghost", "owner", json!("x")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+
+    let detail_a = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/devices/{a}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        detail_a["custom_fields"],
+        json!({"owner": "ops", "rack_u": 12.0, "critical": true,
+               "warranty_end": 1_769_817_600_000i64, "tier": "gold"})
+    );
+    let detail_b = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/devices/{b}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        detail_b["custom_fields"],
+        json!({"critical": false, "tier": "silver"}),
+        "only defaults, nothing of the refused writes"
+    );
+    assert_eq!(
+        t.timeline_kinds(&admin, &a, "custom_field_set").await.len(),
+        5
+    );
+
+    assert_eq!(
+        t.hostnames(&admin, "field=tier=gold").await,
+        vec!["host-cf-a"]
+    );
+    assert_eq!(
+        t.hostnames(&admin, "field=tier=silver").await,
+        vec!["host-cf-b"],
+        "default matches"
+    );
+    assert_eq!(
+        t.hostnames(&admin, "field=rack_u=12").await,
+        vec!["host-cf-a"]
+    );
+    assert_eq!(
+        t.hostnames(&admin, "field=critical=false").await,
+        vec!["host-cf-b"]
+    );
+    assert_eq!(
+        t.hostnames(&admin, "field=warranty_end=2026-01-31").await,
+        vec!["host-cf-a"]
+    );
+    for q in [
+        "field=tier",
+        "field=nofield=1",
+        "field=rack_u=twelve",
+        "field=tier=bronze",
+    ] {
+        assert_error(
+            &t.call(
+                Method::GET,
+                &format!("/api/v1/devices?{q}"),
+                Some(&admin),
+                None,
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        );
+    }
+
+    // Type changes are refused while values exist; other changes validate the default.
+    assert_error(
+        &t.call(
+            Method::PATCH,
+            "/api/v1/custom-fields/rack_u",
+            Some(&admin),
+            Some(json!({"type": "string"})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    assert_error(
+        &t.call(
+            Method::PATCH,
+            "/api/v1/custom-fields/tier",
+            Some(&admin),
+            Some(json!({"enum_values": ["silver"]})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    assert_error(
+        &t.call(
+            Method::PATCH,
+            "/api/v1/custom-fields/critical",
+            Some(&admin),
+            Some(json!({"default": null})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "validation_failed",
+    );
+    let owner = t
+        .ok(
+            StatusCode::OK,
+            Method::PATCH,
+            "/api/v1/custom-fields/owner",
+            &admin,
+            Some(json!({"default": "nobody"})),
+        )
+        .await;
+    assert_eq!(
+        (owner["default"].as_str(), owner["description"].as_str()),
+        (Some("nobody"), Some("who to call"))
+    );
+
+    t.ok(
+        StatusCode::NO_CONTENT,
+        Method::DELETE,
+        &format!("/api/v1/devices/{a}/custom-fields/tier"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(
+        t.hostnames(&admin, "field=tier=silver").await.len(),
+        2,
+        "unset: default applies"
+    );
+    assert_eq!(
+        t.timeline_kinds(&admin, &a, "custom_field_unset")
+            .await
+            .len(),
+        1
+    );
+    t.ok(
+        StatusCode::NO_CONTENT,
+        Method::DELETE,
+        "/api/v1/custom-fields/rack_u",
+        &admin,
+        None,
+    )
+    .await;
+    let detail_a = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/devices/{a}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert!(
+        detail_a["custom_fields"].get("rack_u").is_none(),
+        "{detail_a}"
+    );
+    let fields = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            "/api/v1/custom-fields",
+            &admin,
+            None,
+        )
+        .await;
+    let names: Vec<&str> = fields
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["critical", "owner", "tier", "warranty_end"]);
+}
+
+#[tokio::test]
+async fn mutated_group_tag_and_field_bodies_never_cause_server_errors() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (device, _) = t.device(&admin, "gfuzz").await;
+    t.ok(
+        StatusCode::CREATED,
+        Method::POST,
+        "/api/v1/groups",
+        &admin,
+        Some(json!({"name": "Fz"})),
+    )
+    .await;
+    t.ok(
+        StatusCode::CREATED,
+        Method::POST,
+        "/api/v1/custom-fields",
+        &admin,
+        Some(json!({"name": "fz", "type": "enum", "enum_values": ["a", "b"]})),
+    )
+    .await;
+    let value_path = format!("/api/v1/devices/{device}/custom-fields/fz");
+    let filter =
+        json!({"search": "g", "status": "online", "tag": "t", "group": "Fz", "field": "fz=a"});
+    let endpoints: Vec<(Method, String, Value)> = vec![
+        (
+            Method::POST,
+            "/api/v1/groups".into(),
+            json!({"name": "Fz2", "description": "d", "parent_id": "Fz"}),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/groups/Fz".into(),
+            json!({"name": "Fz", "description": "d", "parent_id": null}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/groups/Fz/members".into(),
+            json!({"device_ids": [device], "filter": filter}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/groups/Fz/members/remove".into(),
+            json!({"device_ids": [device], "filter": filter}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tags/add".into(),
+            json!({"tags": ["x"], "device_ids": [device], "filter": filter}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/tags/remove".into(),
+            json!({"tags": ["x"], "device_ids": [device], "filter": filter}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/custom-fields".into(),
+            json!({"name": "fy", "type": "date", "enum_values": [], "default": "2026-01-01", "required": true, "description": "d"}),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/custom-fields/fz".into(),
+            json!({"type": "enum", "enum_values": ["a"], "default": "a", "required": false, "description": "d"}),
+        ),
+        (Method::PUT, value_path.clone(), json!({"value": "a"})),
+    ];
+    let nasty: Vec<Value> = vec![
+        Value::Null,
+        json!(-1),
+        json!(1e308),
+        json!(u64::MAX),
+        json!(true),
+        json!(""),
+        json!("x".repeat(100_000)),
+        json!("\u{0}\u{202e}<script>"),
+        json!(["\u{0}"]),
+        json!([]),
+        json!({}),
+        json!({"search": "\u{0}", "group": "\u{0}", "field": "\u{0}=\u{0}"}),
+    ];
+    let mut cases = 0;
+    for (method, path, valid) in &endpoints {
+        let Value::Object(map) = valid else { continue };
+        let mut bodies = vec![valid.to_string()];
+        for key in map.keys() {
+            for v in &nasty {
+                let mut m = map.clone();
+                m.insert(key.clone(), v.clone());
+                bodies.push(Value::Object(m).to_string());
+            }
+        }
+        for body in bodies {
+            let (status, v) = t
+                .raw(
+                    method.clone(),
+                    path,
+                    Some(&admin),
+                    Some("application/json"),
+                    body.clone().into_bytes(),
+                )
+                .await;
+            cases += 1;
+            assert!(
+                !status.is_server_error(),
+                "{method} {path} answered {status} to {}: {v}",
+                &body[..body.len().min(200)]
+            );
+        }
+    }
+    for path in [
+        "/api/v1/groups/%00",
+        "/api/v1/custom-fields/%00",
+        "/api/v1/devices?group=%00&field=%00",
+    ] {
+        let (status, v) = t.call(Method::GET, path, Some(&admin), None).await;
+        assert!(!status.is_server_error(), "{path}: {v}");
+    }
+    assert!(cases > 200, "{cases}");
+}

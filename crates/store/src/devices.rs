@@ -89,11 +89,99 @@ pub struct DeviceFilter {
     /// `Some(true)`: last seen at or after `online_cutoff`; `Some(false)`: before or never.
     pub online: Option<bool>,
     pub online_cutoff: i64,
+    /// Members of this group or of any of its descendants.
+    pub group_id: Option<String>,
+    /// Devices carrying this tag (exact, case-sensitive).
+    pub tag: Option<String>,
+    /// Devices whose effective custom field value equals the given one.
+    pub field: Option<FieldMatch>,
     pub sort: DeviceSort,
     pub descending: bool,
     pub offset: i64,
     pub limit: i64,
 }
+
+/// An exact match on a custom field's effective value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldMatch {
+    pub name: String,
+    /// The canonical JSON text of the value (as stored).
+    pub value_json: String,
+    /// Whether the field's default equals the value, so devices without their own value match.
+    pub matches_default: bool,
+}
+
+/// The device filter as SQL over `devices d`, with parameters `$1..=$8` bound by
+/// [`bind_filter!`]. Group membership walks the group tree with a recursive CTE, tags are
+/// matched as the exact JSON string element in `devices.tags` (`REPLACE` is case-sensitive on
+/// both backends, unlike `LIKE`), custom fields by their canonical JSON text.
+pub(crate) const FILTER_WHERE: &str = "WHERE ($1 IS NULL OR LOWER(d.hostname) LIKE $1 ESCAPE '\\')
+      AND ($2 IS NULL
+           OR ($2 = 1 AND d.last_seen_at >= $3)
+           OR ($2 = 0 AND (d.last_seen_at IS NULL OR d.last_seen_at < $3)))
+      AND ($4 IS NULL OR d.id IN (
+           SELECT m.device_id FROM group_members m WHERE m.group_id IN (
+               WITH RECURSIVE sub(id) AS (
+                   SELECT CAST($4 AS TEXT)
+                   UNION SELECT g.id FROM device_groups g JOIN sub ON g.parent_id = sub.id)
+               SELECT id FROM sub)))
+      AND ($5 IS NULL OR REPLACE(d.tags, $5, '') <> d.tags)
+      AND ($6 IS NULL
+           OR EXISTS (SELECT 1 FROM device_field_values v
+                      WHERE v.device_id = d.id AND v.field_name = $6 AND v.value = $7)
+           OR ($8 = 1 AND NOT EXISTS (SELECT 1 FROM device_field_values v
+                      WHERE v.device_id = d.id AND v.field_name = $6)))";
+
+/// The filter's parameters in `$1..=$8` order.
+pub(crate) struct FilterBinds {
+    pub search: Option<String>,
+    pub online: Option<i64>,
+    pub cutoff: i64,
+    pub group: Option<String>,
+    pub tag: Option<String>,
+    pub field_name: Option<String>,
+    pub field_value: Option<String>,
+    pub field_default: i64,
+}
+
+impl DeviceFilter {
+    pub(crate) fn binds(&self) -> FilterBinds {
+        FilterBinds {
+            search: self
+                .search
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(like_pattern),
+            online: self.online.map(i64::from),
+            cutoff: self.online_cutoff,
+            group: self.group_id.clone(),
+            // Tags are validated to contain no quote or backslash, so their JSON form is
+            // the tag in quotes.
+            tag: self
+                .tag
+                .as_ref()
+                .map(|t| serde_json::Value::String(t.clone()).to_string()),
+            field_name: self.field.as_ref().map(|f| f.name.clone()),
+            field_value: self.field.as_ref().map(|f| f.value_json.clone()),
+            field_default: i64::from(self.field.as_ref().is_some_and(|f| f.matches_default)),
+        }
+    }
+}
+
+/// Bind [`FilterBinds`] as `$1..=$8` of a query using [`FILTER_WHERE`].
+macro_rules! bind_filter {
+    ($q:expr, $b:expr) => {
+        $q.bind($b.search.clone())
+            .bind($b.online)
+            .bind($b.cutoff)
+            .bind($b.group.clone())
+            .bind($b.tag.clone())
+            .bind($b.field_name.clone())
+            .bind($b.field_value.clone())
+            .bind($b.field_default)
+    };
+}
+pub(crate) use bind_filter;
 
 const DEVICE_COLS: &str =
     "d.id, d.hostname, d.identity_source, d.os_family, d.os_name, d.os_version,
@@ -188,36 +276,22 @@ impl Store {
         };
         let dir = if f.descending { "DESC" } else { "ASC" };
         // NULLs (never seen) sort last whatever the direction.
-        let where_sql = "WHERE ($1 IS NULL OR LOWER(d.hostname) LIKE $1 ESCAPE '\\')
-              AND ($2 IS NULL
-                   OR ($2 = 1 AND d.last_seen_at >= $3)
-                   OR ($2 = 0 AND (d.last_seen_at IS NULL OR d.last_seen_at < $3)))";
         let page_sql = sqlx::AssertSqlSafe(format!(
             "SELECT {DEVICE_COLS} FROM devices d LEFT JOIN device_inventory i ON i.device_id = d.id
-             {where_sql}
+             {FILTER_WHERE}
              ORDER BY ({order_col} IS NULL), {order_col} {dir}, d.id {dir}
-             LIMIT $4 OFFSET $5"
+             LIMIT $9 OFFSET $10"
         ));
-        let count_sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM devices d {where_sql}"));
-        let search = f
-            .search
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(like_pattern);
-        let online: Option<i64> = f.online.map(i64::from);
+        let count_sql =
+            sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM devices d {FILTER_WHERE}"));
+        let b = f.binds();
         Ok(with_pool!(self, |pool| {
-            let rows: Vec<DeviceRow> = sqlx::query_as(page_sql)
-                .bind(&search)
-                .bind(online)
-                .bind(f.online_cutoff)
+            let rows: Vec<DeviceRow> = bind_filter!(sqlx::query_as(page_sql), b)
                 .bind(f.limit)
                 .bind(f.offset)
                 .fetch_all(pool)
                 .await?;
-            let (total,): (i64,) = sqlx::query_as(count_sql)
-                .bind(&search)
-                .bind(online)
-                .bind(f.online_cutoff)
+            let (total,): (i64,) = bind_filter!(sqlx::query_as(count_sql), b)
                 .fetch_one(pool)
                 .await?;
             (rows, total)

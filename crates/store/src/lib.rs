@@ -8,17 +8,25 @@
 mod audit;
 mod devices;
 mod enrollment;
+mod fields;
+mod groups;
 mod migrations;
 mod notify;
 mod settings;
+mod tags;
 mod users;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRow};
 pub use devices::{
-    DeviceAuth, DeviceFilter, DeviceRow, DeviceSort, InventoryRow, NewTimelineEntry, TimelineRow,
+    DeviceAuth, DeviceFilter, DeviceRow, DeviceSort, FieldMatch, InventoryRow, NewTimelineEntry,
+    TimelineRow,
 };
 pub use enrollment::{
     EnrollError, EnrollInput, EnrollOutcome, EnrollmentTokenRow, NewEnrollmentToken,
+};
+pub use fields::{FieldRow, FieldValueRow};
+pub use groups::{
+    DeviceSelection, GroupRow, GroupUpdate, GroupWithCounts, MembershipRow, NewGroup,
 };
 pub use migrations::{MIGRATIONS, MigrationPair};
 pub use notify::{Subscription, WAKE_CHANNEL};
@@ -40,6 +48,13 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The request names something that does not exist or is not acceptable (e.g. an unknown
+    /// parent group); the message says what.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// Explicit device ids that name no device; nothing was changed.
+    #[error("unknown device ids: {0:?}")]
+    UnknownDevices(Vec<String>),
     #[error("invalid database URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
     #[error("database error: {0}")]

@@ -18,12 +18,20 @@ pub struct MigrationPair {
     pub postgres: &'static str,
 }
 
-pub const MIGRATIONS: &[MigrationPair] = &[MigrationPair {
-    version: 1,
-    name: "foundation",
-    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
-}];
+pub const MIGRATIONS: &[MigrationPair] = &[
+    MigrationPair {
+        version: 1,
+        name: "foundation",
+        sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+    },
+    MigrationPair {
+        version: 2,
+        name: "groups",
+        sqlite: include_str!("../migrations/sqlite/0002_groups.sql"),
+        postgres: include_str!("../migrations/postgres/0002_groups.sql"),
+    },
+];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {
     let migrations = MIGRATIONS

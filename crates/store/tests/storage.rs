@@ -74,6 +74,10 @@ on_both!(
     deleting_a_user_cascades_and_is_audited,
     password_change_ends_the_other_sessions,
     audit_log_filters_and_pages,
+    group_tree_refuses_cycles_and_counts_descendants,
+    group_membership_is_idempotent_timelined_and_filterable,
+    bulk_tags_change_timeline_and_filter_exactly,
+    custom_fields_round_trip_every_type_and_filter,
 );
 
 fn audit(action: &str) -> AuditEntry {
@@ -1080,4 +1084,491 @@ async fn audit_log_filters_and_pages(s: &Store) {
         .is_empty(),
         "filters are exact, not patterns"
     );
+}
+
+fn new_group(name: &str, parent: Option<&str>) -> NewGroup {
+    NewGroup {
+        id: id(),
+        name: name.into(),
+        description: format!("{name} devices"),
+        parent_id: parent.map(str::to_string),
+        now: 5,
+    }
+}
+
+fn in_group(group: &str) -> DeviceFilter {
+    DeviceFilter {
+        group_id: Some(group.into()),
+        limit: 100,
+        ..Default::default()
+    }
+}
+
+async fn hostnames(s: &Store, f: &DeviceFilter) -> Vec<String> {
+    let (rows, total) = s.list_devices(f).await.unwrap();
+    assert_eq!(total as usize, rows.len(), "count and page agree");
+    rows.into_iter().map(|r| r.hostname).collect()
+}
+
+async fn group_tree_refuses_cycles_and_counts_descendants(s: &Store) {
+    let root = new_group("Europe", None);
+    let de = new_group("Germany", Some(&root.id));
+    let ber = new_group("Berlin", Some(&de.id));
+    for g in [&root, &de, &ber] {
+        s.create_group(g, &audit("group.create")).await.unwrap();
+    }
+    assert!(
+        matches!(
+            s.create_group(&new_group("EUROPE", None), &audit("x"))
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
+        "names are unique regardless of case"
+    );
+    assert!(matches!(
+        s.create_group(&new_group("Orphan", Some("nope")), &audit("x"))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    for bad_parent in [&root.id, &de.id, &ber.id] {
+        let r = s
+            .update_group(
+                &root.id,
+                &GroupUpdate {
+                    parent_id: Some(Some(bad_parent.clone())),
+                    ..Default::default()
+                },
+                6,
+                &audit("group.update"),
+            )
+            .await;
+        assert!(
+            matches!(r, Err(StoreError::Conflict(_))),
+            "parent {bad_parent} must be refused, got {r:?}"
+        );
+    }
+    assert_eq!(s.group(&root.id).await.unwrap().unwrap().parent_id, None);
+
+    let a = enrolled(s, "g-a", 1).await;
+    let b = enrolled(s, "g-b", 1).await;
+    s.change_group_members(
+        &ber.id,
+        std::slice::from_ref(&a),
+        true,
+        7,
+        &audit("group.members_add"),
+    )
+    .await
+    .unwrap();
+    s.change_group_members(&de.id, &[a.clone(), b.clone()], true, 7, &audit("x"))
+        .await
+        .unwrap();
+    let counts: Vec<(String, i64, i64)> = s
+        .list_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.group.name, g.direct_members, g.members))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("Berlin".to_string(), 1, 1),
+            ("Europe".to_string(), 0, 2),
+            ("Germany".to_string(), 2, 2),
+        ],
+        "a device in two subgroups counts once"
+    );
+    let one = s.group_with_counts(&root.id).await.unwrap().unwrap();
+    assert_eq!((one.direct_members, one.members), (0, 2));
+    assert_eq!(hostnames(s, &in_group(&root.id)).await.len(), 2);
+    assert_eq!(hostnames(s, &in_group(&ber.id)).await, vec!["host-g-a"]);
+
+    // Moving Berlin to the top level takes its members out of Europe's reach only if they
+    // are not also members elsewhere below Europe.
+    s.change_group_members(&de.id, std::slice::from_ref(&a), false, 8, &audit("x"))
+        .await
+        .unwrap();
+    s.update_group(
+        &ber.id,
+        &GroupUpdate {
+            name: Some("Berlin-Mitte".into()),
+            parent_id: Some(None),
+            ..Default::default()
+        },
+        9,
+        &audit("group.update"),
+    )
+    .await
+    .unwrap();
+    let moved = s.group(&ber.id).await.unwrap().unwrap();
+    assert_eq!(
+        (moved.name.as_str(), moved.parent_id),
+        ("Berlin-Mitte", None)
+    );
+    assert_eq!(moved.description, "Berlin devices", "untouched fields stay");
+    assert_eq!(hostnames(s, &in_group(&root.id)).await, vec!["host-g-b"]);
+    assert_eq!(
+        s.group_by_id_or_name("berlin-mitte")
+            .await
+            .unwrap()
+            .map(|g| g.id),
+        Some(ber.id.clone())
+    );
+
+    assert!(
+        matches!(
+            s.delete_group(&root.id, 10, &audit("group.delete")).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a group with children is not deleted"
+    );
+    s.delete_group(&de.id, 10, &audit("group.delete"))
+        .await
+        .unwrap();
+    s.delete_group(&root.id, 10, &audit("group.delete"))
+        .await
+        .unwrap();
+    let left = s.timeline(&b, None, Some("group_left"), 10).await.unwrap();
+    assert_eq!(left.len(), 1, "deleting a group is a membership change");
+    assert!(left[0].summary.contains("Germany"), "{}", left[0].summary);
+    assert!(matches!(
+        s.delete_group(&root.id, 11, &audit("x")).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn group_membership_is_idempotent_timelined_and_filterable(s: &Store) {
+    let g = new_group("Pilot", None);
+    s.create_group(&g, &audit("group.create")).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(enrolled(s, &format!("m{i}"), 1).await);
+    }
+    let audits_before = s.audit_log(1000).await.unwrap().len();
+    match s
+        .resolve_devices(&DeviceSelection {
+            ids: Some(vec![ids[0].clone(), "ghost-1".into(), "ghost-2".into()]),
+            filter: None,
+        })
+        .await
+    {
+        Err(StoreError::UnknownDevices(u)) => assert_eq!(u, vec!["ghost-1", "ghost-2"]),
+        other => panic!("unknown ids must fail, got {other:?}"),
+    }
+    let by_filter = s
+        .resolve_devices(&DeviceSelection {
+            ids: Some(vec![ids[0].clone()]),
+            filter: Some(DeviceFilter {
+                search: Some("host-m1".into()),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let mut expect = vec![ids[0].clone(), ids[1].clone()];
+    expect.sort();
+    assert_eq!(by_filter, expect, "ids and filter are united");
+
+    assert_eq!(
+        s.change_group_members(&g.id, &by_filter, true, 5, &audit("group.members_add"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.change_group_members(&g.id, &ids, true, 6, &audit("group.members_add"))
+            .await
+            .unwrap(),
+        1,
+        "only the device not yet a member changes"
+    );
+    for d in &ids {
+        let joined = s.timeline(d, None, Some("group_joined"), 10).await.unwrap();
+        assert_eq!(joined.len(), 1, "one entry per actual change");
+        assert!(joined[0].summary.contains("Pilot"));
+    }
+    assert_eq!(
+        s.audit_log(1000).await.unwrap().len(),
+        audits_before + 2,
+        "one audit row per request"
+    );
+    let groups = s.device_groups(&ids[0]).await.unwrap();
+    assert_eq!(
+        groups,
+        vec![MembershipRow {
+            id: g.id.clone(),
+            name: "Pilot".into(),
+            source: "static".into()
+        }]
+    );
+    assert_eq!(
+        s.change_group_members(&g.id, &ids[..1], false, 7, &audit("group.members_remove"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.change_group_members(&g.id, &ids[..1], false, 8, &audit("group.members_remove"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        hostnames(s, &in_group(&g.id)).await,
+        vec!["host-m1", "host-m2"]
+    );
+    assert!(matches!(
+        s.change_group_members("nope", &ids, true, 9, &audit("x"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // Many devices in one request (more than one IN-list chunk).
+    let many: Vec<String> = (0..1200).map(|i| format!("not-a-device-{i}")).collect();
+    assert_eq!(
+        s.change_group_members(&g.id, &many, true, 10, &audit("x"))
+            .await
+            .unwrap(),
+        0,
+        "ids that vanished between resolving and changing are skipped"
+    );
+}
+
+async fn bulk_tags_change_timeline_and_filter_exactly(s: &Store) {
+    let a = enrolled(s, "t-a", 1).await;
+    let b = enrolled(s, "t-b", 1).await;
+    let tags = |v: &[&str]| v.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    // enrolled() devices carry the token's tags lab and linux.
+    assert_eq!(
+        s.change_tags(
+            &[a.clone(), b.clone()],
+            &tags(&["web", "lab"]),
+            true,
+            5,
+            &audit("tags.add")
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.change_tags(
+            std::slice::from_ref(&a),
+            &tags(&["web"]),
+            true,
+            6,
+            &audit("tags.add")
+        )
+        .await
+        .unwrap(),
+        0,
+        "adding a present tag changes nothing"
+    );
+    assert_eq!(
+        s.device(&a).await.unwrap().unwrap().tags(),
+        vec!["lab", "linux", "web"]
+    );
+    let added = s.timeline(&a, None, Some("tag_added"), 10).await.unwrap();
+    assert_eq!(added.len(), 1, "lab was present, only web is new");
+    assert_eq!(added[0].field.as_deref(), Some("web"));
+    s.change_tags(
+        std::slice::from_ref(&b),
+        &tags(&["web", "Web-2"]),
+        false,
+        7,
+        &audit("tags.remove"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.timeline(&b, None, Some("tag_removed"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let by_tag = |t: &str| DeviceFilter {
+        tag: Some(t.into()),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(hostnames(s, &by_tag("web")).await, vec!["host-t-a"]);
+    assert_eq!(hostnames(s, &by_tag("lab")).await.len(), 2);
+    assert!(
+        hostnames(s, &by_tag("WEB")).await.is_empty(),
+        "tags are exact"
+    );
+    assert!(
+        hostnames(s, &by_tag("we")).await.is_empty(),
+        "no substring match"
+    );
+}
+
+fn field(name: &str, ty: &str, default: Option<&str>) -> FieldRow {
+    FieldRow {
+        name: name.into(),
+        field_type: ty.into(),
+        enum_values: if ty == "enum" {
+            json!(["gold", "silver"]).to_string()
+        } else {
+            "[]".into()
+        },
+        default_value: default.map(str::to_string),
+        required: false,
+        description: String::new(),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+async fn custom_fields_round_trip_every_type_and_filter(s: &Store) {
+    let d = enrolled(s, "f-a", 1).await;
+    let other = enrolled(s, "f-b", 1).await;
+    let cases = [
+        ("owner", "string", "\"ops team \\u00e9\""),
+        ("rack_u", "number", "42.5"),
+        ("critical", "boolean", "true"),
+        ("warranty_end", "date", "1767225600000"),
+        ("tier", "enum", "\"gold\""),
+    ];
+    for (name, ty, value) in cases {
+        s.create_field(&field(name, ty, None), &audit("custom_field.create"))
+            .await
+            .unwrap();
+        s.set_field_value(&d, name, ty, value, 5, &audit("device.custom_field_set"))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        s.create_field(&field("owner", "string", None), &audit("x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let stored: Vec<(String, String)> = s
+        .device_field_values(&d)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.field_name, v.value))
+        .collect();
+    let mut expected: Vec<(String, String)> = cases
+        .iter()
+        .map(|(n, _, v)| (n.to_string(), v.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected, "every type round-trips byte for byte");
+    assert_eq!(
+        s.timeline(&d, None, Some("custom_field_set"), 10)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+
+    // A write under a type that is no longer the field's is refused.
+    assert!(matches!(
+        s.set_field_value(&other, "rack_u", "string", "\"x\"", 6, &audit("x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.set_field_value(&other, "nope", "string", "\"x\"", 6, &audit("x"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.set_field_value("ghost", "owner", "string", "\"x\"", 6, &audit("x"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Type change while values exist: refused; enum values in use cannot be dropped.
+    assert!(matches!(
+        s.update_field(&field("rack_u", "string", None), None, &audit("x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut narrower = field("tier", "enum", None);
+    narrower.enum_values = json!(["silver"]).to_string();
+    assert!(matches!(
+        s.update_field(&narrower, Some(&["\"silver\"".to_string()]), &audit("x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut with_default = field("tier", "enum", Some("\"silver\""));
+    with_default.description = "support tier".into();
+    s.update_field(
+        &with_default,
+        Some(&["\"gold\"".to_string(), "\"silver\"".to_string()]),
+        &audit("custom_field.update"),
+    )
+    .await
+    .unwrap();
+    let row = s.field("tier").await.unwrap().unwrap();
+    assert_eq!(row.default_value.as_deref(), Some("\"silver\""));
+    assert_eq!(row.enum_values(), vec!["gold", "silver"]);
+
+    let by_field = |name: &str, value: &str, matches_default: bool| DeviceFilter {
+        field: Some(FieldMatch {
+            name: name.into(),
+            value_json: value.into(),
+            matches_default,
+        }),
+        limit: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        hostnames(s, &by_field("tier", "\"gold\"", false)).await,
+        vec!["host-f-a"]
+    );
+    assert_eq!(
+        hostnames(s, &by_field("tier", "\"silver\"", true)).await,
+        vec!["host-f-b"],
+        "a device without a value matches through the default"
+    );
+    assert_eq!(
+        hostnames(s, &by_field("critical", "true", false)).await,
+        vec!["host-f-a"]
+    );
+
+    s.unset_field_value(&d, "tier", 7, &audit("device.custom_field_unset"))
+        .await
+        .unwrap();
+    assert_eq!(
+        hostnames(s, &by_field("tier", "\"silver\"", true))
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.timeline(&d, None, Some("custom_field_unset"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    s.update_field(&field("tier", "number", None), None, &audit("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.field("tier").await.unwrap().unwrap().field_type,
+        "number",
+        "no values left: type may change"
+    );
+    s.delete_field("owner", &audit("custom_field.delete"))
+        .await
+        .unwrap();
+    assert!(
+        s.device_field_values(&d)
+            .await
+            .unwrap()
+            .iter()
+            .all(|v| v.field_name != "owner"),
+        "values go with their definition"
+    );
+    assert!(matches!(
+        s.delete_field("owner", &audit("x")).await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -1,7 +1,7 @@
 //! `capstan devices …`: list, show, timeline, refresh, revoke and delete. Deleting asks for
 //! confirmation on a terminal and refuses to guess when there is none.
 
-use capstan_proto::api::{DeviceListQuery, DevicePage, TimelineQuery};
+use capstan_proto::api::{DeviceListQuery, DevicePage, FieldType, TimelineQuery};
 
 use super::Context;
 use crate::cli::{DeviceListArgs, DevicesCommand, TimelineArgs};
@@ -15,8 +15,22 @@ pub async fn run(ctx: &Context, cmd: DevicesCommand) -> anyhow::Result<()> {
     match cmd {
         DevicesCommand::List(args) => list(ctx, args).await,
         DevicesCommand::Show { id } => {
-            let device = ctx.client()?.get_device(&id).await?;
-            ctx.emit(&device, || output::device_detail(&device, ctx.now_ms))
+            let client = ctx.client()?;
+            let device = client.get_device(&id).await?;
+            if ctx.json_output() || device.custom_fields.is_empty() {
+                return ctx.emit(&device, || output::device_detail(&device, ctx.now_ms));
+            }
+            // Dates travel as Unix milliseconds; a table shows them as dates.
+            let mut shown = device.clone();
+            let fields = client.list_custom_fields().await?;
+            for f in fields.iter().filter(|f| f.field_type == FieldType::Date) {
+                if let Some(v) = shown.custom_fields.get_mut(&f.name)
+                    && let Some(ms) = v.as_i64()
+                {
+                    *v = serde_json::Value::String(output::format_rfc3339(ms));
+                }
+            }
+            ctx.emit(&device, || output::device_detail(&shown, ctx.now_ms))
         }
         DevicesCommand::Timeline(args) => timeline(ctx, args).await,
         DevicesCommand::Refresh { id } => {
@@ -39,6 +53,9 @@ async fn list(ctx: &Context, args: DeviceListArgs) -> anyhow::Result<()> {
     let mut query = DeviceListQuery {
         search: args.search,
         status: args.status.map(|s| s.as_str().to_string()),
+        tag: args.tag,
+        group: args.group,
+        field: args.field,
         sort: args.sort,
         offset: args.offset,
         limit: args.limit,

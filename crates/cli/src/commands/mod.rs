@@ -6,6 +6,8 @@
 mod audit;
 mod auth;
 mod devices;
+mod fields;
+mod groups;
 mod tokens;
 mod users;
 
@@ -141,6 +143,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users(cmd) => users::run(&ctx, cmd).await,
         Command::Devices(cmd) => devices::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Groups(cmd) => groups::run(&ctx, cmd).await,
+        Command::Tags(cmd) => groups::tags(&ctx, cmd).await,
+        Command::Fields(cmd) => fields::run(&ctx, cmd).await,
         Command::Completions { shell } => write_stdout(&completions(shell)),
     }
 }

@@ -38,6 +38,7 @@ permissions! {
     DevicesRead => "devices.read",
     DevicesAction => "devices.action",
     DevicesDelete => "devices.delete",
+    GroupsManage => "groups.manage",
     EnrollmentRead => "enrollment.read",
     EnrollmentManage => "enrollment.manage",
     UsersManage => "users.manage",
@@ -51,7 +52,12 @@ pub fn role_allows(role: Role, permission: &str) -> bool {
         Role::Admin => true,
         Role::Operator => matches!(
             permission,
-            "session" | "devices.read" | "devices.action" | "enrollment.read" | "enrollment.manage"
+            "session"
+                | "devices.read"
+                | "devices.action"
+                | "groups.manage"
+                | "enrollment.read"
+                | "enrollment.manage"
         ),
         Role::Viewer => matches!(permission, "session" | "devices.read" | "enrollment.read"),
     }
@@ -219,5 +225,7 @@ mod tests {
         assert!(role_allows(Role::Admin, AuditRead::NAME));
         assert!(!role_allows(Role::Operator, DevicesDelete::NAME));
         assert!(role_allows(Role::Operator, DevicesAction::NAME));
+        assert!(role_allows(Role::Operator, GroupsManage::NAME));
+        assert!(!role_allows(Role::Viewer, GroupsManage::NAME));
     }
 }

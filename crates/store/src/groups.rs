@@ -1,0 +1,509 @@
+//! Device groups and their static membership. Groups form a tree (`parent_id`); targeting a
+//! group means its direct members plus the members of every descendant, which the device
+//! filter resolves with a recursive CTE. Tree changes (create, re-parent, delete) first write
+//! one lock row in `settings`, so concurrent changes on several replicas are serialised by the
+//! database and can never build a cycle between them. Every membership change writes a
+//! `group_joined` / `group_left` timeline row per device and one audit row, in the same
+//! transaction. The `kind`/`rule` columns and `group_members.source` exist for dynamic groups,
+//! whose members are computed elsewhere; operators cannot add to or remove from them here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::devices::{FILTER_WHERE, bind_filter};
+use crate::{AuditEntry, DeviceFilter, Result, Store, StoreError, conflict_or, with_pool};
+
+/// At most this many ids in one `IN (…)` list, well below both backends' parameter limits.
+const CHUNK: usize = 500;
+
+/// A group id with a number of devices.
+type Count = (String, i64);
+
+/// The settings row whose update serialises changes to the group tree.
+const TREE_LOCK: &str = "group_tree_lock";
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GroupRow {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub parent_id: Option<String>,
+    /// `static` or `dynamic`.
+    pub kind: String,
+    /// A dynamic group's rule (JSON text).
+    pub rule: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A group with its member counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupWithCounts {
+    pub group: GroupRow,
+    /// Members of the group itself.
+    pub direct_members: i64,
+    /// Distinct members of the group and all its descendants.
+    pub members: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub parent_id: Option<String>,
+    pub now: i64,
+}
+
+/// Changes to a group; `None` leaves a field as it is, `parent_id: Some(None)` makes the group
+/// top-level.
+#[derive(Debug, Clone, Default)]
+pub struct GroupUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub parent_id: Option<Option<String>>,
+}
+
+/// A device's membership of one group.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MembershipRow {
+    pub id: String,
+    pub name: String,
+    pub source: String,
+}
+
+/// Devices chosen for a bulk change: explicit ids and/or a device-list filter (union).
+#[derive(Debug, Clone, Default)]
+pub struct DeviceSelection {
+    pub ids: Option<Vec<String>>,
+    pub filter: Option<DeviceFilter>,
+}
+
+const GROUP_COLS: &str = "id, name, description, parent_id, kind, rule, created_at, updated_at";
+
+/// `$1, $2, …` starting at `first`, for an `IN (…)` list of `n` ids.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    /// Resolve a selection to distinct device ids (sorted). Explicit ids that name no device
+    /// fail the whole selection with `UnknownDevices`, so a typo never half-applies a change.
+    pub async fn resolve_devices(&self, sel: &DeviceSelection) -> Result<Vec<String>> {
+        let mut out = BTreeSet::new();
+        if let Some(ids) = &sel.ids {
+            let wanted: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+            let wanted: Vec<&str> = wanted.into_iter().collect();
+            let mut unknown = Vec::new();
+            for chunk in wanted.chunks(CHUNK) {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT id FROM devices WHERE id IN ({})",
+                    placeholders(1, chunk.len())
+                ));
+                let found: Vec<(String,)> = with_pool!(self, |pool| {
+                    let mut q = sqlx::query_as(sql);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.fetch_all(pool).await?
+                });
+                let found: BTreeSet<String> = found.into_iter().map(|r| r.0).collect();
+                for id in chunk {
+                    if found.contains(*id) {
+                        out.insert((*id).to_string());
+                    } else {
+                        unknown.push((*id).to_string());
+                    }
+                }
+            }
+            if !unknown.is_empty() {
+                return Err(StoreError::UnknownDevices(unknown));
+            }
+        }
+        if let Some(f) = &sel.filter {
+            let sql = sqlx::AssertSqlSafe(format!("SELECT d.id FROM devices d {FILTER_WHERE}"));
+            let b = f.binds();
+            let rows: Vec<(String,)> = with_pool!(self, |pool| {
+                bind_filter!(sqlx::query_as(sql), b).fetch_all(pool).await?
+            });
+            out.extend(rows.into_iter().map(|r| r.0));
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    pub async fn group(&self, id: &str) -> Result<Option<GroupRow>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {GROUP_COLS} FROM device_groups WHERE id = $1"
+        ));
+        Ok(with_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// A group by id, or else by name (case-insensitive).
+    pub async fn group_by_id_or_name(&self, key: &str) -> Result<Option<GroupRow>> {
+        if let Some(g) = self.group(key).await? {
+            return Ok(Some(g));
+        }
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {GROUP_COLS} FROM device_groups WHERE LOWER(name) = LOWER($1)"
+        ));
+        Ok(with_pool!(self, |pool| sqlx::query_as(sql)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// Every group with its member counts, ordered by name.
+    pub async fn list_groups(&self) -> Result<Vec<GroupWithCounts>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {GROUP_COLS} FROM device_groups ORDER BY LOWER(name), id"
+        ));
+        let (groups, direct, total): (Vec<GroupRow>, Vec<Count>, Vec<Count>) = with_pool!(
+            self,
+            |pool| {
+                let groups = sqlx::query_as(sql).fetch_all(pool).await?;
+                let direct = sqlx::query_as(
+                    "SELECT group_id, COUNT(*) FROM group_members GROUP BY group_id",
+                )
+                .fetch_all(pool)
+                .await?;
+                // Each (ancestor, descendant) pair, then the distinct devices under each
+                // ancestor: a device in two subgroups counts once.
+                let total = sqlx::query_as(
+                    "WITH RECURSIVE tree(root, id) AS (
+                         SELECT id, id FROM device_groups
+                         UNION SELECT t.root, g.id FROM tree t JOIN device_groups g ON g.parent_id = t.id)
+                     SELECT t.root, COUNT(DISTINCT m.device_id)
+                     FROM tree t JOIN group_members m ON m.group_id = t.id
+                     GROUP BY t.root",
+                )
+                .fetch_all(pool)
+                .await?;
+                (groups, direct, total)
+            }
+        );
+        let direct: BTreeMap<String, i64> = direct.into_iter().collect();
+        let total: BTreeMap<String, i64> = total.into_iter().collect();
+        Ok(groups
+            .into_iter()
+            .map(|g| GroupWithCounts {
+                direct_members: direct.get(&g.id).copied().unwrap_or(0),
+                members: total.get(&g.id).copied().unwrap_or(0),
+                group: g,
+            })
+            .collect())
+    }
+
+    /// One group with its member counts.
+    pub async fn group_with_counts(&self, id: &str) -> Result<Option<GroupWithCounts>> {
+        let Some(group) = self.group(id).await? else {
+            return Ok(None);
+        };
+        let (direct, members): ((i64,), (i64,)) = with_pool!(self, |pool| {
+            let direct = sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await?;
+            let members = sqlx::query_as(
+                "WITH RECURSIVE sub(id) AS (
+                     SELECT CAST($1 AS TEXT)
+                     UNION SELECT g.id FROM device_groups g JOIN sub ON g.parent_id = sub.id)
+                 SELECT COUNT(DISTINCT device_id) FROM group_members
+                 WHERE group_id IN (SELECT id FROM sub)",
+            )
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+            (direct, members)
+        });
+        Ok(Some(GroupWithCounts {
+            group,
+            direct_members: direct.0,
+            members: members.0,
+        }))
+    }
+
+    /// The groups a device is a direct member of, by name.
+    pub async fn device_groups(&self, device_id: &str) -> Result<Vec<MembershipRow>> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT g.id, g.name, m.source FROM group_members m
+                 JOIN device_groups g ON g.id = m.group_id
+                 WHERE m.device_id = $1 ORDER BY LOWER(g.name), g.id",
+            )
+            .bind(device_id)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Create a static group. `Conflict` on a duplicate name, `Invalid` for an unknown parent.
+    pub async fn create_group(&self, g: &NewGroup, audit: &AuditEntry) -> Result<()> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(TREE_LOCK)
+            .bind(g.now.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if let Some(p) = &g.parent_id {
+                let found: Option<(String,)> =
+                    sqlx::query_as("SELECT id FROM device_groups WHERE id = $1")
+                        .bind(p)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if found.is_none() {
+                    return Err(StoreError::Invalid(format!("parent group {p} not found")));
+                }
+            }
+            sqlx::query(
+                "INSERT INTO device_groups (id, name, description, parent_id, kind, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'static', $5, $5)",
+            )
+            .bind(&g.id)
+            .bind(&g.name)
+            .bind(&g.description)
+            .bind(&g.parent_id)
+            .bind(g.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, "a group with this name exists"))?;
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Rename, describe or re-parent a group. A parent that is the group itself or one of its
+    /// descendants is refused with `Conflict` (it would make a cycle); an unknown parent is
+    /// `Invalid`.
+    pub async fn update_group(
+        &self,
+        id: &str,
+        u: &GroupUpdate,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(TREE_LOCK)
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await?;
+            let exists: Option<(String,)> =
+                sqlx::query_as("SELECT id FROM device_groups WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound);
+            }
+            if let Some(Some(p)) = &u.parent_id {
+                let found: Option<(String,)> =
+                    sqlx::query_as("SELECT id FROM device_groups WHERE id = $1")
+                        .bind(p)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if found.is_none() {
+                    return Err(StoreError::Invalid(format!("parent group {p} not found")));
+                }
+                let (cycle,): (i64,) = sqlx::query_as(
+                    "WITH RECURSIVE sub(id) AS (
+                         SELECT CAST($1 AS TEXT)
+                         UNION SELECT g.id FROM device_groups g JOIN sub ON g.parent_id = sub.id)
+                     SELECT COUNT(*) FROM sub WHERE id = $2",
+                )
+                .bind(id)
+                .bind(p)
+                .fetch_one(&mut *tx)
+                .await?;
+                if cycle > 0 {
+                    return Err(StoreError::Conflict(
+                        "the new parent is the group itself or one of its descendants".into(),
+                    ));
+                }
+            }
+            let (set_parent, parent) = match &u.parent_id {
+                None => (0i64, None),
+                Some(p) => (1i64, p.clone()),
+            };
+            sqlx::query(
+                "UPDATE device_groups SET name = COALESCE($2, name),
+                        description = COALESCE($3, description),
+                        parent_id = CASE WHEN $4 = 1 THEN $5 ELSE parent_id END,
+                        updated_at = $6
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&u.name)
+            .bind(&u.description)
+            .bind(set_parent)
+            .bind(parent)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, "a group with this name exists"))?;
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Delete a group. Refused with `Conflict` while it has child groups (delete or move them
+    /// first, so a subtree never disappears by accident). Its members leave it, each with a
+    /// timeline entry.
+    pub async fn delete_group(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<()> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(TREE_LOCK)
+            .bind(now.to_string())
+            .execute(&mut *tx)
+            .await?;
+            let found: Option<(String,)> =
+                sqlx::query_as("SELECT name FROM device_groups WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((name,)) = found else {
+                return Err(StoreError::NotFound);
+            };
+            let (children,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM device_groups WHERE parent_id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if children > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "group {name:?} has {children} child group(s); delete or move them first"
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO device_timeline (device_id, at, kind, field, summary)
+                 SELECT device_id, $2, 'group_left', $1, $3 FROM group_members WHERE group_id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(format!(
+                "left group {name} (group deleted by {})",
+                audit.actor
+            ))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM device_groups WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Add (`add`) or remove static members. Devices already in the requested state are left
+    /// alone, so repeating a request changes nothing. Returns the number of devices changed.
+    /// `NotFound` for an unknown group, `Conflict` for a dynamic one.
+    pub async fn change_group_members(
+        &self,
+        group_id: &str,
+        device_ids: &[String],
+        add: bool,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<u64> {
+        let mut audit = audit.clone();
+        let changed = with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let found: Option<(String, String)> =
+                sqlx::query_as("SELECT name, kind FROM device_groups WHERE id = $1")
+                    .bind(group_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((name, kind)) = found else {
+                return Err(StoreError::NotFound);
+            };
+            if kind != "static" {
+                return Err(StoreError::Conflict(format!(
+                    "group {name:?} is {kind}: its members come from its rule"
+                )));
+            }
+            let (verb, summary) = if add {
+                (
+                    "group_joined",
+                    format!("joined group {name} ({})", audit.actor),
+                )
+            } else {
+                ("group_left", format!("left group {name} ({})", audit.actor))
+            };
+            let mut changed: Vec<String> = Vec::new();
+            for chunk in device_ids.chunks(CHUNK) {
+                let mut q = if add {
+                    let sql = format!(
+                        "INSERT INTO group_members (group_id, device_id, source, added_at)
+                         SELECT $1, d.id, 'static', $2 FROM devices d WHERE d.id IN ({})
+                         ON CONFLICT (group_id, device_id) DO NOTHING
+                         RETURNING device_id",
+                        placeholders(3, chunk.len())
+                    );
+                    sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql))
+                        .bind(group_id)
+                        .bind(now)
+                } else {
+                    let sql = format!(
+                        "DELETE FROM group_members
+                         WHERE group_id = $1 AND source = 'static' AND device_id IN ({})
+                         RETURNING device_id",
+                        placeholders(2, chunk.len())
+                    );
+                    sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql)).bind(group_id)
+                };
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                let rows = q.fetch_all(&mut *tx).await?;
+                for (device_id,) in rows {
+                    sqlx::query(
+                        "INSERT INTO device_timeline (device_id, at, kind, field, summary)
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&device_id)
+                    .bind(now)
+                    .bind(verb)
+                    .bind(group_id)
+                    .bind(&summary)
+                    .execute(&mut *tx)
+                    .await?;
+                    changed.push(device_id);
+                }
+            }
+            if let serde_json::Value::Object(map) = &mut audit.details {
+                map.insert("changed".into(), changed.len().into());
+                map.insert("matched".into(), device_ids.len().into());
+                // A bounded sample keeps one audit row small even for 100,000 devices.
+                changed.sort();
+                map.insert(
+                    "device_ids".into(),
+                    changed.iter().take(100).cloned().collect::<Vec<_>>().into(),
+                );
+            }
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+            changed.len() as u64
+        });
+        Ok(changed)
+    }
+}
