@@ -125,11 +125,83 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !has_json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                "expected `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
+        // NUL cannot be stored in PostgreSQL text and has no business in any field we accept;
+        // refusing it here covers every JSON endpoint at once.
+        if contains_escaped_nul(&bytes) {
+            return Err(ApiError::validation(
+                "request body contains a NUL character (\\u0000), which no field accepts",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Whether a JSON text contains the escape `\u0000` (JSON cannot carry a raw NUL byte, so this is
+/// the only way one arrives). Escaped backslashes are skipped, so `"\\u0000"` — a literal
+/// backslash followed by `u0000` — is not mistaken for one.
+pub fn contains_escaped_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            if json.get(i + 1) == Some(&b'u') && json.get(i + 2..i + 6) == Some(b"0000".as_slice())
+            {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Whether a URI carries a percent-encoded NUL (`%00`) in its path or query.
+fn uri_has_nul(uri: &axum::http::Uri) -> bool {
+    let bytes = uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("")
+        .as_bytes();
+    bytes
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+}
+
+fn nul_in_uri() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidQuery,
+        "the URL contains a NUL character (%00)",
+    )
 }
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
@@ -201,6 +273,9 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
+        if uri_has_nul(&parts.uri) {
+            return Err(nul_in_uri());
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Query(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::new(
@@ -232,6 +307,9 @@ where
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
+        if uri_has_nul(&parts.uri) {
+            return Err(nul_in_uri());
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Path(v)),
             Err(e) => Err(ApiError::new(
@@ -264,4 +342,25 @@ pub async fn normalize_method_not_allowed(req: Request, next: axum::middleware::
         .into_response();
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_escaped_nul;
+
+    #[test]
+    fn escaped_nul_is_found_but_an_escaped_backslash_is_not_one() {
+        assert!(contains_escaped_nul(br#"{"a":"x\u0000y"}"#));
+        assert!(contains_escaped_nul(br#"["\u0000"]"#));
+        assert!(
+            !contains_escaped_nul(br#"{"a":"x\\u0000y"}"#),
+            "literal backslash + u0000"
+        );
+        assert!(
+            contains_escaped_nul(br#"{"a":"\\\u0000"}"#),
+            "backslash, then a real NUL"
+        );
+        assert!(!contains_escaped_nul(br#"{"a":"\u0001"}"#));
+        assert!(!contains_escaped_nul(b"{}"));
+    }
 }

@@ -19,9 +19,20 @@ struct T {
     _dir: tempfile::TempDir,
 }
 
+/// SQLite by default; `CAPSTAN_API_TEST_DB=postgres` runs the whole suite on a fresh database
+/// of the harness's throwaway PostgreSQL (the test command runs it both ways).
 async fn setup() -> T {
     let dir = tempfile::tempdir().unwrap();
-    let (router, state) = capstan_server::testing::app(dir.path()).await.unwrap();
+    let mut config = capstan_server::config::Config::for_tests(dir.path());
+    if std::env::var("CAPSTAN_API_TEST_DB").as_deref() == Ok("postgres") {
+        config.database_url = capstan_testkit::postgres()
+            .expect("throwaway PostgreSQL")
+            .create_database()
+            .expect("database");
+    }
+    let (router, state) = capstan_server::testing::app_with_config(config)
+        .await
+        .unwrap();
     T {
         router,
         state,
@@ -589,6 +600,38 @@ async fn malformed_bodies_get_the_standard_error_shape_and_store_nothing() {
         StatusCode::NOT_FOUND,
         "not_found",
     );
+}
+
+#[tokio::test]
+async fn nul_characters_are_refused_everywhere() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    for path in [
+        "/api/v1/devices?search=a%00b",
+        "/api/v1/devices/%00",
+        "/api/v1/devices/x%00/timeline",
+    ] {
+        let r = t.call(Method::GET, path, Some(&admin), None).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query");
+    }
+    let r = t
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "ad\u{0}min", "password": "x"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
+    let r = t
+        .call(
+            Method::POST,
+            "/api/v1/enrollment-tokens",
+            Some(&admin),
+            Some(json!({"name": "a\u{0}"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
 }
 
 #[tokio::test]
