@@ -17,11 +17,32 @@ pub struct CpuWatch {
     pids: Vec<(String, u32)>,
 }
 
-/// CPU ticks consumed so far by each watched process, at one instant.
+/// CPU ticks consumed so far by each watched process, at one instant, and the busy and total
+/// ticks of each CPU of the machine (whoever used them: the machine may be shared).
 #[derive(Debug, Clone)]
 pub struct CpuSample {
     at: Instant,
     ticks: BTreeMap<String, u64>,
+    cpus: BTreeMap<String, (u64, u64)>,
+}
+
+/// Per-CPU `(busy, total)` ticks from /proc/stat: busy is everything but idle and iowait.
+pub fn parse_proc_stat(text: &str) -> BTreeMap<String, (u64, u64)> {
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.to_string();
+            let v: Vec<u64> = f.map_while(|x| x.parse().ok()).collect();
+            if v.len() < 5 {
+                return None;
+            }
+            // user nice system idle iowait irq softirq steal (guest time is already in user).
+            let total: u64 = v.iter().take(8).sum();
+            let idle = v[3] + v[4];
+            Some((name, (total - idle, total)))
+        })
+        .collect()
 }
 
 /// The fields of /proc/PID/stat this module needs.
@@ -85,9 +106,13 @@ impl CpuWatch {
                 Some((label.clone(), st.own + st.children + children))
             })
             .collect();
+        let cpus = std::fs::read_to_string("/proc/stat")
+            .map(|t| parse_proc_stat(&t))
+            .unwrap_or_default();
         CpuSample {
             at: Instant::now(),
             ticks,
+            cpus,
         }
     }
 
@@ -98,14 +123,29 @@ impl CpuWatch {
         if secs <= 0.0 {
             return BTreeMap::new();
         }
-        now.ticks
+        let mut out: BTreeMap<String, f64> = now
+            .ticks
             .iter()
             .filter_map(|(label, t)| {
                 let t0 = before.ticks.get(label)?;
                 let used = t.saturating_sub(*t0) as f64 / TICKS_PER_SECOND;
                 Some((label.clone(), used / secs))
             })
-            .collect()
+            .collect();
+        // How busy each CPU was, by anyone: if a CPU was busy while the watched processes on
+        // it were not, other work on the machine took its share.
+        for (cpu, (busy, total)) in &now.cpus {
+            if let Some((b0, t0)) = before.cpus.get(cpu) {
+                let dt = total.saturating_sub(*t0);
+                if dt > 0 {
+                    out.insert(
+                        format!("{cpu}_busy"),
+                        busy.saturating_sub(*b0) as f64 / dt as f64,
+                    );
+                }
+            }
+        }
+        out
     }
 }
 
@@ -129,6 +169,18 @@ mod tests {
         );
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S"), None);
+    }
+
+    #[test]
+    fn per_cpu_busy_time_excludes_idle_and_iowait() {
+        let text = "cpu  10 0 10 100 5 0 0 0 0 0\n\
+                    cpu0 6 1 3 40 2 1 1 1 0 0\n\
+                    cpu1 4 0 6 60 3 0 0 0 0 0\n\
+                    intr 12345\nctxt 999\n";
+        let m = parse_proc_stat(text);
+        assert_eq!(m.len(), 2, "the aggregate line is not a CPU: {m:?}");
+        assert_eq!(m["cpu0"], (13, 55));
+        assert_eq!(m["cpu1"], (10, 73));
     }
 
     #[cfg(target_os = "linux")]

@@ -21,7 +21,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 
 use crate::cpu::CpuWatch;
-use crate::run::{Ctx, Mode, Phase, Stats, Target};
+use crate::run::{Arrivals, Ctx, Mode, Phase, Schedule, Stats, Target};
 use crate::synth::{AgentProfile, SharedSoftware};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,6 +69,9 @@ struct Cli {
     /// Closed loop: concurrent requests. Also the concurrency of the first-inventory pass.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Open loop: how requests are spaced (poisson = random, like many jittered agents).
+    #[arg(long, value_enum, default_value_t = Arrivals::Poisson)]
+    arrivals: Arrivals,
     /// Open loop: requests outstanding at most (later ones wait, and their wait counts).
     #[arg(long, default_value_t = 4096)]
     max_in_flight: usize,
@@ -109,7 +112,9 @@ fn main() -> anyhow::Result<()> {
     if cli.agents == 0 {
         bail!("--agents must be at least 1");
     }
-    if !(cli.duration > 0.0) || !(cli.warmup >= 0.0) || !(cli.rate >= 0.0) {
+    // Written so that NaN fails every check.
+    let valid = cli.duration > 0.0 && cli.warmup >= 0.0 && cli.rate >= 0.0;
+    if !valid {
         bail!("--duration must be positive, --warmup and --rate not negative");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -212,12 +217,13 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         let duration = Duration::from_secs_f64(secs);
         async move {
             if cli.rate > 0.0 {
+                let schedule = Schedule::new(cli.arrivals, cli.rate, duration, seed);
                 run::open_loop(
                     &ctx,
                     &agents,
                     cli.mode,
                     cli.rate,
-                    duration,
+                    schedule,
                     cli.max_in_flight,
                 )
                 .await
@@ -243,6 +249,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         "agents": agents.len(),
         "concurrency": cli.concurrency,
         "rate": cli.rate,
+        "arrivals": (cli.rate > 0.0).then(|| format!("{:?}", cli.arrivals).to_lowercase()),
         "duration_s": cli.duration,
         "packages": cli.mode.needs_inventory().then_some(cli.packages),
         "changes": cli.mode.needs_inventory().then_some(cli.changes),
@@ -267,7 +274,7 @@ fn stats_json(s: &Stats, elapsed: Duration) -> Value {
         "p999_ms": ms(h.percentile_us(99.9)),
         "max_ms": ms(h.max_us()),
         "mean_ms": (h.mean_us() / 10.0).round() / 100.0,
-        "bytes_per_request": if s.ok > 0 { s.bytes / s.ok } else { 0 },
+        "bytes_per_request": s.bytes.checked_div(s.ok).unwrap_or(0),
     })
 }
 

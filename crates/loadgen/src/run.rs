@@ -460,19 +460,70 @@ pub async fn closed_loop(
     Ok(phase)
 }
 
-/// Requests scheduled at `rate` per second for `duration`, round-robin over the agents, at
-/// most `max_in_flight` outstanding. Latency counts from the scheduled send time.
+/// How open-loop requests are spaced in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arrivals {
+    /// Exactly 1/rate apart.
+    Uniform,
+    /// Independent random arrivals (exponential gaps): what many agents with jittered
+    /// intervals look like in aggregate, bursts included.
+    Poisson,
+}
+
+/// The send times of an open-loop phase, as offsets from its start.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    arrivals: Arrivals,
+    rate: f64,
+    duration: f64,
+    k: u64,
+    t: f64,
+    rng: synth::Rng,
+}
+
+impl Schedule {
+    pub fn new(arrivals: Arrivals, rate: f64, duration: Duration, seed: u64) -> Schedule {
+        Schedule {
+            arrivals,
+            rate,
+            duration: duration.as_secs_f64(),
+            k: 0,
+            t: 0.0,
+            rng: synth::Rng::new(seed),
+        }
+    }
+}
+
+impl Iterator for Schedule {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let t = match self.arrivals {
+            Arrivals::Uniform => self.k as f64 / self.rate,
+            Arrivals::Poisson => {
+                // 1 - u is in (0, 1], so the logarithm is finite.
+                let u = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                self.t += -(1.0 - u).ln() / self.rate;
+                self.t
+            }
+        };
+        self.k += 1;
+        (t < self.duration).then(|| Duration::from_secs_f64(t))
+    }
+}
+
+/// Requests sent on `schedule`, round-robin over the agents, at most `max_in_flight`
+/// outstanding. Latency counts from the scheduled send time.
 pub async fn open_loop(
     ctx: &Arc<Ctx>,
     agents: &Arc<Vec<Arc<SimAgent>>>,
     mode: Mode,
     rate: f64,
-    duration: Duration,
+    schedule: Schedule,
     max_in_flight: usize,
 ) -> anyhow::Result<Phase> {
     let stats = Arc::new(Mutex::new(WorkerStats::default()));
     let sem = Arc::new(Semaphore::new(max_in_flight.max(1)));
-    let total = (rate * duration.as_secs_f64()).round() as u64;
     let n = agents.len();
     let mut next = 0usize;
     let mut lag_max = Duration::ZERO;
@@ -480,8 +531,9 @@ pub async fn open_loop(
     let mut set = JoinSet::new();
     let cpu0 = ctx.cpu.sample();
     let start = Instant::now();
-    for k in 0..total {
-        let due = start + Duration::from_secs_f64(k as f64 / rate);
+    for (k, offset) in schedule.enumerate() {
+        let k = k as u64;
+        let due = start + offset;
         let now = Instant::now();
         if due > now {
             tokio::time::sleep_until(due).await;
@@ -536,6 +588,35 @@ pub async fn open_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedules_keep_the_rate_and_poisson_is_bursty() {
+        let d = Duration::from_secs(100);
+        let uniform: Vec<Duration> = Schedule::new(Arrivals::Uniform, 1000.0, d, 1).collect();
+        assert_eq!(uniform.len(), 100_000);
+        assert_eq!(uniform[1] - uniform[0], Duration::from_millis(1));
+        let poisson: Vec<Duration> = Schedule::new(Arrivals::Poisson, 1000.0, d, 1).collect();
+        let n = poisson.len() as f64;
+        assert!(
+            (n - 100_000.0).abs() < 1_500.0,
+            "{n} arrivals in 100 s at 1000/s"
+        );
+        assert!(
+            poisson.windows(2).all(|w| w[0] <= w[1]),
+            "times must not go back"
+        );
+        assert!(poisson.iter().all(|t| *t < d));
+        // Exponential gaps: the standard deviation equals the mean (1 ms), unlike the
+        // uniform schedule's zero.
+        let gaps: Vec<f64> = poisson
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64())
+            .collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        let cv = var.sqrt() / mean;
+        assert!((0.95..1.05).contains(&cv), "coefficient of variation {cv}");
+    }
 
     #[test]
     fn mixed_mode_is_five_percent_inventory() {
