@@ -1,11 +1,10 @@
-//! The canonical JSON view of an inventory document that both the digest and the diff work on.
-//! It removes what is volatile (collection time, collector durations) and puts every list whose
-//! order carries no meaning into a fixed order, so that two collections of an unchanged machine
-//! produce byte-identical text. The list rules live here, in one table, so the digest and the
-//! diff cannot disagree about which lists are sets and how list entries are identified.
+//! How the diff sees the lists of an inventory document: which lists are sets and how the
+//! entries of the others are identified (a disk by its name, a local administrator by name and
+//! reason). The digest applies the same rules on the typed document (`digest::normalize`); the
+//! test `digest_moves_exactly_when_the_diff_is_not_empty` holds the two to each other.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// How the entries of one list in the document are identified.
 #[derive(Clone, Copy)]
@@ -87,20 +86,6 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("inventory types always serialise to JSON")
 }
 
-/// Removes the fields that change on every collection without anything having changed.
-pub(crate) fn strip_volatile(doc: &mut Value) {
-    if let Value::Object(map) = doc {
-        map.remove("collected_at_ms");
-        if let Some(Value::Array(collectors)) = map.get_mut("collectors") {
-            for c in collectors {
-                if let Value::Object(c) = c {
-                    c.remove("duration_ms");
-                }
-            }
-        }
-    }
-}
-
 /// Child path used when walking the document.
 pub(crate) fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() {
@@ -108,89 +93,4 @@ pub(crate) fn join(parent: &str, key: &str) -> String {
     } else {
         format!("{parent}.{key}")
     }
-}
-
-/// Puts every list below `value` (which sits at `schema_path`) into canonical order. Sets are
-/// also de-duplicated: a repeated DNS server is not a change of configuration.
-pub(crate) fn canonicalize(value: &mut Value, schema_path: &str) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                canonicalize(v, &join(schema_path, k));
-            }
-        }
-        Value::Array(items) => {
-            for item in items.iter_mut() {
-                canonicalize(item, schema_path);
-            }
-            match list_rule(schema_path) {
-                None => {}
-                Some(ListRule::Set) => {
-                    sort_by_key(items, |_| ());
-                    items.dedup();
-                }
-                Some(ListRule::Keyed(k)) => sort_by_key(items, |v| (k.key)(v)),
-                Some(ListRule::Software) => sort_by_key(items, |v| {
-                    let arch = v.get("architecture").and_then(Value::as_str);
-                    (
-                        text(v, "source").to_string(),
-                        text(v, "name").to_string(),
-                        arch.map(str::to_string),
-                        text(v, "version").to_string(),
-                    )
-                }),
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Sorts by `key`, breaking ties by the entries' canonical text so the order is total.
-fn sort_by_key<K: Ord>(items: &mut Vec<Value>, key: impl Fn(&Value) -> K) {
-    let mut keyed: Vec<(K, String, Value)> = items
-        .drain(..)
-        .map(|v| {
-            let mut text = String::new();
-            write(&v, &mut text);
-            (key(&v), text, v)
-        })
-        .collect();
-    keyed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    items.extend(keyed.into_iter().map(|(_, _, v)| v));
-}
-
-/// Writes `value` as compact JSON with object keys in byte order, whatever order the map
-/// iterates in (serde_json keeps insertion order when its `preserve_order` feature is enabled
-/// anywhere in the dependency graph, so the map type alone guarantees nothing).
-pub(crate) fn write(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => write_object(map, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write(item, out);
-            }
-            out.push(']');
-        }
-        // Display of a scalar Value is its compact JSON text, with strings escaped.
-        scalar => out.push_str(&scalar.to_string()),
-    }
-}
-
-fn write_object(map: &Map<String, Value>, out: &mut String) {
-    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    out.push('{');
-    for (i, (k, v)) in entries.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&Value::String(k.clone()).to_string());
-        out.push(':');
-        write(v, out);
-    }
-    out.push('}');
 }

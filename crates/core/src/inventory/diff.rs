@@ -104,12 +104,18 @@ pub fn diff(old: &InventoryDocument, new: &InventoryDocument) -> Vec<Change> {
         (None, Some(_)) => changes.push(section_back("software")),
         (Some(before), Some(after)) => diff_software(before, after, &mut changes),
     }
+    // Only the collectors list, without its volatile durations (serialising the whole
+    // document here would cost more than the rest of the diff).
     let collectors = |doc: &InventoryDocument| {
-        let mut v = canonical::to_json(doc);
-        canonical::strip_volatile(&mut v);
-        v.get_mut("collectors")
-            .map(Value::take)
-            .unwrap_or(Value::Null)
+        let mut v = canonical::to_json(&doc.collectors);
+        if let Value::Array(items) = &mut v {
+            for c in items {
+                if let Value::Object(c) = c {
+                    c.remove("duration_ms");
+                }
+            }
+        }
+        v
     };
     diff_values(
         "collectors",

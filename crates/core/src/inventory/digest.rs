@@ -3,9 +3,10 @@
 //! so it must ignore what changes on every collection (timestamps, durations, list order) and
 //! catch everything else, including a collector that starts to fail.
 
+use std::cmp::Ordering;
+
 use sha2::{Digest as _, Sha256};
 
-use super::canonical;
 use capstan_proto::inventory::InventoryDocument;
 
 /// Lowercase hex SHA-256 of the canonical JSON form of `doc`.
@@ -13,14 +14,86 @@ use capstan_proto::inventory::InventoryDocument;
 /// Excluded: `collected_at_ms` and every `collectors[].duration_ms`. Lists whose order carries
 /// no meaning (software, disks, interfaces, addresses, DNS servers and search domains, `id_like`,
 /// local administrators, pending-reboot reasons, encrypted volumes, collectors) are sorted, and
-/// lists of plain values are de-duplicated, before hashing.
+/// lists of plain values are de-duplicated, before hashing — the same list rules the diff
+/// follows (`canonical::list_rule`), which a test holds them to.
+///
+/// This runs on every report the server ingests, so it works on the typed document and streams
+/// the JSON into the hash: the struct's field order is fixed, so serialising the normalised copy
+/// is canonical without building a JSON tree.
 pub fn digest(doc: &InventoryDocument) -> String {
-    let mut value = canonical::to_json(doc);
-    canonical::strip_volatile(&mut value);
-    canonical::canonicalize(&mut value, "");
-    let mut text = String::with_capacity(64 * 1024);
-    canonical::write(&value, &mut text);
-    hex::encode(Sha256::digest(text.as_bytes()))
+    let mut d = doc.clone();
+    normalize(&mut d);
+    let mut hasher = HashWriter(Sha256::new());
+    // Plain structs with string keys: serialisation cannot fail.
+    serde_json::to_writer(&mut hasher, &d).expect("inventory types always serialise to JSON");
+    hex::encode(hasher.0.finalize())
+}
+
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn set(list: &mut Vec<String>) {
+    list.sort_unstable();
+    list.dedup();
+}
+
+/// Entries with equal keys are ordered by their full JSON text, so the order is total.
+fn by_text<T: serde::Serialize>(a: &T, b: &T) -> Ordering {
+    let text = |v: &T| serde_json::to_string(v).unwrap_or_default();
+    text(a).cmp(&text(b))
+}
+
+fn normalize(d: &mut InventoryDocument) {
+    d.collected_at_ms = 0;
+    for c in &mut d.collectors {
+        c.duration_ms = 0;
+    }
+    d.collectors
+        .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| by_text(a, b)));
+    if let Some(sw) = &mut d.software {
+        sw.sort_by(|a, b| {
+            (&a.source, &a.name, &a.architecture, &a.version)
+                .cmp(&(&b.source, &b.name, &b.architecture, &b.version))
+                .then_with(|| by_text(a, b))
+        });
+    }
+    if let Some(hw) = &mut d.hardware {
+        hw.disks
+            .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| by_text(a, b)));
+    }
+    if let Some(os) = &mut d.os {
+        set(&mut os.id_like);
+    }
+    if let Some(net) = &mut d.network {
+        for nic in &mut net.interfaces {
+            set(&mut nic.ipv4);
+            set(&mut nic.ipv6);
+        }
+        net.interfaces
+            .sort_by(|a, b| a.name.cmp(&b.name).then_with(|| by_text(a, b)));
+        set(&mut net.dns_servers);
+        set(&mut net.dns_search);
+    }
+    if let Some(sec) = &mut d.security {
+        sec.local_admins.sort_by(|a, b| {
+            (&a.name, &a.via)
+                .cmp(&(&b.name, &b.via))
+                .then_with(|| by_text(a, b))
+        });
+        set(&mut sec.pending_reboot_reasons);
+        sec.encrypted_volumes
+            .sort_by(|a, b| a.device.cmp(&b.device).then_with(|| by_text(a, b)));
+    }
 }
 
 #[cfg(test)]

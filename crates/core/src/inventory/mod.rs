@@ -2,9 +2,9 @@
 //! agent sends a full document only when the digest moves) and the field-level [`diff`] between
 //! two documents that the server records as device history.
 //!
-//! Both are built on the same canonical JSON view (the `canonical` module), so they agree: two documents
-//! have the same digest exactly when `diff` finds no change (apart from `schema_version`, which
-//! the digest covers and the history does not report).
+//! Both follow the same list rules (which lists are sets, how entries are identified), so they
+//! agree: two documents have the same digest exactly when `diff` finds no change (apart from
+//! `schema_version`, which the digest covers and the history does not report).
 
 mod canonical;
 mod diff;
