@@ -224,34 +224,23 @@ impl Store {
         boot_id: Option<&str>,
         performance_json: Option<&str>,
     ) -> Result<(Option<i64>, Option<String>)> {
+        // One statement, autocommit: check-ins are the hottest write, so no explicit
+        // transaction and no second round trip for the digest.
         let row: Option<(Option<i64>, Option<String>)> = with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let refresh: Option<(Option<i64>,)> = sqlx::query_as(
+            sqlx::query_as(
                 "UPDATE devices SET last_seen_at = $2, agent_version = $3, boot_id = $4,
                         performance = COALESCE($5, performance)
                  WHERE id = $1 AND revoked_at IS NULL
-                 RETURNING refresh_requested_at",
+                 RETURNING refresh_requested_at,
+                           (SELECT digest FROM device_inventory WHERE device_id = $1)",
             )
             .bind(id)
             .bind(now)
             .bind(agent_version)
             .bind(boot_id)
             .bind(performance_json)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let out = match refresh {
-                None => None,
-                Some((refresh,)) => {
-                    let digest: Option<(String,)> =
-                        sqlx::query_as("SELECT digest FROM device_inventory WHERE device_id = $1")
-                            .bind(id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    Some((refresh, digest.map(|d| d.0)))
-                }
-            };
-            tx.commit().await?;
-            out
+            .fetch_optional(pool)
+            .await?
         });
         row.ok_or(StoreError::NotFound)
     }
