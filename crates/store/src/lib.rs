@@ -7,6 +7,7 @@
 
 mod audit;
 mod devices;
+mod dynamic;
 mod enrollment;
 mod fields;
 mod groups;
@@ -21,6 +22,7 @@ pub use devices::{
     DeviceAuth, DeviceFilter, DeviceRow, DeviceSort, FieldMatch, InventoryRow, NewTimelineEntry,
     TimelineRow,
 };
+pub use dynamic::{EventRow, MembershipChangeOutcome};
 pub use enrollment::{
     EnrollError, EnrollInput, EnrollOutcome, EnrollmentTokenRow, NewEnrollmentToken,
 };
@@ -136,9 +138,10 @@ impl Store {
                 })?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                // WAL + NORMAL is durable against process crashes; a power loss may lose the
-                // last transactions, never corrupt the database.
-                .synchronous(SqliteSynchronous::Normal)
+                // FULL: every commit is on disk before it is acknowledged (an agent that was
+                // told "stored" never re-sends), also across a power loss. In WAL mode this is
+                // one fdatasync of the log per commit.
+                .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             let pool = SqlitePoolOptions::new()
