@@ -113,7 +113,11 @@ const GROUPS_EXAMPLES: &str = "Examples:
   capstan groups add Berlin --filter-search ber- --filter-tag prod
   capstan groups members Europe
   capstan groups edit Berlin --top-level
-  capstan groups delete Berlin --yes";
+  capstan groups delete Berlin --yes
+  capstan groups preview --rule debian.json
+  capstan groups create Debian --rule debian.json
+  echo '{\"tag\": \"web\"}' | capstan groups edit Web --rule -
+  capstan groups explain Debian 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b";
 
 const TAGS_EXAMPLES: &str = "Examples:
   capstan tags add web prod --device 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b
@@ -388,7 +392,7 @@ pub enum GroupsCommand {
         /// Group id or name
         group: String,
     },
-    /// Create a static group
+    /// Create a static group, or a dynamic one with --rule
     Create {
         /// Group name (unique, case-insensitive)
         name: String,
@@ -397,6 +401,9 @@ pub enum GroupsCommand {
         /// Parent group (id or name)
         #[arg(long, value_name = "GROUP")]
         parent: Option<String>,
+        /// Make a dynamic group with the JSON rule in FILE (`-` for standard input)
+        #[arg(long, value_name = "FILE")]
+        rule: Option<String>,
     },
     /// Rename, describe or move a group
     #[command(group(ArgGroup::new("change").required(true).multiple(true)))]
@@ -420,6 +427,25 @@ pub enum GroupsCommand {
         /// Make the group top-level
         #[arg(long, group = "change")]
         top_level: bool,
+        /// Replace a dynamic group's rule with the JSON in FILE (`-` for standard input)
+        #[arg(long, value_name = "FILE", group = "change")]
+        rule: Option<String>,
+    },
+    /// Show which devices a rule would match, without saving it
+    Preview {
+        /// The JSON rule in FILE (`-` for standard input)
+        #[arg(long, value_name = "FILE")]
+        rule: String,
+        /// How many matching devices to list, 1 to 1000 (server default: 100)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: Option<u64>,
+    },
+    /// Explain, condition by condition, why a device is or is not a member of a group
+    Explain {
+        /// Group id or name
+        group: String,
+        /// Device id
+        device: String,
     },
     /// Delete a group (refused while it has child groups); its devices leave it
     Delete {

@@ -10,8 +10,9 @@ use std::fmt::Write as _;
 
 use capstan_proto::api::{
     ApiTokenInfo, AuditPage, BulkResult, CreatedApiToken, CreatedEnrollmentToken, CustomFieldInfo,
-    DeviceDetail, DevicePage, DeviceSummary, EnrollmentTokenInfo, FieldType, GroupInfo,
-    RefreshResponse, TimelineEntry, TimelinePage, UserInfo,
+    DeviceDetail, DevicePage, DeviceSummary, EnrollmentTokenInfo, ExplanationNode, FieldType,
+    GroupExplanation, GroupInfo, GroupPreview, RefreshResponse, TimelineEntry, TimelinePage,
+    UserInfo,
 };
 use capstan_proto::inventory::{InventoryDocument, PerformanceSnapshot, VirtualizationKind};
 use comfy_table::{ContentArrangement, Table, presets};
@@ -765,7 +766,7 @@ pub fn group_detail(g: &GroupInfo, parent_name: Option<&str>, now_ms: i64) -> St
         (Some(id), Some(name)) if name != id => format!("{name} ({id})"),
         (Some(id), _) => id.clone(),
     };
-    key_values(&[
+    let mut rows = vec![
         ("Group", one(&g.name)),
         ("ID", one(&g.id)),
         ("Kind", one(&g.kind)),
@@ -779,7 +780,52 @@ pub fn group_detail(g: &GroupInfo, parent_name: Option<&str>, now_ms: i64) -> St
             )),
         ),
         ("Created", one(when(g.created_at_ms, now_ms))),
-    ])
+    ];
+    if let Some(rule) = &g.rule {
+        rows.push(("Rule", one(sanitize_for_terminal(&rule.to_string()))));
+    }
+    key_values(&rows)
+}
+
+/// `capstan groups preview`: the matching devices and how many there are in all.
+pub fn group_preview(p: &GroupPreview, now_ms: i64) -> String {
+    let mut text = devices_table(&p.devices, now_ms);
+    let shown = p.devices.len() as u64;
+    if shown < p.total {
+        let _ = writeln!(
+            text,
+            "{} device(s) match; showing the first {shown} (raise --limit for more).",
+            p.total
+        );
+    } else {
+        let _ = writeln!(text, "{} device(s) match.", p.total);
+    }
+    text
+}
+
+/// `capstan groups explain`: the condition tree, children indented by two spaces, each line
+/// ending in `: true` or `: false`.
+pub fn group_explanation(e: &GroupExplanation) -> String {
+    fn walk(n: &ExplanationNode, depth: usize, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "{:indent$}{}",
+            "",
+            sanitize_for_terminal(&n.text),
+            indent = depth * 2
+        );
+        for c in &n.children {
+            walk(c, depth + 1, out);
+        }
+    }
+    let mut out = format!(
+        "Device {} is {}a member of group {}.\n",
+        sanitize_for_terminal(&e.device_id),
+        if e.member { "" } else { "not " },
+        sanitize_for_terminal(&e.group_id)
+    );
+    walk(&e.explanation, 0, &mut out);
+    out
 }
 
 /// A custom field value as operators write it (dates as RFC 3339).

@@ -804,3 +804,115 @@ fn groups_delete_without_a_terminal_needs_yes() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(server.seen()[0].target, "/api/v1/groups/Berlin");
 }
+
+#[test]
+fn dynamic_groups_are_created_previewed_and_explained_from_rule_files() {
+    let explanation = serde_json::json!({
+        "group_id": "g1", "device_id": "d1", "kind": "dynamic", "member": false,
+        "explanation": {"matched": false, "text": "all of 2 conditions hold: false", "path": "",
+            "children": [
+                {"matched": true, "text": "os.id is \"debian\", which equals \"debian\": true", "path": "/all/0", "children": []},
+                {"matched": false, "text": "has tag \"web\": false", "path": "/all/1", "children": []}
+            ]}
+    });
+    let preview = serde_json::json!({"total": 3, "devices": [{
+        "id": "d1", "hostname": "web-1", "online": true, "last_seen_at_ms": null,
+        "enrolled_at_ms": 0, "os_family": "linux", "os_name": null, "os_version": null,
+        "agent_version": null, "tags": []}]});
+    let group = serde_json::json!({"id": "g1", "name": "Debian", "description": "", "parent_id": null,
+        "kind": "dynamic", "rule": {"tag": "web"}, "direct_members": 0, "members": 0,
+        "created_at_ms": 0, "updated_at_ms": 0});
+    let (p, e, g) = (
+        preview.to_string(),
+        explanation.to_string(),
+        group.to_string(),
+    );
+    let server =
+        FakeServer::start(
+            move |seen| match (seen.method.as_str(), seen.target.as_str()) {
+                ("POST", "/api/v1/groups/preview") => (200, p.clone()),
+                ("GET", "/api/v1/groups/Debian/explain/d1") => (200, e.clone()),
+                ("POST", "/api/v1/groups") | ("PATCH", "/api/v1/groups/Debian") => (200, g.clone()),
+                _ => error_body(404, "route_not_found", "no route"),
+            },
+        );
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let rule_file = sb.dir.path().join("rule.json");
+    std::fs::write(&rule_file, r#"{"tag": "web"}"#).unwrap();
+    let rule_path = rule_file.to_str().unwrap();
+
+    let out = sb.run(
+        &["groups", "preview", "--rule", "-", "--limit", "1"],
+        &env,
+        Some(r#"{"all": []}"#),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("web-1"), "{text}");
+    assert!(
+        text.contains("3 device(s) match; showing the first 1"),
+        "{text}"
+    );
+
+    let out = sb.run(&["groups", "explain", "Debian", "d1"], &env, None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Device d1 is not a member of group g1.\n\
+         all of 2 conditions hold: false\n\
+         \x20 os.id is \"debian\", which equals \"debian\": true\n\
+         \x20 has tag \"web\": false\n"
+    );
+
+    let out = sb.run(
+        &["groups", "create", "Debian", "--rule", rule_path],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(r#"{"tag":"web"}"#),
+        "{}",
+        stdout(&out)
+    );
+    let out = sb.run(
+        &["groups", "edit", "Debian", "--rule", rule_path],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A file that is not JSON is refused before any request.
+    std::fs::write(&rule_file, "{tag: web").unwrap();
+    let out = sb.run(&["groups", "preview", "--rule", rule_path], &env, None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not valid JSON"), "{}", stderr(&out));
+
+    let bodies: Vec<(String, serde_json::Value)> = server
+        .seen()
+        .iter()
+        .filter(|s| !s.body.is_empty())
+        .map(|s| (s.method.clone(), serde_json::from_str(&s.body).unwrap()))
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            (
+                "POST".to_string(),
+                serde_json::json!({"rule": {"all": []}, "limit": 1})
+            ),
+            (
+                "POST".to_string(),
+                serde_json::json!({"name": "Debian", "description": "", "kind": "dynamic", "rule": {"tag": "web"}})
+            ),
+            (
+                "PATCH".to_string(),
+                serde_json::json!({"rule": {"tag": "web"}})
+            ),
+        ]
+    );
+}

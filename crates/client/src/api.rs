@@ -7,9 +7,10 @@ use capstan_proto::api::{
     ApiTokenInfo, AuditPage, AuditQuery, BulkResult, ChangePasswordRequest, CreateApiTokenRequest,
     CreateCustomFieldRequest, CreateEnrollmentTokenRequest, CreateGroupRequest, CreateUserRequest,
     CreatedApiToken, CreatedEnrollmentToken, CustomFieldInfo, DeviceDetail, DeviceListQuery,
-    DevicePage, EnrollmentTokenInfo, GroupInfo, Health, LoginRequest, LoginResponse,
-    MembershipChange, RefreshResponse, SetCustomFieldValue, TagChange, TimelinePage, TimelineQuery,
-    UpdateCustomFieldRequest, UpdateGroupRequest, UpdateUserRequest, UserInfo,
+    DevicePage, EnrollmentTokenInfo, GroupExplanation, GroupInfo, GroupPreview,
+    GroupPreviewRequest, Health, LoginRequest, LoginResponse, MembershipChange, RefreshResponse,
+    SetCustomFieldValue, TagChange, TimelinePage, TimelineQuery, UpdateCustomFieldRequest,
+    UpdateGroupRequest, UpdateUserRequest, UserInfo,
 };
 use reqwest::{Method, RequestBuilder, Response, Url};
 
@@ -346,7 +347,7 @@ impl ApiClient {
         .await
     }
 
-    /// `PATCH /api/v1/groups/{id}`: rename, describe, re-parent.
+    /// `PATCH /api/v1/groups/{id}`: rename, describe, re-parent, replace a dynamic rule.
     pub async fn update_group(&self, id: &str, req: &UpdateGroupRequest) -> Result<GroupInfo> {
         let id = checked_id(id)?;
         json_or_error(
@@ -373,6 +374,32 @@ impl ApiClient {
             self.send(Method::GET, &["api", "v1", "groups", id, "members"], |r| {
                 r.query(query)
             })
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/groups/preview`: which devices a rule matches, without saving it.
+    pub async fn preview_group(&self, req: &GroupPreviewRequest) -> Result<GroupPreview> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "groups", "preview"], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/groups/{id}/explain/{device}`: why a device is a member or not.
+    pub async fn explain_group(&self, group: &str, device: &str) -> Result<GroupExplanation> {
+        let group = checked_id(group)?;
+        let device = checked_id(device)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "groups", group, "explain", device],
+                |r| r,
+            )
             .await?,
         )
         .await

@@ -363,6 +363,12 @@ pub struct CreateGroupRequest {
     /// Place the new group under this group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
+    /// `static` (default) or `dynamic`; a dynamic group needs `rule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The membership rule of a dynamic group (see the rule language documentation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<serde_json::Value>,
 }
 
 /// Omitted fields stay as they are. `parent_id: null` moves the group to the top level.
@@ -380,6 +386,54 @@ pub struct UpdateGroupRequest {
     )]
     #[schema(value_type = Option<String>, nullable)]
     pub parent_id: Option<Option<String>>,
+    /// A new rule for a dynamic group (replaces the old one; members are re-evaluated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<serde_json::Value>,
+}
+
+/// Evaluate a rule over every device without saving it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPreviewRequest {
+    pub rule: serde_json::Value,
+    /// How many matching devices to list (1..=1000, default 100); `total` counts all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GroupPreview {
+    /// How many devices match.
+    pub total: u64,
+    /// The first matching devices, by hostname.
+    pub devices: Vec<DeviceSummary>,
+}
+
+/// Why a device matches a group's rule or not, condition by condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExplanationNode {
+    pub matched: bool,
+    /// One sentence ending in `: true` or `: false`.
+    pub text: String,
+    /// JSON pointer of the condition in the rule (empty for the root).
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    #[schema(no_recursion)]
+    pub children: Vec<ExplanationNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupExplanation {
+    pub group_id: String,
+    pub device_id: String,
+    /// `static` or `dynamic`.
+    pub kind: String,
+    /// Whether the device is a member (for a static group: directly or through a
+    /// descendant group; for a dynamic group: whether the rule holds now).
+    pub member: bool,
+    /// The rule's explanation tree (dynamic groups) or one node saying why (static groups).
+    pub explanation: ExplanationNode,
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).

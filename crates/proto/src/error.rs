@@ -97,6 +97,27 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// One problem of a rejected value, sent as `details[]` next to the [`ErrorBody`] fields when
+/// an error has several parts (e.g. every problem of a group rule). Clients that do not know
+/// `details` still get all of them in `message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// JSON pointer to the offending part, e.g. `/all/2/op` (empty for the root).
+    pub path: String,
+    pub message: String,
+    /// The valid choices, when the problem is a wrong choice.
+    #[serde(default)]
+    pub valid: Vec<String>,
+}
+
+/// [`ErrorBody`] with `details`, the form of errors that list several problems.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DetailedErrorBody {
+    #[serde(flatten)]
+    pub error: ErrorBody,
+    pub details: Vec<ErrorDetail>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,6 +184,7 @@ async fn enroll_checked(state: &AppState, req: EnrollRequest) -> ApiResult<Json<
         outcome.device_id, minted.secret
     );
     metrics::counter!("capstan_enrollments_total").increment(1);
+    crate::membership::device_changed(state, &outcome.device_id).await;
     tracing::info!(device = %outcome.device_id, hostname = %req.hostname.escape_debug(), reenrolled = outcome.reenrolled, "device enrolled");
     Ok(Json(EnrollResponse {
         device_id: outcome.device_id,
@@ -240,6 +241,7 @@ async fn checkin(
             other => other.into(),
         })?;
     metrics::counter!("capstan_agent_checkins_total").increment(1);
+    crate::membership::checked_in(&state, &device.id, now, perf.is_some()).await;
     let digest_differs = match (&stored_digest, &req.inventory_digest) {
         (Some(stored), Some(reported)) => stored != reported,
         _ => true,
@@ -357,6 +359,7 @@ async fn upload_inventory(
         {
             Ok(()) => {
                 metrics::counter!("capstan_inventory_ingests_total").increment(1);
+                crate::membership::device_changed(&state, &device.id).await;
                 return Ok(Json(InventoryAccepted { changes: n, first }));
             }
             Err(StoreError::Conflict(_)) if attempt < 2 => continue,

@@ -72,6 +72,8 @@ pub struct FileConfig {
     pub max_inventory_bytes: Option<usize>,
     pub agent_binary: Option<PathBuf>,
     pub session_ttl_secs: Option<u64>,
+    /// Create the predefined dynamic groups on first start (default true).
+    pub predefined_groups: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +106,8 @@ pub struct Config {
     pub session_ttl_secs: u64,
     /// From `CAPSTAN_ADMIN_PASSWORD` / `_FILE`: the initial admin's password on first start.
     pub admin_password: Option<String>,
+    /// Create the predefined dynamic groups (All devices, …) on first start.
+    pub predefined_groups: bool,
 }
 
 impl Config {
@@ -121,6 +125,8 @@ impl Config {
             agent_binary: None,
             session_ttl_secs: 12 * 3600,
             admin_password: Some("test-admin-password".into()),
+            // Tests start from an empty group list unless they ask for these.
+            predefined_groups: false,
         }
     }
 }
@@ -244,6 +250,7 @@ impl ServeArgs {
             agent_binary: self.agent_binary.clone().or(file.agent_binary),
             session_ttl_secs: file.session_ttl_secs.unwrap_or(12 * 3600),
             admin_password: secret_from_env("ADMIN_PASSWORD", env)?,
+            predefined_groups: file.predefined_groups.unwrap_or(true),
         })
     }
 }

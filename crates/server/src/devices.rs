@@ -30,11 +30,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A device counts as online when it checked in within three check-in intervals, or holds a
 /// wake-up connection right now.
-fn online_cutoff(state: &AppState, now: i64) -> i64 {
+pub(crate) fn online_cutoff(state: &AppState, now: i64) -> i64 {
     now - 3 * state.config.checkin_interval_secs as i64 * 1000
 }
 
-fn summary(state: &AppState, d: &DeviceRow, now: i64) -> DeviceSummary {
+pub(crate) fn summary(state: &AppState, d: &DeviceRow, now: i64) -> DeviceSummary {
     let online = d.revoked_at.is_none()
         && (d
             .last_seen_at

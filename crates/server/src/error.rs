@@ -16,6 +16,9 @@ pub struct ApiError {
     pub message: String,
     /// Sent as `Retry-After` (seconds) with 429 responses.
     pub retry_after_secs: Option<u64>,
+    /// Every problem of a multi-part rejection, sent as `details[]` (see
+    /// [`capstan_proto::error::DetailedErrorBody`]); empty for ordinary errors.
+    pub details: Vec<capstan_proto::error::ErrorDetail>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -27,6 +30,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            details: Vec::new(),
         }
     }
 
@@ -92,7 +96,15 @@ impl IntoResponse for ApiError {
             code: self.code,
             message: self.message,
         };
-        let mut resp = (self.status, axum::Json(body)).into_response();
+        let mut resp = if self.details.is_empty() {
+            (self.status, axum::Json(body)).into_response()
+        } else {
+            let body = capstan_proto::error::DetailedErrorBody {
+                error: body,
+                details: self.details,
+            };
+            (self.status, axum::Json(body)).into_response()
+        };
         if let Some(secs) = self.retry_after_secs {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

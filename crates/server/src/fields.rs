@@ -388,6 +388,7 @@ async fn create_field(
         json!({"type": row.field_type, "enum_values": req.enum_values, "default": req.default, "required": req.required}),
     );
     state.store.create_field(&row, &audit).await?;
+    state.membership.invalidate();
     Ok((StatusCode::CREATED, Json(info(&row)?)))
 }
 
@@ -456,6 +457,9 @@ async fn update_field(
             StoreError::NotFound => field_not_found(&name),
             other => other.into(),
         })?;
+    // A new type or default can change what rules see for every device.
+    state.membership.invalidate();
+    crate::membership::spawn_reevaluation(&state);
     Ok(Json(info(&row)?))
 }
 
@@ -467,6 +471,26 @@ async fn delete_field(
     auth: Authz<GroupsManage>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let path = format!("custom.{name}");
+    let compiled = crate::membership::compiled(&state).await?;
+    let users: Vec<String> = compiled
+        .field_refs
+        .iter()
+        .filter(|(_, fields)| fields.contains(&path))
+        .map(|(id, _)| {
+            compiled
+                .names
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| id.clone())
+        })
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "custom field {name:?} is used by the rules of group(s): {}; change those rules first",
+            users.join(", ")
+        )));
+    }
     let audit = auth
         .operator
         .audit("custom_field.delete", Some(&name), json!({}));
@@ -478,6 +502,7 @@ async fn delete_field(
             StoreError::NotFound => field_not_found(&name),
             other => other.into(),
         })?;
+    state.membership.invalidate();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -522,6 +547,7 @@ async fn set_value(
             }
             other => other.into(),
         })?;
+    crate::membership::device_changed(&state, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -549,6 +575,7 @@ async fn unset_value(
             StoreError::NotFound => ApiError::not_found(format!("device {id}")),
             other => other.into(),
         })?;
+    crate::membership::device_changed(&state, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

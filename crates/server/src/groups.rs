@@ -1,6 +1,10 @@
-//! Console routes for static device groups: create, list (with member counts), show, rename /
+//! Console routes for device groups: create, list (with member counts), show, rename /
 //! describe / re-parent, delete, list members, and bulk membership changes by device ids or by
-//! a device-list filter.
+//! a device-list filter (static groups only). Dynamic groups carry a rule (validated against
+//! the current custom fields and groups, every problem reported with its JSON pointer in
+//! `details[]`; a rule closing a cycle between group rules is a 409); their members are
+//! computed by [`crate::membership`]. A rule can be previewed before saving and explained for
+//! any device afterwards. A group or custom field another rule references cannot be deleted.
 //!
 //! Groups form a tree. **Targeting a group means its direct members plus the members of all
 //! its descendants**: the member list, the `members` count and the device list's `group`
@@ -11,10 +15,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use capstan_proto::api::{
-    BulkResult, CreateGroupRequest, DeviceListQuery, DevicePage, DeviceSelector, GroupInfo,
-    MembershipChange, UpdateGroupRequest,
+    BulkResult, CreateGroupRequest, DeviceListQuery, DevicePage, DeviceSelector, ExplanationNode,
+    GroupExplanation, GroupInfo, GroupPreview, GroupPreviewRequest, MembershipChange,
+    UpdateGroupRequest,
 };
-use capstan_proto::error::ErrorBody;
+use capstan_proto::error::{DetailedErrorBody, ErrorBody};
 use capstan_store::{
     DeviceSelection, GroupRow, GroupUpdate, GroupWithCounts, NewGroup, StoreError,
 };
@@ -35,6 +40,32 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_group, update_group, delete_group))
         .routes(routes!(list_members, add_members))
         .routes(routes!(remove_members))
+        .routes(routes!(preview_rule))
+        .routes(routes!(explain_membership))
+}
+
+/// Validate a rule for `group` (its id when it exists already) against the current custom
+/// fields and groups, and refuse one that would close a cycle between group rules (409).
+async fn check_rule(
+    state: &AppState,
+    rule: &serde_json::Value,
+    group: &str,
+    exists: bool,
+) -> ApiResult<capstan_core::rules::Rule> {
+    let (ctx, _) = crate::membership::validation_context(state, exists.then_some(group)).await?;
+    let rule = capstan_core::rules::validate(rule, &ctx)
+        .map_err(|errors| crate::membership::rule_errors(&errors))?;
+    let compiled = crate::membership::compiled(state).await?;
+    if let Some(cycle) = crate::membership::cycle_with(
+        &compiled,
+        group,
+        capstan_core::rules::referenced_groups(&rule),
+    ) {
+        return Err(ApiError::conflict(format!(
+            "group rules would form a cycle: {cycle}"
+        )));
+    }
+    Ok(rule)
 }
 
 fn info(g: &GroupWithCounts) -> GroupInfo {
@@ -185,6 +216,23 @@ async fn create_group(
 ) -> ApiResult<(StatusCode, Json<GroupInfo>)> {
     validate_name(&req.name)?;
     validate_description(&req.description)?;
+    let dynamic = match (req.kind.as_deref(), &req.rule) {
+        (None | Some("static"), None) => false,
+        (None | Some("dynamic"), Some(_)) => true,
+        (Some("dynamic"), None) => {
+            return Err(ApiError::validation("a dynamic group needs a rule"));
+        }
+        (Some("static"), Some(_)) => {
+            return Err(ApiError::validation(
+                "a static group has no rule; use kind \"dynamic\"",
+            ));
+        }
+        (Some(other), _) => {
+            return Err(ApiError::validation(format!(
+                "unknown group kind {other:?}; use static or dynamic"
+            )));
+        }
+    };
     let parent_id = match &req.parent_id {
         Some(p) => Some(parent(&state, p).await?),
         None => None,
@@ -196,16 +244,32 @@ async fn create_group(
         parent_id,
         now: now_ms(),
     };
+    let rule = match (&req.rule, dynamic) {
+        (Some(r), true) => Some(check_rule(&state, r, &g.id, false).await?),
+        _ => None,
+    };
     let audit = auth.operator.audit(
         "group.create",
         Some(&g.id),
-        json!({"name": g.name, "parent_id": g.parent_id}),
+        json!({"name": g.name, "parent_id": g.parent_id, "kind": if dynamic { "dynamic" } else { "static" },
+               "rule": rule.as_ref().map(|r| r.to_json())}),
     );
-    state
-        .store
-        .create_group(&g, &audit)
-        .await
-        .map_err(|e| store_error(e, &g.id))?;
+    match &rule {
+        Some(r) => state
+            .store
+            .create_dynamic_group(&g, &r.to_json().to_string(), &audit)
+            .await
+            .map_err(|e| store_error(e, &g.id))?,
+        None => state
+            .store
+            .create_group(&g, &audit)
+            .await
+            .map_err(|e| store_error(e, &g.id))?,
+    }
+    state.membership.invalidate();
+    if rule.is_some() {
+        crate::membership::spawn_reevaluation(&state);
+    }
     let row = state
         .store
         .group_with_counts(&g.id)
@@ -255,22 +319,55 @@ async fn update_group(
         Some(None) => Some(None),
         None => None,
     };
+    let rule = match &req.rule {
+        Some(r) if g.kind == "dynamic" => Some(check_rule(&state, r, &g.id, true).await?),
+        Some(_) => {
+            return Err(ApiError::conflict(format!(
+                "group {:?} is static: only dynamic groups have a rule",
+                g.name
+            )));
+        }
+        None => None,
+    };
     let update = GroupUpdate {
         name: req.name.clone(),
         description: req.description.clone(),
         parent_id,
     };
-    let audit = auth.operator.audit(
-        "group.update",
-        Some(&g.id),
-        json!({"before": {"name": g.name, "description": g.description, "parent_id": g.parent_id},
-               "after": {"name": update.name, "description": update.description, "parent_id": update.parent_id}}),
-    );
-    state
-        .store
-        .update_group(&g.id, &update, now_ms(), &audit)
-        .await
-        .map_err(|e| store_error(e, &key))?;
+    let reparented = update.parent_id.is_some();
+    if update.name.is_some() || update.description.is_some() || reparented || rule.is_none() {
+        let audit = auth.operator.audit(
+            "group.update",
+            Some(&g.id),
+            json!({"before": {"name": g.name, "description": g.description, "parent_id": g.parent_id},
+                   "after": {"name": update.name, "description": update.description, "parent_id": update.parent_id}}),
+        );
+        state
+            .store
+            .update_group(&g.id, &update, now_ms(), &audit)
+            .await
+            .map_err(|e| store_error(e, &key))?;
+    }
+    if let Some(rule) = &rule {
+        let text = rule.to_json().to_string();
+        let audit = auth.operator.audit(
+            "group.rule_change",
+            Some(&g.id),
+            json!({"name": g.name,
+                   "before": g.rule.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()),
+                   "after": rule.to_json()}),
+        );
+        state
+            .store
+            .set_group_rule(&g.id, &text, now_ms(), &audit)
+            .await
+            .map_err(|e| store_error(e, &key))?;
+    }
+    // Names appear in timeline entries; the tree decides which groups count as ancestors.
+    state.membership.invalidate();
+    if rule.is_some() || reparented {
+        crate::membership::spawn_reevaluation(&state);
+    }
     let row = state
         .store
         .group_with_counts(&g.id)
@@ -290,6 +387,26 @@ async fn delete_group(
     Path(key): Path<String>,
 ) -> ApiResult<StatusCode> {
     let g = find(&state, &key).await?;
+    let compiled = crate::membership::compiled(&state).await?;
+    let users: Vec<String> = compiled
+        .group_refs
+        .iter()
+        .filter(|(id, refs)| *id != g.id && refs.contains(&g.id))
+        .map(|(id, _)| {
+            compiled
+                .names
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| id.clone())
+        })
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "group {:?} is used by the rules of group(s): {}; change those rules first",
+            g.name,
+            users.join(", ")
+        )));
+    }
     let audit = auth
         .operator
         .audit("group.delete", Some(&g.id), json!({"name": g.name}));
@@ -298,6 +415,7 @@ async fn delete_group(
         .delete_group(&g.id, now_ms(), &audit)
         .await
         .map_err(|e| store_error(e, &key))?;
+    state.membership.invalidate();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -342,6 +460,9 @@ async fn change_members(
         .change_group_members(&g.id, &ids, add, now_ms(), &audit)
         .await
         .map_err(|e| store_error(e, key))?;
+    if changed > 0 {
+        crate::membership::devices_changed(state, &ids).await;
+    }
     Ok(Json(BulkResult {
         matched: ids.len() as u64,
         changed,
@@ -377,4 +498,160 @@ async fn remove_members(
     Json(req): Json<MembershipChange>,
 ) -> ApiResult<Json<BulkResult>> {
     change_members(&state, &auth, &key, &req, false).await
+}
+
+/// Evaluate a rule over every device without saving it: how many match, and the first
+/// `limit` of them by hostname. Validation errors as when saving a rule.
+#[utoipa::path(post, path = "/api/v1/groups/preview", tag = "groups", request_body = GroupPreviewRequest,
+    responses((status = 200, body = GroupPreview), (status = 400, body = DetailedErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn preview_rule(
+    State(state): State<AppState>,
+    _auth: Authz<DevicesRead>,
+    Json(req): Json<GroupPreviewRequest>,
+) -> ApiResult<Json<GroupPreview>> {
+    let limit = req.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation("limit must be 1..=1000"));
+    }
+    let (ctx, _) = crate::membership::validation_context(&state, None).await?;
+    let rule = capstan_core::rules::validate(&req.rule, &ctx)
+        .map_err(|errors| crate::membership::rule_errors(&errors))?
+        .compile();
+    let compiled = crate::membership::compiled(&state).await?;
+    let now = now_ms();
+    let mut after = String::new();
+    let mut total = 0u64;
+    let mut matched = Vec::new();
+    loop {
+        let ids = state
+            .store
+            .device_ids_after(&after, crate::membership::BATCH)
+            .await?;
+        let Some(last) = ids.last() else { break };
+        after = last.clone();
+        for rows in state.store.device_facts_batch(&ids).await? {
+            let owned = crate::membership::facts_from_rows(&state, &compiled, rows, now, true);
+            let hit = {
+                let facts = owned.facts();
+                rule.evaluate(&facts.index(), now)
+            };
+            if hit {
+                total += 1;
+                matched.push(crate::devices::summary(&state, &owned.device, now));
+            }
+        }
+    }
+    matched.sort_by(|a, b| {
+        a.hostname
+            .to_lowercase()
+            .cmp(&b.hostname.to_lowercase())
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    matched.truncate(limit as usize);
+    Ok(Json(GroupPreview {
+        total,
+        devices: matched,
+    }))
+}
+
+fn node(e: capstan_core::rules::Explanation) -> ExplanationNode {
+    ExplanationNode {
+        matched: e.matched,
+        text: e.text,
+        path: e.path,
+        children: e.children.into_iter().map(node).collect(),
+    }
+}
+
+/// Why a device is or is not a member of a group: for a dynamic group the rule's
+/// explanation, condition by condition, evaluated now; for a static group whether the device
+/// is a direct member or a member through a descendant group.
+#[utoipa::path(get, path = "/api/v1/groups/{id}/explain/{device_id}", tag = "groups",
+    params(("id" = String, Path, description = "Group id or name"), ("device_id" = String, Path)),
+    responses((status = 200, body = GroupExplanation), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn explain_membership(
+    State(state): State<AppState>,
+    _auth: Authz<DevicesRead>,
+    Path((key, device_id)): Path<(String, String)>,
+) -> ApiResult<Json<GroupExplanation>> {
+    let g = find(&state, &key).await?;
+    if device_id.is_empty() || device_id.len() > 64 || device_id.chars().any(char::is_control) {
+        return Err(ApiError::not_found(format!("device {device_id:?}")));
+    }
+    if state.store.device(&device_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("device {device_id}")));
+    }
+    let explanation = if g.kind == "dynamic" {
+        crate::membership::explain(&state, &g.id, &device_id, now_ms())
+            .await?
+            .map(node)
+            .ok_or_else(|| {
+                ApiError::conflict(format!(
+                    "the rule of group {:?} no longer validates; edit it first",
+                    g.name
+                ))
+            })?
+    } else {
+        let groups = state.store.all_groups().await?;
+        let parents: std::collections::BTreeMap<&str, Option<&str>> = groups
+            .iter()
+            .map(|r| (r.id.as_str(), r.parent_id.as_deref()))
+            .collect();
+        let names: std::collections::BTreeMap<&str, &str> = groups
+            .iter()
+            .map(|r| (r.id.as_str(), r.name.as_str()))
+            .collect();
+        let direct = state.store.device_groups(&device_id).await?;
+        let via = direct.iter().find_map(|m| {
+            // Walk up from each group the device is in; the tree has no cycles, but bound the
+            // walk anyway.
+            let mut cur = parents.get(m.id.as_str()).copied().flatten();
+            for _ in 0..groups.len() {
+                let c = cur?;
+                if c == g.id {
+                    return Some(m);
+                }
+                cur = parents.get(c).copied().flatten();
+            }
+            None
+        });
+        if direct.iter().any(|m| m.id == g.id) {
+            ExplanationNode {
+                matched: true,
+                text: format!("the device is a direct member of group {}: true", g.name),
+                path: String::new(),
+                children: Vec::new(),
+            }
+        } else if let Some(m) = via {
+            ExplanationNode {
+                matched: true,
+                text: format!(
+                    "the device is a member of {}, a descendant group of {}: true",
+                    names.get(m.id.as_str()).copied().unwrap_or(m.name.as_str()),
+                    g.name
+                ),
+                path: String::new(),
+                children: Vec::new(),
+            }
+        } else {
+            ExplanationNode {
+                matched: false,
+                text: format!(
+                    "the device is not a member of group {} or any of its descendant groups: false",
+                    g.name
+                ),
+                path: String::new(),
+                children: Vec::new(),
+            }
+        }
+    };
+    Ok(Json(GroupExplanation {
+        group_id: g.id,
+        device_id,
+        kind: g.kind,
+        member: explanation.matched,
+        explanation,
+    }))
 }

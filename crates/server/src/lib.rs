@@ -13,6 +13,8 @@ pub mod error;
 pub mod fields;
 pub mod groups;
 pub mod install;
+pub mod membership;
+pub mod predefined;
 pub mod ratelimit;
 pub mod serve;
 pub mod state;

@@ -77,6 +77,14 @@ pub async fn bootstrap(config: &Config) -> anyhow::Result<(Store, SigningKey, Bo
             boot.generated_password = Some(hash.1);
         }
     }
+    if config.predefined_groups {
+        let created = crate::predefined::ensure(&store)
+            .await
+            .context("creating the predefined groups")?;
+        if !created.is_empty() {
+            tracing::info!(groups = %created.join(", "), "predefined dynamic groups created");
+        }
+    }
     Ok((store, signing_key, boot))
 }
 
@@ -153,10 +161,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         dummy_password_hash,
         limits: Default::default(),
         replica_id: crate::auth::secrets::random_hex(8),
+        membership: Default::default(),
     });
     let (router, _spec) = crate::app::build(state.clone());
 
     tokio::spawn(crate::state::relay_wakes(state.clone()));
+    tokio::spawn(crate::membership::run_periodic(state.clone()));
     // Background housekeeping: expired sessions.
     let housekeeping_store = store.clone();
     tokio::spawn(async move {

@@ -37,6 +37,8 @@ pub struct Inner {
     pub limits: Limits,
     /// Random id of this server process, so it can ignore its own relayed wake-ups.
     pub replica_id: String,
+    /// Compiled dynamic group rules and the per-device evaluation locks.
+    pub membership: crate::membership::Membership,
 }
 
 /// Failure budgets of the routes that check secrets (see [`crate::ratelimit`]).

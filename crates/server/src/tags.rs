@@ -44,6 +44,7 @@ async fn change(
         .store
         .change_tags(&ids, &req.tags, add, now_ms(), &audit)
         .await?;
+    crate::membership::devices_changed(state, &ids).await;
     Ok(Json(BulkResult {
         matched: ids.len() as u64,
         changed,

@@ -22,8 +22,13 @@ struct T {
 /// SQLite by default; `CAPSTAN_API_TEST_DB=postgres` runs the whole suite on a fresh database
 /// of the harness's throwaway PostgreSQL (the test command runs it both ways).
 async fn setup() -> T {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(adjust: impl FnOnce(&mut capstan_server::config::Config)) -> T {
     let dir = tempfile::tempdir().unwrap();
     let mut config = capstan_server::config::Config::for_tests(dir.path());
+    adjust(&mut config);
     if std::env::var("CAPSTAN_API_TEST_DB").as_deref() == Ok("postgres") {
         config.database_url = capstan_testkit::postgres()
             .expect("throwaway PostgreSQL")
@@ -2957,4 +2962,858 @@ async fn mutated_group_tag_and_field_bodies_never_cause_server_errors() {
         assert!(!status.is_server_error(), "{path}: {v}");
     }
     assert!(cases > 200, "{cases}");
+}
+
+fn os_doc(hostname: &str, os_id: &str) -> InventoryDocument {
+    let mut d = doc(hostname, &[("bash", "5.2")]);
+    if let Some(os) = d.os.as_mut() {
+        os.id = Some(os_id.into());
+    }
+    d
+}
+
+impl T {
+    /// The group's direct member count once it equals `want` (rule changes re-evaluate in the
+    /// background), failing after five seconds.
+    async fn wait_direct_members(&self, token: &str, group: &str, want: u64) {
+        self.settle().await;
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            last = self
+                .ok(
+                    StatusCode::OK,
+                    Method::GET,
+                    &format!("/api/v1/groups/{group}"),
+                    token,
+                    None,
+                )
+                .await;
+            if last["direct_members"] == want {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("group {group} never reached {want} members: {last}");
+    }
+
+    /// Wait until no background re-evaluation (started by a rule change) is running.
+    async fn settle(&self) {
+        for _ in 0..200 {
+            if self.state.membership.reevaluations_running() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("background re-evaluation did not finish");
+    }
+
+    async fn timeline_summaries(&self, token: &str, device: &str, kind: &str) -> Vec<String> {
+        let v = self
+            .ok(
+                StatusCode::OK,
+                Method::GET,
+                &format!("/api/v1/devices/{device}/timeline?kind={kind}"),
+                token,
+                None,
+            )
+            .await;
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["summary"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn dynamic_group_rules_are_validated_with_exact_paths_and_cycles_are_refused() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let bad = t
+        .call(
+            Method::POST,
+            "/api/v1/groups",
+            Some(&admin),
+            Some(json!({"name": "Bad", "kind": "dynamic", "rule": {"all": [
+                {"field": "os.nope", "op": "eq", "value": "x"},
+                {"field": "os.id", "op": "bogus", "value": "x"},
+                {"tag": "ok"},
+                {"group": "no-such-group"}
+            ]}})),
+        )
+        .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "validation_failed");
+    let paths: Vec<&str> = bad.1["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/all/0/field", "/all/1/op", "/all/3/group"],
+        "{}",
+        bad.1
+    );
+    let ops = &bad.1["details"][1]["valid"];
+    assert!(ops.as_array().unwrap().contains(&json!("in")), "{ops}");
+    assert!(bad.1["message"].as_str().unwrap().contains("/all/1/op"));
+    // Nothing was saved; kind and rule must agree.
+    let groups = t
+        .ok(StatusCode::OK, Method::GET, "/api/v1/groups", &admin, None)
+        .await;
+    assert_eq!(groups.as_array().unwrap().len(), 0, "{groups}");
+    for body in [
+        json!({"name": "x", "kind": "dynamic"}),
+        json!({"name": "x", "kind": "static", "rule": {"all": []}}),
+        json!({"name": "x", "kind": "smart", "rule": {"all": []}}),
+    ] {
+        assert_error(
+            &t.call(Method::POST, "/api/v1/groups", Some(&admin), Some(body))
+                .await,
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+        );
+    }
+
+    // A → B is fine; B → A closes a cycle.
+    let b = t
+        .ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "B", "rule": {"tag": "b"}})),
+        )
+        .await;
+    assert_eq!(b["kind"], "dynamic");
+    assert_eq!(b["rule"], json!({"tag": "b"}));
+    let b_id = b["id"].as_str().unwrap().to_string();
+    let a = t
+        .ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "A", "kind": "dynamic", "rule": {"group": b_id}})),
+        )
+        .await;
+    let a_id = a["id"].as_str().unwrap().to_string();
+    let cycle = t
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/groups/{b_id}"),
+            Some(&admin),
+            Some(json!({"rule": {"not": {"group": a_id}}})),
+        )
+        .await;
+    assert_error(&cycle, StatusCode::CONFLICT, "conflict");
+    let msg = cycle.1["message"].as_str().unwrap();
+    assert!(
+        msg.contains("B → A → B") || msg.contains("A → B → A"),
+        "{msg}"
+    );
+    // A rule may not name its own group.
+    let own = t
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/groups/{b_id}"),
+            Some(&admin),
+            Some(json!({"rule": {"group": b_id}})),
+        )
+        .await;
+    assert_error(&own, StatusCode::BAD_REQUEST, "validation_failed");
+    assert_eq!(own.1["details"][0]["path"], "/group", "{}", own.1);
+    let unchanged = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            "/api/v1/groups/B",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(unchanged["rule"], json!({"tag": "b"}));
+
+    // B is referenced by A: not deletable until A's rule changes.
+    let del = t
+        .call(Method::DELETE, "/api/v1/groups/B", Some(&admin), None)
+        .await;
+    assert_error(&del, StatusCode::CONFLICT, "conflict");
+    assert!(
+        del.1["message"].as_str().unwrap().contains("A"),
+        "{}",
+        del.1
+    );
+    // A static group has no rule; a dynamic one takes no manual members.
+    t.ok(
+        StatusCode::CREATED,
+        Method::POST,
+        "/api/v1/groups",
+        &admin,
+        Some(json!({"name": "Manual"})),
+    )
+    .await;
+    assert_error(
+        &t.call(
+            Method::PATCH,
+            "/api/v1/groups/Manual",
+            Some(&admin),
+            Some(json!({"rule": {"all": []}})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    let (dev, _) = t.device(&admin, "dyn-manual").await;
+    assert_error(
+        &t.call(
+            Method::POST,
+            "/api/v1/groups/B/members",
+            Some(&admin),
+            Some(json!({"device_ids": [dev]})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    t.ok(
+        StatusCode::OK,
+        Method::PATCH,
+        "/api/v1/groups/A",
+        &admin,
+        Some(json!({"rule": {"tag": "a"}})),
+    )
+    .await;
+    t.ok(
+        StatusCode::NO_CONTENT,
+        Method::DELETE,
+        "/api/v1/groups/B",
+        &admin,
+        None,
+    )
+    .await;
+
+    // A custom field used by a rule cannot be deleted.
+    t.ok(
+        StatusCode::CREATED,
+        Method::POST,
+        "/api/v1/custom-fields",
+        &admin,
+        Some(json!({"name": "owner", "type": "string"})),
+    )
+    .await;
+    t.ok(
+        StatusCode::OK,
+        Method::PATCH,
+        "/api/v1/groups/A",
+        &admin,
+        Some(json!({"rule": {"field": "custom.owner", "op": "eq", "value": "it"}})),
+    )
+    .await;
+    let del = t
+        .call(
+            Method::DELETE,
+            "/api/v1/custom-fields/owner",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_error(&del, StatusCode::CONFLICT, "conflict");
+    assert!(
+        del.1["message"].as_str().unwrap().contains("A"),
+        "{}",
+        del.1
+    );
+}
+
+#[tokio::test]
+async fn devices_move_between_dynamic_groups_as_they_change() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (dev, tok) = t.device(&admin, "mover").await;
+    let (other, _) = t.device(&admin, "stayer").await;
+    let debian = t
+        .ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "Debian hosts", "kind": "dynamic",
+                        "rule": {"field": "os.id", "op": "eq", "value": "debian"}})),
+        )
+        .await;
+    let debian_id = debian["id"].as_str().unwrap().to_string();
+    t.wait_direct_members(&admin, &debian_id, 0).await;
+
+    // An inventory upload moves the device in, within the request.
+    let put = |d: InventoryDocument| {
+        t.call(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(&tok),
+            Some(upload(d)),
+        )
+    };
+    assert_eq!(put(os_doc("mover", "debian")).await.0, StatusCode::OK);
+    let members = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/groups/{debian_id}/members"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(members["total"], 1, "{members}");
+    assert_eq!(members["items"][0]["id"], dev.as_str());
+    let detail = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/devices/{dev}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        detail["groups"],
+        json!([{"id": debian_id, "name": "Debian hosts", "source": "dynamic"}])
+    );
+    assert_eq!(
+        t.timeline_summaries(&admin, &dev, "group_joined").await,
+        ["joined group Debian hosts (dynamic)"]
+    );
+
+    // The same document again changes nothing; another OS moves it out.
+    assert_eq!(put(os_doc("mover", "debian")).await.0, StatusCode::OK);
+    assert_eq!(put(os_doc("mover", "ubuntu")).await.0, StatusCode::OK);
+    t.wait_direct_members(&admin, &debian_id, 0).await;
+    assert_eq!(
+        t.timeline_summaries(&admin, &dev, "group_left").await,
+        ["left group Debian hosts (dynamic)"]
+    );
+    let events = t.state.store.events_after(0, 100).await.unwrap();
+    let seen: Vec<(&str, &str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.kind.as_str(), e.subject.as_str(), e.object.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("group.member_added", dev.as_str(), Some(debian_id.as_str())),
+            (
+                "group.member_removed",
+                dev.as_str(),
+                Some(debian_id.as_str())
+            ),
+        ]
+    );
+    assert!(events[0].id < events[1].id);
+
+    // Concurrent evaluations of one device record a change once.
+    assert_eq!(put(os_doc("mover", "debian")).await.0, StatusCode::OK);
+    t.state
+        .store
+        .apply_dynamic_membership(&dev, &[], &[(debian_id.clone(), "Debian hosts".into())], 1)
+        .await
+        .unwrap();
+    let before = t.state.store.events_after(0, 100).await.unwrap().len();
+    let now = capstan_server::state::now_ms();
+    let runs = (0..8).map(|_| capstan_server::membership::evaluate_device(&t.state, &dev, now));
+    let joined: usize = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().joined.len())
+        .sum();
+    assert_eq!(joined, 1);
+    assert_eq!(
+        t.state.store.events_after(0, 100).await.unwrap().len(),
+        before + 1
+    );
+    assert_eq!(put(os_doc("mover", "ubuntu")).await.0, StatusCode::OK);
+
+    // A tag rule: created after the devices exist, it is evaluated for all of them; tag
+    // changes then move devices within the request.
+    t.ok(
+        StatusCode::OK,
+        Method::POST,
+        "/api/v1/tags/add",
+        &admin,
+        Some(json!({"tags": ["web"], "device_ids": [other]})),
+    )
+    .await;
+    let web = t
+        .ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "Web", "rule": {"tag": "web"}})),
+        )
+        .await;
+    let web_id = web["id"].as_str().unwrap().to_string();
+    t.wait_direct_members(&admin, &web_id, 1).await;
+    t.ok(
+        StatusCode::OK,
+        Method::POST,
+        "/api/v1/tags/add",
+        &admin,
+        Some(json!({"tags": ["web"], "device_ids": [dev]})),
+    )
+    .await;
+    let g = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            "/api/v1/groups/Web",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        g["direct_members"], 2,
+        "tagging moves the device at once: {g}"
+    );
+    t.ok(
+        StatusCode::OK,
+        Method::POST,
+        "/api/v1/tags/remove",
+        &admin,
+        Some(json!({"tags": ["web"], "device_ids": [dev]})),
+    )
+    .await;
+    let g = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            "/api/v1/groups/Web",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(g["direct_members"], 1, "{g}");
+
+    // Group references: "in Web and not in Debian hosts", evaluated in dependency order.
+    let combo = t
+        .ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "Web not Debian", "rule": {"all": [
+                {"group": web_id}, {"not": {"group": debian_id}}]}})),
+        )
+        .await;
+    t.wait_direct_members(&admin, combo["id"].as_str().unwrap(), 1)
+        .await;
+
+    // Editing a rule re-evaluates every device.
+    t.ok(
+        StatusCode::OK,
+        Method::PATCH,
+        &format!("/api/v1/groups/{debian_id}"),
+        &admin,
+        Some(json!({"rule": {"field": "os.id", "op": "in", "value": ["debian", "ubuntu"]}})),
+    )
+    .await;
+    t.wait_direct_members(&admin, &debian_id, 1).await;
+}
+
+#[tokio::test]
+async fn preview_and_explain_answer_which_and_why() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (deb, deb_tok) = t.device(&admin, "pv-deb").await;
+    let (_rh, rh_tok) = t.device(&admin, "pv-rh").await;
+    for (tok, os) in [(&deb_tok, "debian"), (&rh_tok, "rhel")] {
+        let (s, v) = t
+            .call(
+                Method::PUT,
+                "/agent/v1/inventory",
+                Some(tok),
+                Some(upload(os_doc("h", os))),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let rule = json!({"field": "os.id", "op": "in", "value": ["debian", "ubuntu"]});
+    let p = t
+        .ok(
+            StatusCode::OK,
+            Method::POST,
+            "/api/v1/groups/preview",
+            &admin,
+            Some(json!({"rule": rule})),
+        )
+        .await;
+    assert_eq!(p["total"], 1, "{p}");
+    assert_eq!(p["devices"][0]["id"], deb.as_str());
+    let all = t
+        .ok(
+            StatusCode::OK,
+            Method::POST,
+            "/api/v1/groups/preview",
+            &admin,
+            Some(json!({"rule": {"all": []}, "limit": 1})),
+        )
+        .await;
+    assert_eq!(
+        (
+            all["total"].clone(),
+            all["devices"].as_array().unwrap().len()
+        ),
+        (json!(2), 1)
+    );
+    let bad = t
+        .call(
+            Method::POST,
+            "/api/v1/groups/preview",
+            Some(&admin),
+            Some(json!({"rule": {"any": [{"field": "os.id", "op": "gt", "value": 3}]}})),
+        )
+        .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "validation_failed");
+    assert_eq!(bad.1["details"][0]["path"], "/any/0/op", "{}", bad.1);
+    // Previewing saves nothing.
+    let groups = t
+        .ok(StatusCode::OK, Method::GET, "/api/v1/groups", &admin, None)
+        .await;
+    assert_eq!(groups.as_array().unwrap().len(), 0);
+
+    // A read-only operator may preview and explain.
+    t.ok(
+        StatusCode::CREATED,
+        Method::POST,
+        "/api/v1/users",
+        &admin,
+        Some(json!({"username": "viewer", "password": "viewer-password-1", "role": "viewer"})),
+    )
+    .await;
+    let viewer = t.login("viewer", "viewer-password-1").await;
+    t.ok(
+        StatusCode::OK,
+        Method::POST,
+        "/api/v1/groups/preview",
+        &viewer,
+        Some(json!({"rule": rule})),
+    )
+    .await;
+    assert_error(
+        &t.call(
+            Method::POST,
+            "/api/v1/groups",
+            Some(&viewer),
+            Some(json!({"name": "nope", "rule": rule})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+
+    t.ok(
+        StatusCode::CREATED,
+        Method::POST,
+        "/api/v1/groups",
+        &admin,
+        Some(json!({"name": "Debian-like", "rule": {"all": [rule, {"not": {"tag": "excluded"}}]}})),
+    )
+    .await;
+    let e = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/groups/Debian-like/explain/{deb}"),
+            &viewer,
+            None,
+        )
+        .await;
+    assert_eq!(e["member"], true, "{e}");
+    assert_eq!(e["kind"], "dynamic");
+    assert_eq!(e["explanation"]["children"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        e["explanation"]["children"][0]["text"],
+        "os.id is \"debian\", which is in [debian, ubuntu]: true",
+        "{e}"
+    );
+    assert_eq!(e["explanation"]["children"][1]["path"], "/all/1");
+
+    // Static groups: direct, through a descendant, or not at all.
+    for body in [
+        json!({"name": "Europe"}),
+        json!({"name": "Berlin", "parent_id": "Europe"}),
+    ] {
+        t.ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/groups",
+            &admin,
+            Some(body),
+        )
+        .await;
+    }
+    t.ok(
+        StatusCode::OK,
+        Method::POST,
+        "/api/v1/groups/Berlin/members",
+        &admin,
+        Some(json!({"device_ids": [deb]})),
+    )
+    .await;
+    let why = |g: &'static str, d: String| {
+        let t = &t;
+        let admin = admin.clone();
+        async move {
+            t.ok(
+                StatusCode::OK,
+                Method::GET,
+                &format!("/api/v1/groups/{g}/explain/{d}"),
+                &admin,
+                None,
+            )
+            .await
+        }
+    };
+    let direct = why("Berlin", deb.clone()).await;
+    assert_eq!(direct["member"], true);
+    assert!(
+        direct["explanation"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("direct member")
+    );
+    let via = why("Europe", deb.clone()).await;
+    assert_eq!(via["member"], true);
+    assert!(
+        via["explanation"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Berlin"),
+        "{via}"
+    );
+    let none = why("Europe", _rh.clone()).await;
+    assert_eq!(none["member"], false);
+    assert_error(
+        &t.call(
+            Method::GET,
+            "/api/v1/groups/Europe/explain/no-such-device",
+            Some(&admin),
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+
+    // Static membership counts for rules, including the ancestors of the groups.
+    let europe = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            "/api/v1/groups/Europe",
+            &admin,
+            None,
+        )
+        .await;
+    let in_europe = t
+        .ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "In Europe", "rule": {"group": europe["id"]}})),
+        )
+        .await;
+    t.wait_direct_members(&admin, in_europe["id"].as_str().unwrap(), 1)
+        .await;
+}
+
+#[tokio::test]
+async fn the_periodic_pass_applies_time_based_rules() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (dev, tok) = t.device(&admin, "clock").await;
+    let (s, _) = t
+        .call(
+            Method::POST,
+            "/agent/v1/checkin",
+            Some(&tok),
+            Some(json!({"agent_version": "0.1.0"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let stale = t
+        .ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "Stale", "rule":
+                {"field": "status.last_seen", "op": "older_than", "value": "7d"}})),
+        )
+        .await;
+    let stale_id = stale["id"].as_str().unwrap().to_string();
+    t.wait_direct_members(&admin, &stale_id, 0).await;
+    let now = capstan_server::state::now_ms();
+    let day = 86_400_000;
+    let changes = capstan_server::membership::periodic_pass(&t.state, now + 8 * day)
+        .await
+        .unwrap();
+    assert_eq!(changes, 1);
+    t.wait_direct_members(&admin, &stale_id, 1).await;
+    assert_eq!(
+        t.timeline_summaries(&admin, &dev, "group_joined").await,
+        ["joined group Stale (dynamic)"]
+    );
+    // At a time when its last check-in is recent, the pass moves it out again.
+    let changes = capstan_server::membership::periodic_pass(&t.state, now + day)
+        .await
+        .unwrap();
+    assert_eq!(changes, 1);
+    t.wait_direct_members(&admin, &stale_id, 0).await;
+}
+
+#[tokio::test]
+async fn predefined_groups_are_created_once_and_stay_deleted() {
+    let t = setup_with(|c| c.predefined_groups = true).await;
+    let admin = t.admin().await;
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let groups = t
+        .ok(StatusCode::OK, Method::GET, "/api/v1/groups", &admin, None)
+        .await;
+    assert_eq!(
+        names(&groups),
+        [
+            "All devices",
+            "Debian/Ubuntu",
+            "Low disk",
+            "Offline > 7 days",
+            "Pending reboot",
+            "RHEL family",
+            "Virtual machines",
+            "Windows 11"
+        ]
+    );
+    assert!(
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["kind"] == "dynamic")
+    );
+
+    // A new device lands in the matching ones without any operator action.
+    let (dev, tok) = t.device(&admin, "predef").await;
+    let mut d = os_doc("predef", "ubuntu");
+    if let Some(os) = d.os.as_mut() {
+        os.id_like = vec!["debian".into()];
+    }
+    let (s, v) = t
+        .call(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(&tok),
+            Some(upload(d)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let detail = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/devices/{dev}"),
+            &admin,
+            None,
+        )
+        .await;
+    let mut joined: Vec<&str> = detail["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    joined.sort();
+    assert_eq!(joined, ["All devices", "Debian/Ubuntu"], "{detail}");
+
+    // Editable and deletable; a restart recreates neither the deleted nor the renamed one.
+    t.ok(
+        StatusCode::NO_CONTENT,
+        Method::DELETE,
+        "/api/v1/groups/Pending%20reboot",
+        &admin,
+        None,
+    )
+    .await;
+    t.ok(
+        StatusCode::OK,
+        Method::PATCH,
+        "/api/v1/groups/Low%20disk",
+        &admin,
+        Some(json!({"name": "Low disk space",
+                    "rule": {"field": "performance.mounts[].free_percent", "op": "lt", "value": 5}})),
+    )
+    .await;
+    t.settle().await;
+    let created = capstan_server::predefined::ensure(&t.state.store)
+        .await
+        .unwrap();
+    assert!(created.is_empty(), "{created:?}");
+    let groups = t
+        .ok(StatusCode::OK, Method::GET, "/api/v1/groups", &admin, None)
+        .await;
+    let now = names(&groups);
+    assert!(!now.contains(&"Pending reboot".to_string()), "{now:?}");
+    assert!(!now.contains(&"Low disk".to_string()), "{now:?}");
+    assert_eq!(now.len(), 7);
+}
+
+#[tokio::test]
+async fn check_ins_move_devices_by_performance() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (_dev, tok) = t.device(&admin, "disk").await;
+    let low = t
+        .ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "Low disk", "rule":
+                {"field": "performance.mounts[].free_percent", "op": "lt", "value": 10}})),
+        )
+        .await;
+    let low_id = low["id"].as_str().unwrap().to_string();
+    t.wait_direct_members(&admin, &low_id, 0).await;
+    let checkin = |used: u64| {
+        json!({"agent_version": "0.1.0", "performance": {"mounts": [
+            {"mount_point": "/", "total_bytes": 100, "used_bytes": used}]}})
+    };
+    for (used, members) in [(95, 1), (95, 1), (50, 0), (91, 1)] {
+        let (s, v) = t
+            .call(
+                Method::POST,
+                "/agent/v1/checkin",
+                Some(&tok),
+                Some(checkin(used)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let g = t
+            .ok(
+                StatusCode::OK,
+                Method::GET,
+                &format!("/api/v1/groups/{low_id}"),
+                &admin,
+                None,
+            )
+            .await;
+        assert_eq!(g["direct_members"], members, "{used}% used: {g}");
+    }
 }

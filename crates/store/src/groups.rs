@@ -3,9 +3,11 @@
 //! filter resolves with a recursive CTE. Tree changes (create, re-parent, delete) first write
 //! one lock row in `settings`, so concurrent changes on several replicas are serialised by the
 //! database and can never build a cycle between them. Every membership change writes a
-//! `group_joined` / `group_left` timeline row per device and one audit row, in the same
-//! transaction. The `kind`/`rule` columns and `group_members.source` exist for dynamic groups,
-//! whose members are computed elsewhere; operators cannot add to or remove from them here.
+//! `group_joined` / `group_left` timeline row per device, a `group.member_added` /
+//! `group.member_removed` event per device and one audit row, in the same transaction.
+//! Dynamic groups (`kind`, `rule`, members with `source = 'dynamic'`) have their members
+//! computed by the server's evaluation (see `dynamic.rs`); operators cannot add to or remove
+//! from them here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -243,6 +245,27 @@ impl Store {
 
     /// Create a static group. `Conflict` on a duplicate name, `Invalid` for an unknown parent.
     pub async fn create_group(&self, g: &NewGroup, audit: &AuditEntry) -> Result<()> {
+        self.insert_group(g, None, audit).await
+    }
+
+    /// Create a dynamic group with its (validated) rule as JSON text; errors as
+    /// [`Store::create_group`]. Its members are written by the evaluation, never by operators.
+    pub async fn create_dynamic_group(
+        &self,
+        g: &NewGroup,
+        rule: &str,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        self.insert_group(g, Some(rule), audit).await
+    }
+
+    async fn insert_group(
+        &self,
+        g: &NewGroup,
+        rule: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let kind = if rule.is_some() { "dynamic" } else { "static" };
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -264,14 +287,16 @@ impl Store {
                 }
             }
             sqlx::query(
-                "INSERT INTO device_groups (id, name, description, parent_id, kind, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 'static', $5, $5)",
+                "INSERT INTO device_groups (id, name, description, parent_id, kind, rule, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $6, $7, $5, $5)",
             )
             .bind(&g.id)
             .bind(&g.name)
             .bind(&g.description)
             .bind(&g.parent_id)
             .bind(g.now)
+            .bind(kind)
+            .bind(rule)
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_or(e, "a group with this name exists"))?;
@@ -404,6 +429,20 @@ impl Store {
             ))
             .execute(&mut *tx)
             .await?;
+            // Subscribers of the event log see the members leave too.
+            sqlx::query(
+                "INSERT INTO events (at, kind, subject, object, data)
+                 SELECT $2, 'group.member_removed', device_id, $1, $3 FROM group_members
+                 WHERE group_id = $1 ORDER BY device_id",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(
+                serde_json::json!({"group_name": name, "reason": "group_deleted", "actor": audit.actor})
+                    .to_string(),
+            )
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM device_groups WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -449,6 +488,14 @@ impl Store {
             } else {
                 ("group_left", format!("left group {name} ({})", audit.actor))
             };
+            let event = if add {
+                "group.member_added"
+            } else {
+                "group.member_removed"
+            };
+            let event_data =
+                serde_json::json!({"group_name": name, "source": "static", "actor": audit.actor})
+                    .to_string();
             let mut changed: Vec<String> = Vec::new();
             for chunk in device_ids.chunks(CHUNK) {
                 let mut q = if add {
@@ -485,6 +532,17 @@ impl Store {
                     .bind(verb)
                     .bind(group_id)
                     .bind(&summary)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO events (at, kind, subject, object, data)
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(now)
+                    .bind(event)
+                    .bind(&device_id)
+                    .bind(group_id)
+                    .bind(&event_data)
                     .execute(&mut *tx)
                     .await?;
                     changed.push(device_id);

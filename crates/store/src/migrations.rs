@@ -31,6 +31,12 @@ pub const MIGRATIONS: &[MigrationPair] = &[
         sqlite: include_str!("../migrations/sqlite/0002_groups.sql"),
         postgres: include_str!("../migrations/postgres/0002_groups.sql"),
     },
+    MigrationPair {
+        version: 3,
+        name: "events",
+        sqlite: include_str!("../migrations/sqlite/0003_events.sql"),
+        postgres: include_str!("../migrations/postgres/0003_events.sql"),
+    },
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

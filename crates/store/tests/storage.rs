@@ -78,6 +78,7 @@ on_both!(
     group_membership_is_idempotent_timelined_and_filterable,
     bulk_tags_change_timeline_and_filter_exactly,
     custom_fields_round_trip_every_type_and_filter,
+    dynamic_membership_changes_are_recorded_once,
 );
 
 fn audit(action: &str) -> AuditEntry {
@@ -1571,4 +1572,223 @@ async fn custom_fields_round_trip_every_type_and_filter(s: &Store) {
         s.delete_field("owner", &audit("x")).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn dynamic_membership_changes_are_recorded_once(s: &Store) {
+    let dev = enrolled(s, "dyn-1", 10).await;
+    let dynamic = new_group("Dyn", None);
+    s.create_dynamic_group(&dynamic, r#"{"tag":"a"}"#, &audit("group.create"))
+        .await
+        .unwrap();
+    let parent = new_group("Parent", None);
+    s.create_group(&parent, &audit("group.create"))
+        .await
+        .unwrap();
+    let child = new_group("Child", Some(&parent.id));
+    s.create_group(&child, &audit("group.create"))
+        .await
+        .unwrap();
+    let stored = s.group(&dynamic.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.kind.as_str(), stored.rule.as_deref()),
+        ("dynamic", Some(r#"{"tag":"a"}"#))
+    );
+
+    // Static membership of a child counts for its ancestors.
+    s.change_group_members(&child.id, std::slice::from_ref(&dev), true, 20, &audit("m"))
+        .await
+        .unwrap();
+    let mut expected = vec![parent.id.clone(), child.id.clone()];
+    expected.sort();
+    assert_eq!(s.static_group_closure(&dev).await.unwrap(), expected);
+
+    let join = vec![(dynamic.id.clone(), "Dyn".to_string())];
+    s.apply_dynamic_membership(&dev, &join, &[], 25)
+        .await
+        .unwrap();
+    let other = enrolled(s, "dyn-2", 11).await;
+    let mut batch = s
+        .device_facts_batch(&[dev.clone(), other.clone(), "missing".into()])
+        .await
+        .unwrap();
+    batch.sort_by(|a, b| a.device.id.cmp(&b.device.id));
+    let summary: Vec<(&str, Vec<String>, Vec<String>, bool)> = batch
+        .iter()
+        .map(|r| {
+            let mut statics = r.static_groups.clone();
+            statics.sort();
+            (
+                r.device.id.as_str(),
+                statics,
+                r.dynamic_groups.clone(),
+                r.inventory.is_some(),
+            )
+        })
+        .collect();
+    let mut want = vec![
+        (
+            dev.as_str(),
+            expected.clone(),
+            vec![dynamic.id.clone()],
+            false,
+        ),
+        (other.as_str(), vec![], vec![], false),
+    ];
+    want.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(summary, want);
+    s.delete_device(&other, &audit("device.delete"))
+        .await
+        .unwrap();
+    // Undo the batch setup's join without leaving a trace in the checks below.
+    s.apply_dynamic_membership(&dev, &[], &join, 26)
+        .await
+        .unwrap();
+    let out = s
+        .apply_dynamic_membership(&dev, &join, &[], 30)
+        .await
+        .unwrap();
+    assert_eq!(out.joined, vec![dynamic.id.clone()]);
+    // Repeating (or a concurrent replica doing the same) changes nothing and records nothing.
+    let (a, b) = tokio::join!(
+        s.apply_dynamic_membership(&dev, &join, &[], 31),
+        s.apply_dynamic_membership(&dev, &join, &[], 32)
+    );
+    assert_eq!(a.unwrap().joined.len() + b.unwrap().joined.len(), 0);
+    assert_eq!(
+        s.dynamic_memberships(&dev).await.unwrap(),
+        vec![dynamic.id.clone()]
+    );
+    // Static groups are never joined or left by the evaluation.
+    let out = s
+        .apply_dynamic_membership(&dev, &[], &[(child.id.clone(), "Child".into())], 33)
+        .await
+        .unwrap();
+    assert!(out.left.is_empty());
+    let out = s
+        .apply_dynamic_membership(&dev, &[(parent.id.clone(), "Parent".into())], &[], 33)
+        .await
+        .unwrap();
+    assert!(
+        out.joined.is_empty(),
+        "a static group is not joined dynamically"
+    );
+    let out = s
+        .apply_dynamic_membership(&dev, &[], &join, 40)
+        .await
+        .unwrap();
+    assert_eq!(out.left, vec![dynamic.id.clone()]);
+    assert!(s.dynamic_memberships(&dev).await.unwrap().is_empty());
+
+    // Leaving out the batch setup's join and leave (at 25 and 26).
+    let events: Vec<EventRow> = s
+        .events_after(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| !(25..=26).contains(&e.at))
+        .collect();
+    let kinds: Vec<(&str, i64, &str, Option<&str>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.kind.as_str(),
+                e.at,
+                e.subject.as_str(),
+                e.object.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                "group.member_added",
+                20,
+                dev.as_str(),
+                Some(child.id.as_str())
+            ),
+            (
+                "group.member_added",
+                30,
+                dev.as_str(),
+                Some(dynamic.id.as_str())
+            ),
+            (
+                "group.member_removed",
+                40,
+                dev.as_str(),
+                Some(dynamic.id.as_str())
+            ),
+        ]
+    );
+    assert!(events[0].id < events[1].id && events[1].id < events[2].id);
+    let data: serde_json::Value = serde_json::from_str(&events[0].data).unwrap();
+    assert_eq!(data["source"], "static");
+    let data: serde_json::Value = serde_json::from_str(&events[1].data).unwrap();
+    assert_eq!(
+        (data["group_name"].as_str(), data["source"].as_str()),
+        (Some("Dyn"), Some("dynamic"))
+    );
+    assert_eq!(s.events_after(events[1].id, 10).await.unwrap().len(), 1);
+    let summaries: Vec<String> = s
+        .timeline(&dev, None, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.field.as_deref() == Some(dynamic.id.as_str()) && !(25..=26).contains(&r.at))
+        .map(|r| r.summary)
+        .collect();
+    assert_eq!(
+        summaries,
+        ["left group Dyn (dynamic)", "joined group Dyn (dynamic)"]
+    );
+
+    // The rule is replaced only on dynamic groups.
+    s.set_group_rule(
+        &dynamic.id,
+        r#"{"tag":"b"}"#,
+        50,
+        &audit("group.rule_change"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.group(&dynamic.id).await.unwrap().unwrap().rule.as_deref(),
+        Some(r#"{"tag":"b"}"#)
+    );
+    assert!(matches!(
+        s.set_group_rule(&parent.id, "{}", 50, &audit("x")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.set_group_rule("nope", "{}", 50, &audit("x")).await,
+        Err(StoreError::NotFound)
+    ));
+    let ids = s.device_ids_after("", 10).await.unwrap();
+    assert_eq!(ids, vec![dev.clone()]);
+    assert!(s.device_ids_after(&dev, 10).await.unwrap().is_empty());
+
+    // Deleting a group is a leave for each member, in the event log as well.
+    s.apply_dynamic_membership(&dev, &join, &[], 60)
+        .await
+        .unwrap();
+    s.delete_group(&dynamic.id, 70, &audit("group.delete"))
+        .await
+        .unwrap();
+    let last = s.events_after(0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (
+            last.kind.as_str(),
+            last.at,
+            last.subject.as_str(),
+            last.object.as_deref()
+        ),
+        (
+            "group.member_removed",
+            70,
+            dev.as_str(),
+            Some(dynamic.id.as_str())
+        )
+    );
+    assert!(s.dynamic_memberships(&dev).await.unwrap().is_empty());
 }

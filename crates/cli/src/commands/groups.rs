@@ -1,10 +1,13 @@
 //! `capstan groups …` and `capstan tags …`: static groups (a tree; a group's members include
-//! those of its descendants) and bulk membership and tag changes by `--device` ids and/or
+//! those of its descendants), dynamic groups (`--rule FILE`, previewed and explained before
+//! and after saving) and bulk membership and tag changes by `--device` ids and/or
 //! `--filter-…` options. Deleting a group asks for confirmation on a terminal.
 
+use std::io::Read;
+
 use capstan_proto::api::{
-    CreateGroupRequest, DeviceListQuery, DeviceSelector, MembershipChange, TagChange,
-    UpdateGroupRequest,
+    CreateGroupRequest, DeviceListQuery, DeviceSelector, GroupPreviewRequest, MembershipChange,
+    TagChange, UpdateGroupRequest,
 };
 
 use super::Context;
@@ -20,6 +23,46 @@ pub fn selector(f: &FilterArgs) -> Option<DeviceSelector> {
         tag: f.filter_tag.clone(),
         group: f.filter_group.clone(),
         field: f.filter_field.clone(),
+    })
+}
+
+/// Largest rule file read (the server's own limits are far below this).
+const MAX_RULE_BYTES: u64 = 1 << 20;
+
+/// Read a JSON rule from `path`, or standard input for `-`.
+fn read_rule(path: &str) -> anyhow::Result<serde_json::Value> {
+    let mut text = String::new();
+    let read = if path == "-" {
+        std::io::stdin()
+            .take(MAX_RULE_BYTES + 1)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(MAX_RULE_BYTES + 1).read_to_string(&mut text))
+    };
+    let what = if path == "-" {
+        "standard input".to_string()
+    } else {
+        path.to_string()
+    };
+    read.map_err(|e| {
+        Failure::new(
+            FailureKind::InvalidInput,
+            format!("reading rule from {what}: {e}"),
+        )
+    })?;
+    if text.len() as u64 > MAX_RULE_BYTES {
+        return Err(Failure::new(
+            FailureKind::InvalidInput,
+            format!("rule in {what} is larger than {MAX_RULE_BYTES} bytes"),
+        )
+        .into());
+    }
+    serde_json::from_str(&text).map_err(|e| {
+        Failure::new(
+            FailureKind::InvalidInput,
+            format!("rule in {what} is not valid JSON: {e}"),
+        )
+        .into()
     })
 }
 
@@ -58,11 +101,15 @@ pub async fn run(ctx: &Context, cmd: GroupsCommand) -> anyhow::Result<()> {
             name,
             description,
             parent,
+            rule,
         } => {
+            let rule = rule.as_deref().map(read_rule).transpose()?;
             let req = CreateGroupRequest {
                 name,
                 description,
                 parent_id: parent,
+                kind: rule.as_ref().map(|_| "dynamic".to_string()),
+                rule,
             };
             let g = ctx.client()?.create_group(&req).await?;
             ctx.emit(&g, || {
@@ -75,7 +122,9 @@ pub async fn run(ctx: &Context, cmd: GroupsCommand) -> anyhow::Result<()> {
             description,
             parent,
             top_level,
+            rule,
         } => {
+            let rule = rule.as_deref().map(read_rule).transpose()?;
             let parent_id = match (parent, top_level) {
                 (Some(p), _) => Some(Some(p)),
                 (None, true) => Some(None),
@@ -85,11 +134,24 @@ pub async fn run(ctx: &Context, cmd: GroupsCommand) -> anyhow::Result<()> {
                 name,
                 description,
                 parent_id,
+                rule,
             };
             let g = ctx.client()?.update_group(&group, &req).await?;
             ctx.emit(&g, || output::group_detail(&g, None, ctx.now_ms))
         }
         GroupsCommand::Delete { group, yes } => delete(ctx, &group, yes).await,
+        GroupsCommand::Preview { rule, limit } => {
+            let req = GroupPreviewRequest {
+                rule: read_rule(&rule)?,
+                limit,
+            };
+            let p = ctx.client()?.preview_group(&req).await?;
+            ctx.emit(&p, || output::group_preview(&p, ctx.now_ms))
+        }
+        GroupsCommand::Explain { group, device } => {
+            let e = ctx.client()?.explain_group(&group, &device).await?;
+            ctx.emit(&e, || output::group_explanation(&e))
+        }
         GroupsCommand::Members {
             group,
             limit,
