@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use capstan_client::api::ApiClient;
 use capstan_client::tls::{ClientOptions, Fingerprint};
 use capstan_proto::api::{
-    CreateEnrollmentTokenRequest, DeviceDetail, DeviceListQuery, LoginRequest, TimelineQuery,
+    CreateEnrollmentTokenRequest, CreateGroupRequest, DeviceDetail, DeviceListQuery, LoginRequest,
+    TagChange, TimelineQuery,
 };
 use capstan_testkit::{AgentProcess, ServerOptions, ServerProcess, bin_path, wait_until};
 
@@ -93,6 +94,24 @@ fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Runs a dpkg command, waiting while another test holds dpkg's lock (tests run in parallel).
+fn dpkg(cmd: &str) {
+    for _ in 0..120 {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .expect("sh runs");
+        if out.status.success() {
+            return;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("lock"), "`{cmd}` failed: {err}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("`{cmd}`: dpkg stayed locked for a minute");
+}
+
 fn is_root() -> bool {
     sh("id -u") == "0"
 }
@@ -137,11 +156,11 @@ impl ProbePackage {
     }
 
     fn install(&self) {
-        sh(&format!("dpkg -i {}", self.deb.display()));
+        dpkg(&format!("dpkg -i {}", self.deb.display()));
     }
 
     fn remove(&self) {
-        sh(&format!("dpkg -r {}", self.name));
+        dpkg(&format!("dpkg -r {}", self.name));
     }
 }
 
@@ -741,5 +760,159 @@ async fn a_wake_up_crosses_replicas_through_postgres() {
     eprintln!(
         "refresh via replica B answered by the agent on replica A after {:?}",
         started.elapsed()
+    );
+}
+
+fn member_of(d: &DeviceDetail, group_id: &str) -> bool {
+    d.groups.iter().any(|g| g.id == group_id)
+}
+
+async fn wait_membership(f: &Fixture, device: &str, group_id: &str, want: bool, why: &str) {
+    wait_until(why, PATIENCE, || async {
+        let d = f.api.get_device(device).await?;
+        anyhow::Ok((member_of(&d, group_id) == want).then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
+/// Dynamic groups with real agents: a new agent lands in its groups with no operator action, a
+/// tag moves it, and a real package installed on the node moves it into a "has X ≥ 1.2" group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_agents_move_between_dynamic_groups() {
+    assert!(
+        is_root(),
+        "this test installs .deb packages with dpkg and must run as root"
+    );
+    let f = start(ServerOptions {
+        no_tls: true,
+        ..Default::default()
+    })
+    .await;
+    let pkg = format!("capstan-e2e-dyn-{}", std::process::id());
+    let dynamic = |name: &str, rule: serde_json::Value| CreateGroupRequest {
+        name: name.into(),
+        description: String::new(),
+        parent_id: None,
+        kind: Some("dynamic".into()),
+        rule: Some(rule),
+    };
+    let linux = f
+        .api
+        .create_group(&dynamic(
+            "Linux (e2e)",
+            serde_json::json!({"field": "os.family", "op": "eq", "value": "linux"}),
+        ))
+        .await
+        .unwrap();
+    let pilot = f
+        .api
+        .create_group(&dynamic("Pilot (e2e)", serde_json::json!({"tag": "pilot"})))
+        .await
+        .unwrap();
+    let has_pkg = f
+        .api
+        .create_group(&dynamic(
+            "Has probe ≥ 1.2 (e2e)",
+            serde_json::json!({"software": {"name": pkg, "op": "version_gte", "value": "1.2"}}),
+        ))
+        .await
+        .unwrap();
+
+    let agent = f.agent().await;
+    let id = agent.device_id().unwrap();
+    wait_membership(
+        &f,
+        &id,
+        &linux.id,
+        true,
+        "the new agent to join the Linux group by itself",
+    )
+    .await;
+    let d = f.api.get_device(&id).await.unwrap();
+    assert!(
+        !member_of(&d, &pilot.id) && !member_of(&d, &has_pkg.id),
+        "{:?}",
+        d.groups
+    );
+    assert!(
+        d.groups.iter().any(|g| g.name == "All devices"),
+        "predefined groups exist on a fresh server: {:?}",
+        d.groups
+    );
+
+    let tag = |add: bool| {
+        let api = f.api.clone();
+        let id = id.clone();
+        async move {
+            api.change_tags(
+                &TagChange {
+                    tags: vec!["pilot".into()],
+                    device_ids: Some(vec![id]),
+                    filter: None,
+                },
+                add,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    tag(true).await;
+    wait_membership(&f, &id, &pilot.id, true, "the tagged device to join Pilot").await;
+    tag(false).await;
+    wait_membership(
+        &f,
+        &id,
+        &pilot.id,
+        false,
+        "the untagged device to leave Pilot",
+    )
+    .await;
+
+    let old = ProbePackage::build(&pkg, "1.1-1");
+    old.install();
+    f.api.refresh_inventory(&id).await.unwrap();
+    wait_for_timeline(&f.api, &id, &format!("software/dpkg/{pkg}"), "added").await;
+    assert!(
+        !member_of(&f.api.get_device(&id).await.unwrap(), &has_pkg.id),
+        "1.1 is below 1.2"
+    );
+    let new = ProbePackage::build(&pkg, "1.3-1");
+    new.install();
+    f.api.refresh_inventory(&id).await.unwrap();
+    wait_membership(
+        &f,
+        &id,
+        &has_pkg.id,
+        true,
+        "the upgrade to 1.3 to move the device in",
+    )
+    .await;
+    new.remove();
+    f.api.refresh_inventory(&id).await.unwrap();
+    wait_membership(
+        &f,
+        &id,
+        &has_pkg.id,
+        false,
+        "the removal to move the device out",
+    )
+    .await;
+    let tl = f
+        .api
+        .device_timeline(
+            &id,
+            &TimelineQuery {
+                limit: Some(200),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        tl.items
+            .iter()
+            .any(|e| e.summary.contains("Has probe") && e.summary.contains("(dynamic)")),
+        "membership changes are in the timeline"
     );
 }

@@ -183,7 +183,7 @@ macro_rules! bind_filter {
 }
 pub(crate) use bind_filter;
 
-const DEVICE_COLS: &str =
+pub(crate) const DEVICE_COLS: &str =
     "d.id, d.hostname, d.identity_source, d.os_family, d.os_name, d.os_version,
     d.agent_version, d.boot_id, d.tags, d.enrolled_at, d.last_seen_at, d.revoked_at,
     d.refresh_requested_at, d.performance, i.digest AS inventory_digest,

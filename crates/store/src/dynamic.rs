@@ -8,6 +8,7 @@
 //! evaluating the same device at once converge on the same rows and never record a change
 //! twice.
 
+use crate::devices::DEVICE_COLS;
 use crate::{AuditEntry, GroupRow, Result, Store, StoreError, with_pool};
 
 /// One row of the domain event log.
@@ -49,12 +50,6 @@ type BatchRows = (
     Vec<Pair>,
     Vec<Pair>,
 );
-
-/// The columns of [`crate::DeviceRow`] (as `devices.rs` selects them), for the batch read.
-const BATCH_DEVICE_COLS: &str = "d.id, d.hostname, d.identity_source, d.os_family, d.os_name,
-    d.os_version, d.agent_version, d.boot_id, d.tags, d.enrolled_at, d.last_seen_at,
-    d.revoked_at, d.refresh_requested_at, d.performance, i.digest AS inventory_digest,
-    i.updated_at AS inventory_updated_at";
 
 /// What [`Store::apply_dynamic_membership`] actually changed (group ids).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -256,7 +251,7 @@ impl Store {
         }
         let list = crate::groups::placeholders(1, ids.len());
         let devices_sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {BATCH_DEVICE_COLS} FROM devices d
+            "SELECT {DEVICE_COLS} FROM devices d
              LEFT JOIN device_inventory i ON i.device_id = d.id WHERE d.id IN ({list})"
         ));
         let docs_sql = sqlx::AssertSqlSafe(format!(
