@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use capstan_client::api::ApiClient;
 use capstan_client::tls::{ClientOptions, Fingerprint};
 use capstan_proto::api::{
-    CreateEnrollmentTokenRequest, CreateGroupRequest, DeviceDetail, DeviceListQuery, LoginRequest,
-    TagChange, TimelineQuery,
+    CreateCustomFieldRequest, CreateEnrollmentTokenRequest, CreateGroupRequest, DeviceDetail,
+    DeviceListQuery, FieldType, LoginRequest, TagChange, TimelineQuery,
 };
 use capstan_testkit::{AgentProcess, ServerOptions, ServerProcess, bin_path, wait_until};
 
@@ -870,6 +870,48 @@ async fn real_agents_move_between_dynamic_groups() {
     .await;
 
     let old = ProbePackage::build(&pkg, "1.1-1");
+
+    // A custom field value moves it too.
+    f.api
+        .create_custom_field(&CreateCustomFieldRequest {
+            name: "owner".into(),
+            field_type: FieldType::String,
+            enum_values: vec![],
+            default: None,
+            required: false,
+            description: String::new(),
+        })
+        .await
+        .unwrap();
+    let it_owned = f
+        .api
+        .create_group(&dynamic(
+            "Owned by IT (e2e)",
+            serde_json::json!({"field": "custom.owner", "op": "eq", "value": "it"}),
+        ))
+        .await
+        .unwrap();
+    f.api
+        .set_custom_field(&id, "owner", serde_json::json!("it"))
+        .await
+        .unwrap();
+    wait_membership(
+        &f,
+        &id,
+        &it_owned.id,
+        true,
+        "owner=it to move the device in",
+    )
+    .await;
+    f.api.unset_custom_field(&id, "owner").await.unwrap();
+    wait_membership(
+        &f,
+        &id,
+        &it_owned.id,
+        false,
+        "unsetting owner to move the device out",
+    )
+    .await;
     old.install();
     f.api.refresh_inventory(&id).await.unwrap();
     wait_for_timeline(&f.api, &id, &format!("software/dpkg/{pkg}"), "added").await;
