@@ -473,18 +473,7 @@ async fn delete_field(
 ) -> ApiResult<StatusCode> {
     let path = format!("custom.{name}");
     let compiled = crate::membership::compiled(&state).await?;
-    let users: Vec<String> = compiled
-        .field_refs
-        .iter()
-        .filter(|(_, fields)| fields.contains(&path))
-        .map(|(id, _)| {
-            compiled
-                .names
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| id.clone())
-        })
-        .collect();
+    let users = compiled.rules_using_field(&path);
     if !users.is_empty() {
         return Err(ApiError::conflict(format!(
             "custom field {name:?} is used by the rules of group(s): {}; change those rules first",

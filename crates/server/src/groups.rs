@@ -388,18 +388,7 @@ async fn delete_group(
 ) -> ApiResult<StatusCode> {
     let g = find(&state, &key).await?;
     let compiled = crate::membership::compiled(&state).await?;
-    let users: Vec<String> = compiled
-        .group_refs
-        .iter()
-        .filter(|(id, refs)| *id != g.id && refs.contains(&g.id))
-        .map(|(id, _)| {
-            compiled
-                .names
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| id.clone())
-        })
-        .collect();
+    let users = compiled.rules_using_group(&g.id);
     if !users.is_empty() {
         return Err(ApiError::conflict(format!(
             "group {:?} is used by the rules of group(s): {}; change those rules first",

@@ -147,6 +147,31 @@ pub async fn validation_context(
     Ok((ctx, groups))
 }
 
+impl Compiled {
+    /// Names of the groups whose rules reference `group` (other than itself).
+    pub fn rules_using_group(&self, group: &str) -> Vec<String> {
+        self.names_of(&self.group_refs, |id, refs| {
+            id != group && refs.contains(group)
+        })
+    }
+
+    /// Names of the groups whose rules read the field `path` (`custom.owner`).
+    pub fn rules_using_field(&self, path: &str) -> Vec<String> {
+        self.names_of(&self.field_refs, |_, refs| refs.contains(path))
+    }
+
+    fn names_of(
+        &self,
+        refs: &[(String, BTreeSet<String>)],
+        uses: impl Fn(&str, &BTreeSet<String>) -> bool,
+    ) -> Vec<String> {
+        refs.iter()
+            .filter(|(id, r)| uses(id, r))
+            .map(|(id, _)| self.names.get(id).cloned().unwrap_or_else(|| id.clone()))
+            .collect()
+    }
+}
+
 /// The compiled rules, loading them when a dynamic group changed since the last load.
 pub async fn compiled(state: &AppState) -> ApiResult<Arc<Compiled>> {
     let m = &state.membership;
