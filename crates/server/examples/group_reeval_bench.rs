@@ -14,7 +14,8 @@
 //! until its background full pass has finished; (b) editing its rule, likewise. With
 //! `--checkins-during`, check-ins (`Store::record_checkin`, as the agent API does) are issued at
 //! ~200/s on random devices, first for a baseline window with no pass running, then during
-//! each pass, and their latency percentiles are reported.
+//! each pass, and their latency percentiles are reported. Finally (c) the same pass once more,
+//! called directly, when no device differs: reading and evaluating without writing.
 //!
 //! `cargo run --release -p capstan-server --example group_reeval_bench -- \
 //!     [--devices N] [--database-url URL] [--packages P] [--other-rules K] [--checkins-during]`
@@ -179,7 +180,13 @@ async fn checkins(state: AppState, devices: u64, seed: u64, stop: Arc<AtomicBool
             let started = Instant::now();
             let r = state
                 .store
-                .record_checkin(&id, capstan_server::state::now_ms(), "0.0.0-bench", None, None)
+                .record_checkin(
+                    &id,
+                    capstan_server::state::now_ms(),
+                    "0.0.0-bench",
+                    None,
+                    None,
+                )
                 .await;
             (started.elapsed().as_secs_f64() * 1e3, r.is_ok())
         }));
@@ -393,6 +400,15 @@ async fn main() -> Result<()> {
     .await?;
     let after_edit = members(&api, &group.id).await?;
 
+    // The same pass once more: every device is read and evaluated, none differs, nothing is
+    // written — what separates reading and evaluating from writing the changes.
+    let started = Instant::now();
+    let unchanged =
+        capstan_server::membership::reevaluate_all(&state, capstan_server::state::now_ms())
+            .await
+            .map_err(|e| anyhow::anyhow!("unchanged pass: {}", e.message))?;
+    let unchanged_time = started.elapsed();
+
     let per_device = |d: Duration| d.as_secs_f64() * 1e6 / args.devices as f64;
     println!();
     println!(
@@ -412,6 +428,11 @@ async fn main() -> Result<()> {
         "| (b) edit rule (Debian/Ubuntu, nginx ≥ 6.0, RAM ≥ 16 GiB) | {:.1} s | {:.0} µs | {after_edit} |",
         edit.as_secs_f64(),
         per_device(edit)
+    );
+    println!(
+        "| (c) same rules again, nothing to write ({unchanged} changes) | {:.1} s | {:.0} µs | {after_edit} |",
+        unchanged_time.as_secs_f64(),
+        per_device(unchanged_time)
     );
     if let Some(b) = baseline {
         println!();
