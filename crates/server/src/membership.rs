@@ -526,21 +526,30 @@ pub async fn reevaluate_all(state: &AppState, now: i64) -> ApiResult<u64> {
         let Some(last) = ids.last() else { break };
         after = last.clone();
         let rows = state.store.device_facts_batch(&ids).await?;
-        let mut differing = Vec::new();
-        for r in rows {
-            let stored: BTreeSet<String> = r.dynamic_groups.iter().cloned().collect();
-            let owned = facts_from_rows(state, &c, r, now, false);
-            let facts = owned.facts();
-            let index = facts.index();
-            let differs = c
-                .set
-                .evaluate(&index, now)
-                .into_iter()
-                .any(|(id, matched)| matched != stored.contains(id));
-            if differs {
-                differing.push(owned.device.id.clone());
+        // Parsing a page of documents and evaluating the rules is CPU work (~150 µs a device,
+        // BENCHMARKS.md): run it off the async workers so agent check-ins on the same runtime
+        // are not queued behind a whole page.
+        let (st, cc) = (state.clone(), c.clone());
+        let differing = tokio::task::spawn_blocking(move || {
+            let mut differing = Vec::new();
+            for r in rows {
+                let stored: BTreeSet<String> = r.dynamic_groups.iter().cloned().collect();
+                let owned = facts_from_rows(&st, &cc, r, now, false);
+                let facts = owned.facts();
+                let index = facts.index();
+                let differs = cc
+                    .set
+                    .evaluate(&index, now)
+                    .into_iter()
+                    .any(|(id, matched)| matched != stored.contains(id));
+                if differs {
+                    differing.push(owned.device.id.clone());
+                }
             }
-        }
+            differing
+        })
+        .await
+        .map_err(ApiError::internal)?;
         for id in &differing {
             let out = evaluate_device(state, id, now).await?;
             changes += (out.joined.len() + out.left.len()) as u64;
