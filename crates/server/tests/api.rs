@@ -3520,15 +3520,24 @@ async fn preview_and_explain_answer_which_and_why() {
         Some(json!({"name": "Debian-like", "rule": {"all": [rule, {"not": {"tag": "excluded"}}]}})),
     )
     .await;
-    let e = t
-        .ok(
-            StatusCode::OK,
-            Method::GET,
-            &format!("/api/v1/groups/Debian-like/explain/{deb}"),
-            &viewer,
-            None,
-        )
-        .await;
+    // Creating the group starts its first pass in the background; the stored membership
+    // follows within moments (the explanation itself is evaluated live).
+    let mut e = Value::Null;
+    for _ in 0..100 {
+        e = t
+            .ok(
+                StatusCode::OK,
+                Method::GET,
+                &format!("/api/v1/groups/Debian-like/explain/{deb}"),
+                &viewer,
+                None,
+            )
+            .await;
+        if e["member"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(e["member"], true, "{e}");
     assert_eq!(e["kind"], "dynamic");
     assert_eq!(e["explanation"]["children"].as_array().unwrap().len(), 2);
