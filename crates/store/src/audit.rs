@@ -1,6 +1,7 @@
 //! The audit log: who did what to which object, written in the same transaction as the change
 //! it describes, so there is never a change without its record (or a record without its change).
 
+use crate::BeginWrite;
 use crate::{Result, Store, with_pool};
 
 #[derive(Debug, Clone)]
@@ -78,7 +79,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut query = sqlx::query(sql).bind(id);
             if let Some(at) = at {
                 query = query.bind(at);

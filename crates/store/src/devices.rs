@@ -3,6 +3,7 @@
 //! and its timeline rows is one transaction, guarded by the digest it replaces, so concurrent
 //! uploads from one device can never interleave into a wrong history.
 
+use crate::BeginWrite;
 use crate::audit::TimelineNote;
 use crate::{AuditEntry, Result, Store, StoreError, with_pool};
 
@@ -358,7 +359,7 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let n = match replaces {
                 None => sqlx::query(
                     "INSERT INTO device_inventory (device_id, digest, document, updated_at)

@@ -8,6 +8,7 @@
 //! evaluating the same device at once converge on the same rows and never record a change
 //! twice.
 
+use crate::BeginWrite;
 use crate::devices::DEVICE_COLS;
 use crate::{AuditEntry, GroupRow, Result, Store, StoreError, with_pool};
 
@@ -115,7 +116,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let found: Option<(String, String)> =
                 sqlx::query_as("SELECT name, kind FROM device_groups WHERE id = $1")
                     .bind(id)
@@ -202,7 +203,7 @@ impl Store {
             return Ok(MembershipChangeOutcome::default());
         }
         let out = with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut out = MembershipChangeOutcome::default();
             for (gid, name) in joins {
                 let added: Option<(String,)> = sqlx::query_as(

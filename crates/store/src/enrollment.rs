@@ -2,6 +2,7 @@
 //! (or, for a machine that enrolled before, re-keying) its device happen atomically, so a token
 //! limited to N uses enrolls at most N devices even under concurrent requests.
 
+use crate::BeginWrite;
 use crate::{AuditEntry, Result, Store, StoreError, decode_json, with_pool};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -99,7 +100,7 @@ impl Store {
     ) -> Result<()> {
         let tags = serde_json::to_string(&t.default_tags).unwrap_or_else(|_| "[]".into());
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO enrollment_tokens (id, name, secret_hash, created_at, created_by, expires_at,
                                                 max_uses, uses, default_tags, revoked_at)
@@ -163,7 +164,7 @@ impl Store {
         input: &EnrollInput,
     ) -> std::result::Result<EnrollOutcome, EnrollError> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             // The conditional update is the whole admission check: it cannot over-consume,
             // whatever runs concurrently.
             let consumed: Option<(String,)> = sqlx::query_as(

@@ -4,6 +4,7 @@
 //! a value are guarded by the field's type in the same statement, so a value can never be
 //! stored under a definition whose type changed after the server validated it.
 
+use crate::BeginWrite;
 use crate::{AuditEntry, Result, Store, StoreError, conflict_or, decode_json, with_pool};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -41,7 +42,7 @@ const FIELD_COLS: &str =
 impl Store {
     pub async fn create_field(&self, f: &FieldRow, audit: &AuditEntry) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO custom_fields (name, field_type, enum_values, default_value, required,
                                             description, created_at, updated_at)
@@ -94,7 +95,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let current: Option<(String,)> =
                 sqlx::query_as("SELECT field_type FROM custom_fields WHERE name = $1")
                     .bind(&f.name)
@@ -177,7 +178,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let device: Option<(String,)> = sqlx::query_as("SELECT id FROM devices WHERE id = $1")
                 .bind(device_id)
                 .fetch_optional(&mut *tx)
@@ -249,7 +250,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let device: Option<(String,)> = sqlx::query_as("SELECT id FROM devices WHERE id = $1")
                 .bind(device_id)
                 .fetch_optional(&mut *tx)

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::BeginWrite;
 use crate::devices::{FILTER_WHERE, bind_filter};
 use crate::{AuditEntry, DeviceFilter, Result, Store, StoreError, conflict_or, with_pool};
 
@@ -267,7 +268,7 @@ impl Store {
     ) -> Result<()> {
         let kind = if rule.is_some() { "dynamic" } else { "static" };
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO settings (key, value) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -317,7 +318,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO settings (key, value) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -390,7 +391,7 @@ impl Store {
     /// timeline entry.
     pub async fn delete_group(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO settings (key, value) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -466,7 +467,7 @@ impl Store {
     ) -> Result<u64> {
         let mut audit = audit.clone();
         let changed = with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let found: Option<(String, String)> =
                 sqlx::query_as("SELECT name, kind FROM device_groups WHERE id = $1")
                     .bind(group_id)

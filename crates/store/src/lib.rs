@@ -103,6 +103,41 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// How write transactions begin. On SQLite a plain `BEGIN` is deferred: a transaction that
+/// reads before it writes must upgrade its lock, and in WAL mode that fails at once with
+/// `SQLITE_BUSY` (no busy-wait) when another writer committed meanwhile. `BEGIN IMMEDIATE` takes
+/// the write lock up front, waiting through the busy timeout instead. PostgreSQL needs nothing.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = std::result::Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>,
+    > + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<
+        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send {
+        self.begin()
+    }
+}
+
 /// Options for [`Store::connect`].
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {

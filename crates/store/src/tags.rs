@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::BeginWrite;
 use crate::groups::placeholders;
 use crate::{AuditEntry, Result, Store, StoreError, decode_json, with_pool};
 
@@ -29,7 +30,7 @@ impl Store {
             ("tag_removed", "removed")
         };
         let changed = with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut changed = 0u64;
             for chunk in device_ids.chunks(CHUNK) {
                 let sql = sqlx::AssertSqlSafe(format!(

@@ -1,6 +1,7 @@
 //! Operators, their login sessions and their long-lived API tokens. Secrets are never stored:
 //! rows keep only hashes, computed by the server's `auth` module.
 
+use crate::BeginWrite;
 use crate::{AuditEntry, Result, Store, StoreError, conflict_or, with_pool};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -99,7 +100,7 @@ impl Store {
     /// Create a user; `Conflict` when the username is taken.
     pub async fn create_user(&self, u: &NewUser, audit: Option<&AuditEntry>) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO users (id, username, password_hash, role, created_at, disabled)
                  VALUES ($1, $2, $3, $4, $5, FALSE)",
@@ -178,7 +179,7 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<u64> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let n = sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
                 .bind(user_id)
                 .bind(password_hash)
@@ -216,7 +217,7 @@ impl Store {
     ) -> Result<UserRow> {
         let select = sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1"));
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(LOCK_ENABLED_ADMINS).execute(&mut *tx).await?;
             let before: UserRow = sqlx::query_as(select)
                 .bind(id)
@@ -284,7 +285,7 @@ impl Store {
     pub async fn delete_user(&self, id: &str, audit: &AuditEntry) -> Result<UserRow> {
         let select = sqlx::AssertSqlSafe(format!("SELECT {USER_COLS} FROM users WHERE id = $1"));
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(LOCK_ENABLED_ADMINS).execute(&mut *tx).await?;
             let before: UserRow = sqlx::query_as(select)
                 .bind(id)
@@ -382,7 +383,7 @@ impl Store {
 
     pub async fn create_api_token(&self, t: &ApiTokenRow, audit: &AuditEntry) -> Result<()> {
         with_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO api_tokens (id, user_id, name, secret_hash, created_at, expires_at,
                                          last_used_at, revoked_at)
