@@ -241,7 +241,7 @@ async fn checkin(
             other => other.into(),
         })?;
     metrics::counter!("capstan_agent_checkins_total").increment(1);
-    crate::membership::checked_in(&state, &device.id, now, perf.is_some()).await;
+    crate::membership::checked_in(&state, &device.id, now).await;
     let digest_differs = match (&stored_digest, &req.inventory_digest) {
         (Some(stored), Some(reported)) => stored != reported,
         _ => true,

@@ -3,14 +3,15 @@
 //! transaction — see `Store::apply_dynamic_membership`).
 //!
 //! * **When**: right after an inventory upload, an enrollment, a tag or custom field change, a
-//!   static membership change, and at check-ins that can change a result (the device was
-//!   offline as far as this replica knows, or some rule reads `performance.*` or
-//!   `status.online`).
+//!   static membership change, and at a check-in of a device that was offline as far as this
+//!   replica knows (the only way a check-in changes `status.online`). Ordinary check-ins —
+//!   the hottest request — never evaluate: rules over `performance.*`, which every check-in
+//!   refreshes, are re-evaluated by the periodic pass instead.
 //!   A rule change re-evaluates every device, in pages of [`BATCH`] devices with one short
 //!   transaction per device, so agent check-ins are never queued behind one long write. Every
 //!   60 s [`periodic_pass`] re-evaluates all devices when some rule depends on time
 //!   (`older_than` / `newer_than`) or on `status.online`, whose truth changes without any
-//!   request.
+//!   request, or on `performance.*`.
 //! * **Rules** are loaded, re-validated against the current custom fields and groups, compiled
 //!   and ordered ([`RuleSet`]) once, and cached until a dynamic group, a custom field or the
 //!   group tree changes ([`Membership::invalidate`]). A stored rule that no longer validates
@@ -50,11 +51,8 @@ pub struct Compiled {
     pub group_refs: Vec<(String, BTreeSet<String>)>,
     /// Each valid dynamic rule's referenced field paths (`custom.owner`, `os.id`…).
     pub field_refs: Vec<(String, BTreeSet<String>)>,
-    /// Some rule reads `performance.*`, which a check-in with a snapshot changes.
-    reads_performance: bool,
-    /// Some rule reads `status.online`, which a check-in can change.
-    reads_online: bool,
-    /// Some rule depends on time or on `status.online`, which change without a request.
+    /// Some rule depends on time, on `status.online` (both change without a request) or on
+    /// `performance.*` (changed by every check-in): the periodic pass must run.
     periodic: bool,
     /// Custom field definitions (types and defaults), which also invalidate the cache.
     fields: Vec<capstan_store::FieldRow>,
@@ -225,8 +223,6 @@ pub async fn compiled(state: &AppState) -> ApiResult<Arc<Compiled>> {
             }
         }
     };
-    let mut reads_performance = false;
-    let mut reads_online = false;
     let mut periodic = false;
     let mut group_refs = Vec::new();
     let mut field_refs = Vec::new();
@@ -235,9 +231,9 @@ pub async fn compiled(state: &AppState) -> ApiResult<Arc<Compiled>> {
         // `status.last_seen` also changes at every check-in, but its conditions are
         // `older_than` / `newer_than` (the periodic pass) or compare with fixed times that a
         // returning device crosses only after being offline, which `checked_in` catches.
-        reads_performance |= fields.iter().any(|f| f.starts_with("performance."));
-        reads_online |= fields.contains("status.online");
-        periodic |= rule.uses_clock() || fields.contains("status.online");
+        periodic |= rule.uses_clock()
+            || fields.contains("status.online")
+            || fields.iter().any(|f| f.starts_with("performance."));
         group_refs.push((id.clone(), capstan_core::rules::referenced_groups(rule)));
         field_refs.push((id.clone(), fields));
     }
@@ -249,8 +245,6 @@ pub async fn compiled(state: &AppState) -> ApiResult<Arc<Compiled>> {
         names,
         group_refs,
         field_refs,
-        reads_performance,
-        reads_online,
         periodic,
     });
     if let Ok(mut cache) = m.cache.lock() {
@@ -482,10 +476,11 @@ pub async fn devices_changed(state: &AppState, device_ids: &[String]) {
     }
 }
 
-/// The hook of a check-in: evaluate when the check-in can change a result (the device was
-/// offline as far as this replica knows, a rule reads `status.online`, or the check-in
-/// carried a performance snapshot and a rule reads `performance.*`).
-pub async fn checked_in(state: &AppState, device_id: &str, now: i64, performance: bool) {
+/// The hook of a check-in: evaluate only when the device was offline as far as this replica
+/// knows (it just came back, so `status.online` and `status.last_seen` results can flip).
+/// Everything else a check-in changes (`performance.*`) is left to the periodic pass, so the
+/// hottest request stays one statement.
+pub async fn checked_in(state: &AppState, device_id: &str, now: i64) {
     let previous = state
         .membership
         .last_checkin
@@ -493,18 +488,13 @@ pub async fn checked_in(state: &AppState, device_id: &str, now: i64, performance
         .ok()
         .and_then(|mut m| m.insert(device_id.to_string(), now));
     let was_online = previous.is_some_and(|t| t >= crate::devices::online_cutoff(state, now));
-    let relevant = match compiled(state).await {
-        Ok(c) => {
-            !c.set.is_empty()
-                && (!was_online || c.reads_online || (performance && c.reads_performance))
-        }
-        Err(e) => {
-            tracing::warn!(error = e.message, "loading group rules failed");
-            false
-        }
-    };
-    if relevant {
-        device_changed(state, device_id).await;
+    if was_online {
+        return;
+    }
+    match compiled(state).await {
+        Ok(c) if !c.set.is_empty() => device_changed(state, device_id).await,
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = e.message, "loading group rules failed"),
     }
 }
 

@@ -3784,7 +3784,7 @@ async fn predefined_groups_are_created_once_and_stay_deleted() {
 }
 
 #[tokio::test]
-async fn check_ins_move_devices_by_performance() {
+async fn the_periodic_pass_moves_devices_by_performance() {
     let t = setup().await;
     let admin = t.admin().await;
     let (_dev, tok) = t.device(&admin, "disk").await;
@@ -3814,6 +3814,11 @@ async fn check_ins_move_devices_by_performance() {
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
+        // Check-ins do not evaluate (they are the hottest request); the periodic pass applies
+        // performance rules.
+        capstan_server::membership::periodic_pass(&t.state, capstan_server::state::now_ms())
+            .await
+            .unwrap();
         let g = t
             .ok(
                 StatusCode::OK,
