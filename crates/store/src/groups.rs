@@ -24,6 +24,27 @@ type Count = (String, i64);
 /// The settings row whose update serialises changes to the group tree.
 const TREE_LOCK: &str = "group_tree_lock";
 
+/// Take the tree lock inside a write transaction: updating one well-known row makes concurrent
+/// tree changes (on any replica) wait for each other, so no two can build a cycle together.
+async fn lock_tree<'c, E, DB>(ex: E, now: i64) -> Result<()>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    String: sqlx::Encode<'c, DB> + sqlx::Type<DB>,
+    &'c str: sqlx::Encode<'c, DB> + sqlx::Type<DB>,
+{
+    sqlx::query::<DB>(
+        "INSERT INTO settings (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(TREE_LOCK)
+    .bind(now.to_string())
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GroupRow {
     pub id: String,
@@ -269,14 +290,7 @@ impl Store {
         let kind = if rule.is_some() { "dynamic" } else { "static" };
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES ($1, $2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(TREE_LOCK)
-            .bind(g.now.to_string())
-            .execute(&mut *tx)
-            .await?;
+            lock_tree(&mut *tx, g.now).await?;
             if let Some(p) = &g.parent_id {
                 let found: Option<(String,)> =
                     sqlx::query_as("SELECT id FROM device_groups WHERE id = $1")
@@ -319,14 +333,7 @@ impl Store {
     ) -> Result<()> {
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES ($1, $2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(TREE_LOCK)
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await?;
+            lock_tree(&mut *tx, now).await?;
             let exists: Option<(String,)> =
                 sqlx::query_as("SELECT id FROM device_groups WHERE id = $1")
                     .bind(id)
@@ -392,14 +399,7 @@ impl Store {
     pub async fn delete_group(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<()> {
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES ($1, $2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(TREE_LOCK)
-            .bind(now.to_string())
-            .execute(&mut *tx)
-            .await?;
+            lock_tree(&mut *tx, now).await?;
             let found: Option<(String,)> =
                 sqlx::query_as("SELECT name FROM device_groups WHERE id = $1")
                     .bind(id)
