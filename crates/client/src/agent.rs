@@ -10,6 +10,9 @@ use capstan_proto::agent::{
     CheckinRequest, CheckinResponse, EnrollRequest, EnrollResponse, InventoryAccepted,
     InventoryUpload, WaitResponse,
 };
+use capstan_proto::jobs::{
+    ClaimResponse, OutputReport, RunControl, RunFinished, RunRebooting, RunStarted,
+};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 
 use crate::tls::{ClientOptions, build_http_client, normalize_base_url};
@@ -119,6 +122,60 @@ impl AgentClient {
                 .timeout(Duration::from_secs(timeout_secs) + WAIT_MARGIN),
         );
         self.send(url, builder).await
+    }
+
+    /// Claim this device's runnable job runs (marks them delivered). Runs delivered before
+    /// but never started are delivered again with the same idempotency key.
+    pub async fn claim_runs(&self) -> Result<ClaimResponse> {
+        let url = self.url("/agent/v1/runs/claim");
+        let builder = self.authorized(self.http.post(&url).json(&serde_json::json!({})));
+        self.send(url, builder).await
+    }
+
+    fn run_url(&self, run_id: &str, verb: &str) -> Result<String> {
+        // Run ids come from signed payloads, but a path segment is still checked rather than
+        // trusted: only id characters reach the URL.
+        if run_id.is_empty()
+            || run_id.len() > 64
+            || !run_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(Error::Config(format!("invalid run id {run_id:?}")));
+        }
+        Ok(self.url(&format!("/agent/v1/runs/{run_id}/{verb}")))
+    }
+
+    /// The attempt's process is about to start. Answers whether to cancel instead.
+    pub async fn run_started(&self, run_id: &str, report: &RunStarted) -> Result<RunControl> {
+        let url = self.run_url(run_id, "start")?;
+        let builder = self.authorized(self.http.post(&url).json(report));
+        self.send(url, builder).await
+    }
+
+    /// Output chunks of a running attempt (also serves as a heartbeat with no chunks).
+    pub async fn run_output(&self, run_id: &str, report: &OutputReport) -> Result<RunControl> {
+        let url = self.run_url(run_id, "output")?;
+        let builder = self.authorized(self.http.post(&url).json(report));
+        self.send(url, builder).await
+    }
+
+    /// The attempt asked for a reboot, which is about to happen.
+    pub async fn run_rebooting(&self, run_id: &str, report: &RunRebooting) -> Result<RunControl> {
+        let url = self.run_url(run_id, "rebooting")?;
+        let builder = self.authorized(self.http.post(&url).json(report));
+        self.send(url, builder).await
+    }
+
+    /// The attempt's final result. Idempotent: repeating it changes nothing.
+    pub async fn run_finished(&self, run_id: &str, report: &RunFinished) -> Result<()> {
+        let url = self.run_url(run_id, "finish")?;
+        let builder = self.authorized(self.http.post(&url).json(report));
+        let resp = builder
+            .send()
+            .await
+            .map_err(|source| Error::Transport { url, source })?;
+        crate::empty_or_error(resp).await
     }
 }
 

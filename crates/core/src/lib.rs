@@ -5,5 +5,6 @@
 //! comparison per package source, and the dynamic-group rule engine.
 
 pub mod inventory;
+pub mod jobs;
 pub mod rules;
 pub mod version;

@@ -83,6 +83,10 @@ pub struct CheckinResponse {
     /// not missed.
     pub wake_generation: u64,
     pub protocol_version: u32,
+    /// The device has job runs to claim (`POST /agent/v1/runs/claim`). Absent from older
+    /// servers.
+    #[serde(default)]
+    pub runs_pending: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

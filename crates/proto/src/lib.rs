@@ -7,6 +7,7 @@ pub mod agent;
 pub mod api;
 pub mod error;
 pub mod inventory;
+pub mod jobs;
 
 /// Version of the agent protocol spoken under `/agent/v1`. Bumped only for additive changes;
 /// agents announce what they support through capabilities, so old agents keep working.

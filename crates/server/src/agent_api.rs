@@ -246,7 +246,9 @@ async fn checkin(
         (Some(stored), Some(reported)) => stored != reported,
         _ => true,
     };
+    let runs_pending = state.store.runs_pending(&device.id, now).await?;
     Ok(Json(CheckinResponse {
+        runs_pending,
         server_time_ms: now,
         checkin_interval_secs: state.config.checkin_interval_secs,
         send_inventory: digest_differs || refresh.is_some(),

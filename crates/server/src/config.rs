@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// The agent binary served at /download/capstan-agent [default: capstan-agent next to this binary].
     #[arg(long, env = "CAPSTAN_AGENT_BINARY")]
     pub agent_binary: Option<PathBuf>,
+    /// Consecutive failed job attempts after which a device's retries stop until an operator
+    /// resets its circuit breaker (0 disables the breaker) [default: 5].
+    #[arg(long, env = "CAPSTAN_JOB_BREAKER_THRESHOLD")]
+    pub job_breaker_threshold: Option<u32>,
 }
 
 /// The TOML file's shape; every key optional.
@@ -74,6 +78,7 @@ pub struct FileConfig {
     pub session_ttl_secs: Option<u64>,
     /// Create the predefined dynamic groups on first start (default true).
     pub predefined_groups: Option<bool>,
+    pub job_breaker_threshold: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +113,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// Create the predefined dynamic groups (All devices, …) on first start.
     pub predefined_groups: bool,
+    /// Consecutive failed job attempts that open a device's circuit breaker (0: never).
+    pub job_breaker_threshold: u32,
 }
 
 impl Config {
@@ -127,6 +134,7 @@ impl Config {
             admin_password: Some("test-admin-password".into()),
             // Tests start from an empty group list unless they ask for these.
             predefined_groups: false,
+            job_breaker_threshold: 5,
         }
     }
 }
@@ -251,6 +259,10 @@ impl ServeArgs {
             session_ttl_secs: file.session_ttl_secs.unwrap_or(12 * 3600),
             admin_password: secret_from_env("ADMIN_PASSWORD", env)?,
             predefined_groups: file.predefined_groups.unwrap_or(true),
+            job_breaker_threshold: self
+                .job_breaker_threshold
+                .or(file.job_breaker_threshold)
+                .unwrap_or(5),
         })
     }
 }

@@ -120,6 +120,7 @@ impl From<capstan_store::StoreError> for ApiError {
         match e {
             capstan_store::StoreError::NotFound => ApiError::not_found("resource"),
             capstan_store::StoreError::Conflict(m) => ApiError::conflict(m),
+            capstan_store::StoreError::Invalid(m) => ApiError::validation(m),
             other => ApiError::internal(other),
         }
     }

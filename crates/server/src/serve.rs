@@ -162,11 +162,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         limits: Default::default(),
         replica_id: crate::auth::secrets::random_hex(8),
         membership: Default::default(),
+        jobs: Default::default(),
     });
     let (router, _spec) = crate::app::build(state.clone());
 
     tokio::spawn(crate::state::relay_wakes(state.clone()));
     tokio::spawn(crate::membership::run_periodic(state.clone()));
+    tokio::spawn(crate::jobs::run_ticker(state.clone()));
     // Background housekeeping: expired sessions.
     let housekeeping_store = store.clone();
     tokio::spawn(async move {

@@ -39,6 +39,8 @@ pub struct Inner {
     pub replica_id: String,
     /// Compiled dynamic group rules and the per-device evaluation locks.
     pub membership: crate::membership::Membership,
+    /// Change feed of the job system (live views wait on it).
+    pub jobs: crate::jobs::JobsRuntime,
 }
 
 /// Failure budgets of the routes that check secrets (see [`crate::ratelimit`]).
@@ -76,6 +78,28 @@ impl AppState {
         here
     }
 
+    /// Wake many devices (a job fan-out): locally at once, and through the store's
+    /// notifications in batches, so 10,000 targets cost a few dozen notifications, not 10,000.
+    pub async fn wake_devices(&self, devices: &[String]) {
+        for d in devices {
+            self.wake.wake(d);
+        }
+        if self.store.backend() != capstan_store::Backend::Postgres {
+            return;
+        }
+        // A NOTIFY payload must stay below 8000 bytes: ~36-byte ids, 150 per message.
+        for chunk in devices.chunks(150) {
+            let payload = format!("{}:{}", self.replica_id, chunk.join(","));
+            if let Err(e) = self
+                .store
+                .publish(capstan_store::WAKE_CHANNEL, &payload)
+                .await
+            {
+                tracing::warn!(error = %e, "could not relay wake-ups to other replicas");
+            }
+        }
+    }
+
     /// Tell other replicas to wake `device` (a hint; failures are logged, not fatal).
     pub async fn publish_wake(&self, device: &str) {
         let payload = format!("{}:{device}", self.replica_id);
@@ -98,10 +122,12 @@ pub async fn relay_wakes(state: AppState) {
             Ok(Some(mut sub)) => loop {
                 match sub.recv().await {
                     Ok(payload) => {
-                        if let Some((replica, device)) = payload.split_once(':')
+                        if let Some((replica, devices)) = payload.split_once(':')
                             && replica != state.replica_id
                         {
-                            state.wake.wake(device);
+                            for device in devices.split(',') {
+                                state.wake.wake(device);
+                            }
                         }
                     }
                     Err(e) => {

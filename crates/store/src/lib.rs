@@ -11,6 +11,7 @@ mod dynamic;
 mod enrollment;
 mod fields;
 mod groups;
+mod jobs;
 mod migrations;
 mod notify;
 mod settings;
@@ -29,6 +30,10 @@ pub use enrollment::{
 pub use fields::{FieldRow, FieldValueRow};
 pub use groups::{
     DeviceSelection, GroupRow, GroupUpdate, GroupWithCounts, MembershipRow, NewGroup,
+};
+pub use jobs::{
+    AttemptRow, BreakerRow, ClaimedRun, Control, FinishOutcome, HistoryRow, JobRow, NewJob,
+    OutputRow, RunRow, ScriptRow, ScriptVersion, SweepOutcome,
 };
 pub use migrations::{MIGRATIONS, MigrationPair};
 pub use notify::{Subscription, WAKE_CHANNEL};

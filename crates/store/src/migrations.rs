@@ -37,6 +37,12 @@ pub const MIGRATIONS: &[MigrationPair] = &[
         sqlite: include_str!("../migrations/sqlite/0003_events.sql"),
         postgres: include_str!("../migrations/postgres/0003_events.sql"),
     },
+    MigrationPair {
+        version: 4,
+        name: "jobs",
+        sqlite: include_str!("../migrations/sqlite/0004_jobs.sql"),
+        postgres: include_str!("../migrations/postgres/0004_jobs.sql"),
+    },
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -43,6 +43,9 @@ permissions! {
     EnrollmentManage => "enrollment.manage",
     UsersManage => "users.manage",
     AuditRead => "audit.read",
+    JobsRead => "jobs.read",
+    JobsRun => "jobs.run",
+    ScriptsManage => "scripts.manage",
 }
 
 /// The built-in roles' permissions: viewer reads, operator also acts, admin may do everything
@@ -58,8 +61,14 @@ pub fn role_allows(role: Role, permission: &str) -> bool {
                 | "groups.manage"
                 | "enrollment.read"
                 | "enrollment.manage"
+                | "jobs.read"
+                | "jobs.run"
+                | "scripts.manage"
         ),
-        Role::Viewer => matches!(permission, "session" | "devices.read" | "enrollment.read"),
+        Role::Viewer => matches!(
+            permission,
+            "session" | "devices.read" | "enrollment.read" | "jobs.read"
+        ),
     }
 }
 
