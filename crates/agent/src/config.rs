@@ -34,6 +34,14 @@ pub struct FileConfig {
     /// Upper bound for each inventory collector.
     pub collector_timeout_secs: u64,
     pub log_format: LogFormat,
+    /// The command that reboots the machine for a job, as argv. Default: `systemctl reboot`,
+    /// or `shutdown -r now` where systemd is missing.
+    pub reboot_command: Option<Vec<String>>,
+    /// The file holding the current boot id; a job's reboot counts as done once it changed.
+    pub boot_id_path: Option<PathBuf>,
+    /// Seconds between SIGTERM and SIGKILL when a job's process group is stopped (timeout,
+    /// cancel, agent shutdown).
+    pub job_kill_grace_secs: u64,
 }
 
 impl Default for FileConfig {
@@ -43,8 +51,29 @@ impl Default for FileConfig {
             inventory_interval_secs: 3600,
             collector_timeout_secs: 20,
             log_format: LogFormat::Text,
+            reboot_command: None,
+            boot_id_path: None,
+            job_kill_grace_secs: 5,
         }
     }
+}
+
+/// Environment variables that override the job settings of the config file.
+pub const ENV_REBOOT_COMMAND: &str = "CAPSTAN_AGENT_REBOOT_COMMAND";
+pub const ENV_BOOT_ID_PATH: &str = "CAPSTAN_AGENT_BOOT_ID_PATH";
+pub const ENV_JOB_KILL_GRACE_SECS: &str = "CAPSTAN_AGENT_JOB_KILL_GRACE_SECS";
+
+/// A command line from the environment: a JSON array of strings (`["/opt/reboot", "--now"]`)
+/// or, for simple cases, words separated by spaces.
+fn parse_command_env(value: &str) -> Result<Vec<String>, String> {
+    let value = value.trim();
+    let argv: Vec<String> = if value.starts_with('[') {
+        serde_json::from_str(value)
+            .map_err(|e| format!("{ENV_REBOOT_COMMAND} is not a JSON array of strings: {e}"))?
+    } else {
+        value.split_whitespace().map(str::to_string).collect()
+    };
+    Ok(argv)
 }
 
 impl FileConfig {
@@ -54,10 +83,59 @@ impl FileConfig {
         if cfg.inventory_interval_secs == 0 {
             return Err("inventory_interval_secs must be at least 1".to_string());
         }
-        if cfg.collector_timeout_secs == 0 {
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.collector_timeout_secs == 0 {
             return Err("collector_timeout_secs must be at least 1".to_string());
         }
-        Ok(cfg)
+        if let Some(argv) = &self.reboot_command
+            && argv.first().is_none_or(|p| p.trim().is_empty())
+        {
+            return Err("reboot_command must name a program".to_string());
+        }
+        if self
+            .boot_id_path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err("boot_id_path must not be empty".to_string());
+        }
+        if self.job_kill_grace_secs > 600 {
+            return Err("job_kill_grace_secs must be at most 600".to_string());
+        }
+        Ok(())
+    }
+
+    /// Apply `CAPSTAN_AGENT_REBOOT_COMMAND`, `CAPSTAN_AGENT_BOOT_ID_PATH` and
+    /// `CAPSTAN_AGENT_JOB_KILL_GRACE_SECS` (read through `get`), which win over the file.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(v) = get(ENV_REBOOT_COMMAND).filter(|v| !v.trim().is_empty()) {
+            self.reboot_command = Some(parse_command_env(&v)?);
+        }
+        if let Some(v) = get(ENV_BOOT_ID_PATH).filter(|v| !v.trim().is_empty()) {
+            self.boot_id_path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get(ENV_JOB_KILL_GRACE_SECS).filter(|v| !v.trim().is_empty()) {
+            self.job_kill_grace_secs = v
+                .trim()
+                .parse()
+                .map_err(|e| format!("{ENV_JOB_KILL_GRACE_SECS}={v:?}: {e}"))?;
+        }
+        self.validate()
+    }
+
+    /// Where the boot id is read.
+    pub fn boot_id_path(&self) -> PathBuf {
+        self.boot_id_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::jobs::reboot::DEFAULT_BOOT_ID_PATH))
+    }
+
+    pub fn job_kill_grace(&self) -> Duration {
+        Duration::from_secs(self.job_kill_grace_secs)
     }
 
     /// Load the explicitly given file (which must exist), or the default file if it exists,
@@ -140,6 +218,77 @@ mod tests {
         ] {
             let err = FileConfig::parse(text).unwrap_err();
             assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn job_settings_come_from_the_file_and_the_environment_wins() {
+        let mut cfg = FileConfig::parse(
+            "reboot_command = [\"/sbin/reboot\", \"-f\"]\nboot_id_path = \"/tmp/boot\"\n\
+             job_kill_grace_secs = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.reboot_command.as_deref(),
+            Some(&["/sbin/reboot".to_string(), "-f".to_string()][..])
+        );
+        assert_eq!(cfg.boot_id_path(), PathBuf::from("/tmp/boot"));
+        assert_eq!(cfg.job_kill_grace(), Duration::from_secs(2));
+
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        cfg.apply_env(env(&[
+            (ENV_REBOOT_COMMAND, r#"["/opt/sim reboot", "a b"]"#),
+            (ENV_BOOT_ID_PATH, "/srv/boot_id"),
+            (ENV_JOB_KILL_GRACE_SECS, "1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            cfg.reboot_command.as_deref(),
+            Some(&["/opt/sim reboot".to_string(), "a b".to_string()][..])
+        );
+        assert_eq!(cfg.boot_id_path(), PathBuf::from("/srv/boot_id"));
+        assert_eq!(cfg.job_kill_grace(), Duration::from_secs(1));
+
+        cfg.apply_env(env(&[(ENV_REBOOT_COMMAND, "/usr/bin/sim-reboot --now")]))
+            .unwrap();
+        assert_eq!(
+            cfg.reboot_command.as_deref(),
+            Some(&["/usr/bin/sim-reboot".to_string(), "--now".to_string()][..])
+        );
+
+        let d = FileConfig::default();
+        assert_eq!(d.reboot_command, None);
+        assert_eq!(
+            d.boot_id_path(),
+            PathBuf::from("/proc/sys/kernel/random/boot_id")
+        );
+        assert_eq!(d.job_kill_grace(), Duration::from_secs(5));
+
+        for (bad, needle) in [
+            (&[(ENV_REBOOT_COMMAND, "[1, 2]")][..], ENV_REBOOT_COMMAND),
+            (&[(ENV_REBOOT_COMMAND, "[]")][..], "reboot_command"),
+            (
+                &[(ENV_JOB_KILL_GRACE_SECS, "soon")][..],
+                ENV_JOB_KILL_GRACE_SECS,
+            ),
+        ] {
+            let mut cfg = FileConfig::default();
+            let err = cfg.apply_env(env(bad)).unwrap_err();
+            assert!(err.contains(needle), "{bad:?}: {err}");
+        }
+        for text in [
+            "reboot_command = []",
+            "reboot_command = [\"\"]",
+            "boot_id_path = \"\"",
+        ] {
+            assert!(FileConfig::parse(text).is_err(), "{text}");
         }
     }
 

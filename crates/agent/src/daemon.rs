@@ -1,8 +1,12 @@
 //! The IO half of `capstan-agent run`: performs what [`crate::machine`] decides (collect,
 //! check in, upload, long-poll, back off), reports outcomes back to it, logs, and stops
-//! cleanly on SIGTERM/SIGINT by dropping whatever request is in flight.
+//! cleanly on SIGTERM/SIGINT by dropping whatever request is in flight. The job runner
+//! ([`crate::jobs`]) runs beside the loop: a check-in that says `runs_pending` wakes it
+//! without waiting for it, and a stop stops its jobs (reported `interrupted`) before the
+//! process exits.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use capstan_agent_platform::CollectOptions;
@@ -13,8 +17,10 @@ use capstan_proto::agent::{
 };
 use capstan_proto::error::ErrorCode;
 use capstan_proto::inventory::InventoryDocument;
+use capstan_proto::jobs::CAP_JOBS;
 use tracing::{debug, error, info, warn};
 
+use crate::jobs::{self, Runner, RunnerSettings};
 use crate::machine::{Action, ExitReason, FailureKind, FailureOutcome, Machine, Op, Rng};
 
 /// The capabilities this build announces at enrollment and check-in.
@@ -22,6 +28,7 @@ pub fn capabilities() -> Vec<String> {
     vec![
         CAP_INVENTORY_DELTA.to_string(),
         CAP_WAKE_LONGPOLL.to_string(),
+        CAP_JOBS.to_string(),
     ]
 }
 
@@ -44,6 +51,9 @@ pub struct RunSettings {
     pub device_id: String,
     pub inventory_interval: std::time::Duration,
     pub collect: CollectOptions,
+    /// The boot id reported at check-in is read from here (a file tests can rewrite).
+    pub boot_id_path: PathBuf,
+    pub jobs: RunnerSettings,
 }
 
 /// Map a client error to how the loop should treat it.
@@ -166,10 +176,24 @@ async fn collect(cache: &mut Option<Cached>, opts: &CollectOptions) -> bool {
     changed
 }
 
-/// Run the agent loop until a signal or a fatal server answer.
+/// Run the agent loop until a signal or a fatal server answer, then stop the job runner.
 pub async fn run(client: AgentClient, settings: RunSettings) -> anyhow::Result<Outcome> {
-    let mut shutdown =
+    let shutdown =
         Shutdown::install().map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
+    let runner =
+        Runner::start(client.clone(), settings.jobs.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let outcome = run_loop(&client, &settings, shutdown, &runner).await;
+    let budget = runner.shutdown_budget();
+    runner.shutdown(budget).await;
+    outcome
+}
+
+async fn run_loop(
+    client: &AgentClient,
+    settings: &RunSettings,
+    mut shutdown: Shutdown,
+    runner: &Runner<AgentClient>,
+) -> anyhow::Result<Outcome> {
     let mut machine = Machine::new(
         Instant::now(),
         settings.inventory_interval,
@@ -204,7 +228,7 @@ pub async fn run(client: AgentClient, settings: RunSettings) -> anyhow::Result<O
                     let performance = capstan_agent_platform::performance_snapshot().await;
                     let req = CheckinRequest {
                         agent_version: agent_version(),
-                        boot_id: capstan_agent_platform::boot_id(),
+                        boot_id: jobs::reboot::read_boot_id(&settings.boot_id_path),
                         inventory_digest: cache.as_ref().map(|c| c.digest.clone()),
                         performance: Some(performance),
                         capabilities: capabilities(),
@@ -230,6 +254,11 @@ pub async fn run(client: AgentClient, settings: RunSettings) -> anyhow::Result<O
                                 generation = resp.wake_generation,
                                 "checked in"
                             );
+                        }
+                        if resp.runs_pending {
+                            // The runner claims in its own task: the loop goes straight back
+                            // to the long-poll.
+                            runner.claim_now();
                         }
                         machine.on_checkin_ok(Instant::now(), &resp);
                     }

@@ -303,6 +303,7 @@ mod tests {
             recollect_inventory: recollect,
             wake_generation: generation,
             protocol_version: 1,
+            runs_pending: false,
         }
     }
 

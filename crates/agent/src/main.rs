@@ -7,6 +7,7 @@
 mod config;
 mod daemon;
 mod identity;
+mod jobs;
 mod machine;
 mod state;
 
@@ -58,7 +59,7 @@ struct Cli {
 enum Command {
     /// Enroll this machine with a server and store the device credential.
     Enroll(EnrollArgs),
-    /// Run the agent (check-ins, inventory, wake-ups) until SIGTERM/SIGINT.
+    /// Run the agent (check-ins, inventory, wake-ups, jobs) until SIGTERM/SIGINT.
     Run(StateArgs),
     /// Collect the inventory once and print it as JSON (its digest goes to stderr).
     Inventory {
@@ -104,7 +105,11 @@ struct EnrollArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_run = matches!(cli.command, Command::Run(_));
-    let file = match FileConfig::load(cli.config.as_deref()) {
+    let file = match FileConfig::load(cli.config.as_deref()).and_then(|mut f| {
+        f.apply_env(|name| std::env::var(name).ok())
+            .map_err(|e| FatalConfig(format!("invalid environment: {e}")))?;
+        Ok(f)
+    }) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("capstan-agent: {e}");
@@ -293,6 +298,17 @@ async fn run(file: &FileConfig, args: StateArgs) -> anyhow::Result<ExitCode> {
     )
     .map_err(|e| FatalConfig(format!("credentials.json: {e}")))?
     .with_device_token(creds.device_token.clone());
+    let signing_key = jobs::verify::parse_public_key(&creds.signing_public_key).map_err(|e| {
+        FatalConfig(format!(
+            "{}: {e}; re-enroll the agent",
+            state::credentials_path(&state_dir).display()
+        ))
+    })?;
+    let mut jobs =
+        jobs::RunnerSettings::new(creds.device_id.clone(), signing_key, state_dir.clone());
+    jobs.reboot.command = file.reboot_command.clone();
+    jobs.reboot.boot_id_path = file.boot_id_path();
+    jobs.exec.kill_grace = file.job_kill_grace();
     let settings = daemon::RunSettings {
         device_id: creds.device_id.clone(),
         inventory_interval: file.inventory_interval(),
@@ -300,6 +316,8 @@ async fn run(file: &FileConfig, args: StateArgs) -> anyhow::Result<ExitCode> {
             collector_timeout: file.collector_timeout(),
             ..CollectOptions::default()
         },
+        boot_id_path: file.boot_id_path(),
+        jobs,
     };
     drop(creds);
     match daemon::run(client, settings).await? {

@@ -1,7 +1,9 @@
 //! Runs the real `capstan-agent` binary against a scripted fake server speaking the agent
 //! protocol, to check what an administrator and the server see: what `enroll` stores, the
 //! order of check-in / upload / wait, exit status 78 on a revoked credential or a copied state
-//! directory, and a clean exit on SIGTERM while a long-poll is held.
+//! directory, a clean exit on SIGTERM while a long-poll is held, and jobs end to end: a signed
+//! run executed and reported, a running job reported `interrupted` when the agent is stopped,
+//! and a simulated reboot (configured through the environment) completed after the restart.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -93,6 +95,15 @@ impl FakeServer {
             .map(|r| format!("{} {}", r.method, r.target))
             .collect()
     }
+
+    /// The summary without job requests, which run beside the check-in loop in no fixed
+    /// order.
+    fn loop_summary(&self) -> Vec<String> {
+        self.summary()
+            .into_iter()
+            .filter(|r| !r.contains("/agent/v1/runs/"))
+            .collect()
+    }
 }
 
 fn serve(stream: TcpStream, log: &Mutex<Vec<Request>>, script: &Script) {
@@ -146,7 +157,19 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Request>>, script: &Script) {
     );
 }
 
-const ENROLLED: &str = r#"{"device_id":"dev-1","device_token":"capd_dev-1_s3cr3t","reenrolled":false,"checkin_interval_secs":60,"signing_public_key":"00","protocol_version":1}"#;
+/// The fake server's Ed25519 key; its public half is handed out at enrollment.
+fn server_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[42; 32])
+}
+
+fn enrolled() -> String {
+    format!(
+        r#"{{"device_id":"dev-1","device_token":"capd_dev-1_s3cr3t","reenrolled":false,"checkin_interval_secs":60,"signing_public_key":"{}","protocol_version":1}}"#,
+        hex::encode(server_key().verifying_key().as_bytes())
+    )
+}
+
+const NO_RUNS: &str = r#"{"runs":[]}"#;
 
 fn checkin(generation: u64, send: bool, recollect: bool) -> Reply {
     ok(&format!(
@@ -248,13 +271,14 @@ fn mode(p: &Path) -> u32 {
 #[test]
 fn enroll_then_run_reports_inventory_follows_wakes_and_stops_when_revoked() {
     let server = FakeServer::start(|req, n| match (req.path(), n) {
-        ("/agent/v1/enroll", _) => ok(ENROLLED),
+        ("/agent/v1/enroll", _) => ok(&enrolled()),
         ("/agent/v1/checkin", 0) => checkin(1, true, false),
         // An operator pressed "refresh inventory now": woken, the agent re-collects and sends.
         ("/agent/v1/checkin", _) => checkin(2, true, true),
         ("/agent/v1/inventory", _) => ok(r#"{"changes":0,"first":true}"#),
         ("/agent/v1/wait", 0) => wait_reply(true, 2),
         ("/agent/v1/wait", _) => error(401, "device_revoked"),
+        ("/agent/v1/runs/claim", _) => ok(NO_RUNS),
         _ => error(404, "route_not_found"),
     });
     let dir = tempfile::tempdir().unwrap();
@@ -288,7 +312,7 @@ fn enroll_then_run_reports_inventory_follows_wakes_and_stops_when_revoked() {
     assert_eq!(enroll_req["identity"]["source"], "instance");
     assert_eq!(
         enroll_req["capabilities"],
-        serde_json::json!(["inventory.delta", "wake.longpoll"])
+        serde_json::json!(["inventory.delta", "wake.longpoll", "jobs.v1"])
     );
 
     let mut child = spawn_run(dir.path());
@@ -298,9 +322,23 @@ fn enroll_then_run_reports_inventory_follows_wakes_and_stops_when_revoked() {
     assert!(stderr.contains("revoked or deleted"), "{stderr}");
     assert!(!stderr.contains("s3cr3t"), "token in the log: {stderr}");
 
-    let reqs = server.requests();
+    // The agent claims runs once at start, as the device.
+    let claim = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path() == "/agent/v1/runs/claim")
+        .expect("claimed runs at start");
     assert_eq!(
-        server.summary()[1..],
+        claim.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    let reqs: Vec<Request> = server
+        .requests()
+        .into_iter()
+        .filter(|r| !r.path().starts_with("/agent/v1/runs/"))
+        .collect();
+    assert_eq!(
+        server.loop_summary()[1..],
         [
             "POST /agent/v1/checkin",
             "PUT /agent/v1/inventory",
@@ -341,10 +379,11 @@ fn enroll_then_run_reports_inventory_follows_wakes_and_stops_when_revoked() {
 #[test]
 fn a_server_error_is_retried_after_a_short_backoff() {
     let server = FakeServer::start(|req, n| match (req.path(), n) {
-        ("/agent/v1/enroll", _) => ok(ENROLLED),
+        ("/agent/v1/enroll", _) => ok(&enrolled()),
         ("/agent/v1/checkin", 0) => error(503, "unavailable"),
         ("/agent/v1/checkin", _) => checkin(4, false, false),
         ("/agent/v1/wait", _) => error(401, "unauthenticated"),
+        ("/agent/v1/runs/claim", _) => ok(NO_RUNS),
         _ => error(404, "route_not_found"),
     });
     let dir = tempfile::tempdir().unwrap();
@@ -360,7 +399,7 @@ fn a_server_error_is_retried_after_a_short_backoff() {
         "the server's error is logged: {stderr}"
     );
     assert_eq!(
-        server.summary()[1..],
+        server.loop_summary()[1..],
         [
             "POST /agent/v1/checkin",
             "POST /agent/v1/checkin",
@@ -373,7 +412,7 @@ fn a_server_error_is_retried_after_a_short_backoff() {
 #[test]
 fn sigterm_during_a_held_wait_stops_cleanly() {
     let server = FakeServer::start(|req, _| match req.path() {
-        "/agent/v1/enroll" => ok(ENROLLED),
+        "/agent/v1/enroll" => ok(&enrolled()),
         "/agent/v1/checkin" => checkin(1, false, false),
         "/agent/v1/wait" => Reply {
             hold: Duration::from_secs(30),
@@ -455,7 +494,7 @@ fn a_refused_enrollment_stores_nothing_and_says_why() {
 
 #[test]
 fn status_shows_the_enrollment_without_the_token_and_run_needs_one() {
-    let server = FakeServer::start(|_, _| ok(ENROLLED));
+    let server = FakeServer::start(|_, _| ok(&enrolled()));
     let dir = tempfile::tempdir().unwrap();
     let out = agent(dir.path(), &["status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(78), "not enrolled yet");
@@ -490,4 +529,209 @@ fn a_broken_config_file_exits_with_ex_config() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A claim answer with runs for dev-1, signed by the fake server's key.
+fn claim_body(runs: &[(&str, serde_json::Value)]) -> String {
+    use ed25519_dalek::Signer;
+    let key = server_key();
+    let delivered: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|(run_id, spec)| {
+            let payload = serde_json::json!({
+                "run_id": run_id,
+                "job_id": "job-1",
+                "device_id": "dev-1",
+                "attempt": 1,
+                "idempotency_key": format!("{run_id}:1"),
+                "spec": spec,
+                "expires_at_ms": i64::MAX,
+            })
+            .to_string();
+            let signature = hex::encode(key.sign(payload.as_bytes()).to_bytes());
+            serde_json::json!({"payload": payload, "signature": signature})
+        })
+        .collect();
+    serde_json::json!({ "runs": delivered }).to_string()
+}
+
+/// The fake server of the job tests: `claim` on the first claim, nothing afterwards; every
+/// run report is accepted.
+fn job_server(claim: String) -> FakeServer {
+    FakeServer::start(move |req, n| match (req.path(), n) {
+        ("/agent/v1/enroll", _) => ok(&enrolled()),
+        ("/agent/v1/checkin", _) => checkin(1, false, false),
+        ("/agent/v1/wait", _) => Reply {
+            hold: Duration::from_secs(30),
+            ..wait_reply(false, 1)
+        },
+        ("/agent/v1/runs/claim", 0) => ok(&claim),
+        ("/agent/v1/runs/claim", _) => ok(NO_RUNS),
+        (p, _) if p.starts_with("/agent/v1/runs/") && p.ends_with("/finish") => Reply {
+            status: 204,
+            body: String::new(),
+            hold: Duration::ZERO,
+        },
+        (p, _) if p.starts_with("/agent/v1/runs/") => ok(r#"{"cancel":false}"#),
+        _ => error(404, "route_not_found"),
+    })
+}
+
+/// Bodies of the requests to `path`.
+fn bodies(server: &FakeServer, path: &str) -> Vec<serde_json::Value> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path() == path)
+        .map(|r| r.json())
+        .collect()
+}
+
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_signed_run_is_executed_and_a_stopped_agent_reports_the_running_one_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("job.pid");
+    let server = job_server(claim_body(&[
+        (
+            "run-ok",
+            serde_json::json!({"action": {"type": "command", "argv": ["sh", "-c", "echo hello"]}}),
+        ),
+        (
+            "run-long",
+            serde_json::json!({"action": {"type": "command", "argv": ["sh", "-c",
+                format!("echo $$ > {}; exec sleep 300", pidfile.display())]}}),
+        ),
+    ]));
+    assert!(enroll(dir.path(), &server).status.success());
+    let mut child = agent(dir.path(), &["run"])
+        .env("CAPSTAN_AGENT_JOB_KILL_GRACE_SECS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    wait_until("the first result", Duration::from_secs(30), || {
+        !bodies(&server, "/agent/v1/runs/run-ok/finish").is_empty()
+    });
+    let result = &bodies(&server, "/agent/v1/runs/run-ok/finish")[0];
+    assert_eq!(result["outcome"], "succeeded", "{result}");
+    assert_eq!(result["exit_code"], 0);
+    assert_eq!(result["stdout_bytes"], 6);
+    let output: String = bodies(&server, "/agent/v1/runs/run-ok/output")
+        .iter()
+        .flat_map(|b| b["chunks"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["stream"] == "stdout")
+        .map(|c| c["data"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(output, "hello\n");
+    assert_eq!(bodies(&server, "/agent/v1/runs/run-ok/start").len(), 1);
+
+    wait_until("the long job", Duration::from_secs(30), || {
+        pidfile.exists() && !bodies(&server, "/agent/v1/runs/run-long/start").is_empty()
+    });
+    let job_pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    terminate(&child);
+    let out = wait_for_exit(&mut child, Duration::from_secs(15));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let finished = bodies(&server, "/agent/v1/runs/run-long/finish");
+    assert_eq!(finished.len(), 1, "{stderr}");
+    assert_eq!(finished[0]["outcome"], "interrupted", "{}", finished[0]);
+    assert!(
+        !Path::new(&format!("/proc/{job_pid}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{job_pid}/cmdline"))
+                .unwrap_or_default()
+                .is_empty(),
+        "the job outlived the agent"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_simulated_reboot_completes_after_the_restart_with_a_new_boot_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot_id = dir.path().join("boot_id");
+    std::fs::write(&boot_id, "boot-1\n").unwrap();
+    let server = job_server(claim_body(&[(
+        "run-reboot",
+        serde_json::json!({"action": {"type": "reboot"}}),
+    )]));
+    assert!(enroll(dir.path(), &server).status.success());
+    // The simulated reboot: a new boot id, then the agent dies the way a power cycle kills it.
+    let reboot_command = serde_json::json!([
+        "sh",
+        "-c",
+        "echo boot-2 > \"$CAPSTAN_BOOT_ID_PATH\"; kill -9 \"$CAPSTAN_AGENT_PID\""
+    ])
+    .to_string();
+    let run = || {
+        agent(dir.path(), &["run"])
+            .env("CAPSTAN_AGENT_BOOT_ID_PATH", &boot_id)
+            .env("CAPSTAN_AGENT_REBOOT_COMMAND", &reboot_command)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    let mut child = run();
+    let out = wait_for_exit(&mut child, Duration::from_secs(30));
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(9), "{}", text(&out.stderr));
+    }
+    let rebooting = bodies(&server, "/agent/v1/runs/run-reboot/rebooting");
+    assert_eq!(
+        rebooting,
+        [serde_json::json!({"attempt": 1, "boot_id": "boot-1"})]
+    );
+    assert!(bodies(&server, "/agent/v1/runs/run-reboot/finish").is_empty());
+    assert_eq!(std::fs::read_to_string(&boot_id).unwrap().trim(), "boot-2");
+
+    // The machine is back: the agent starts in the new boot and completes the run.
+    let mut child = run();
+    wait_until("the result after the boot", Duration::from_secs(30), || {
+        !bodies(&server, "/agent/v1/runs/run-reboot/finish").is_empty()
+    });
+    let result = &bodies(&server, "/agent/v1/runs/run-reboot/finish")[0];
+    assert_eq!(result["outcome"], "succeeded", "{result}");
+    assert_eq!(result["error"], "rebooted; boot id changed");
+    wait_until("a check-in", Duration::from_secs(30), || {
+        bodies(&server, "/agent/v1/checkin")
+            .iter()
+            .any(|c| c["boot_id"] == "boot-2")
+    });
+    let boots: Vec<_> = bodies(&server, "/agent/v1/checkin")
+        .iter()
+        .map(|c| c["boot_id"].clone())
+        .collect();
+    assert!(
+        boots.iter().all(|b| b == "boot-1" || b == "boot-2"),
+        "{boots:?}"
+    );
+    terminate(&child);
+    let out = wait_for_exit(&mut child, Duration::from_secs(15));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(bodies(&server, "/agent/v1/runs/run-reboot/finish").len(), 1);
 }

@@ -6,6 +6,7 @@
 //! (scripts/bench.sh) starts the server; this tool only talks to it.
 
 mod cpu;
+mod fanout;
 mod histogram;
 mod run;
 mod synth;
@@ -93,6 +94,12 @@ struct Cli {
     /// Seed of the synthetic identities and data [default: different every run].
     #[arg(long)]
     seed: Option<u64>,
+    /// Fan-out mode: jobs to create one after the other.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Fan-out mode: seconds to let the long-polls settle before (and between) rounds.
+    #[arg(long, default_value_t = 3)]
+    settle: u64,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -127,6 +134,25 @@ fn main() -> anyhow::Result<()> {
         Output::Text => print_text(&report),
     }
     Ok(())
+}
+
+/// Log in as the console user (password from the environment).
+async fn operator(cli: &Cli, opts: &ClientOptions) -> anyhow::Result<ApiClient> {
+    let password = std::env::var(&cli.password_env).with_context(|| {
+        format!(
+            "the password of {:?} is read from ${}",
+            cli.username, cli.password_env
+        )
+    })?;
+    let api = ApiClient::new(&cli.server, None, opts)?;
+    let login = api
+        .login(&LoginRequest {
+            username: cli.username.clone(),
+            password,
+        })
+        .await
+        .with_context(|| format!("logging in to {} as {}", cli.server, cli.username))?;
+    Ok(api.with_token(Some(login.token)))
 }
 
 async fn enrollment_token(cli: &Cli, opts: &ClientOptions, seed: u64) -> anyhow::Result<String> {
@@ -192,6 +218,9 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
     let (mut agents, enroll_phase) =
         run::enroll(&ctx, &token, profiles, cli.enroll_concurrency).await?;
     let mut phases = vec![enroll_phase];
+    if cli.mode == Mode::Fanout {
+        return fanout_report(cli, &opts, &ctx, agents, phases).await;
+    }
 
     let mut prepare_secs = None;
     if cli.mode.needs_inventory() {
@@ -258,6 +287,77 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
     }))
 }
 
+async fn fanout_report(
+    cli: &Cli,
+    opts: &ClientOptions,
+    ctx: &Ctx,
+    agents: Vec<Arc<run::SimAgent>>,
+    phases: Vec<Phase>,
+) -> anyhow::Result<Value> {
+    let api = operator(cli, opts).await?;
+    let http = ctx.target.http.clone();
+    let base = ctx.target.base_url.clone();
+    let token = api
+        .token()
+        .map(str::to_string)
+        .context("the login gave no token")?;
+    let fan: Vec<Arc<fanout::FanoutAgent>> = agents
+        .iter()
+        .map(|a| {
+            Arc::new(fanout::FanoutAgent {
+                device_id: a.device_id.clone(),
+                client: a.client.clone(),
+            })
+        })
+        .collect();
+    let cpu0 = ctx.cpu.sample();
+    let create = move |ids: Vec<String>| {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        async move {
+            let body = json!({
+                "name": "capstan-loadgen fan-out (no-op)",
+                "spec": {"action": {"type": "command", "argv": ["true"]}, "timeout_secs": 60},
+                "targets": {"devices": ids},
+                "expires_in_secs": 600,
+            });
+            let resp = http
+                .post(format!("{base}/api/v1/jobs"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .context("creating the job")?;
+            let status = resp.status();
+            let v: Value = resp.json().await.context("reading the created job")?;
+            if !status.is_success() {
+                bail!("creating the job failed: {status} {v}");
+            }
+            v["id"]
+                .as_str()
+                .map(str::to_string)
+                .context("the created job has no id")
+        }
+    };
+    let report = fanout::run(
+        fan,
+        cli.rounds.max(1),
+        Duration::from_secs(cli.settle),
+        Duration::from_secs(cli.timeout),
+        create,
+    )
+    .await?;
+    let cpu = ctx.cpu.usage_since(&cpu0);
+    Ok(json!({
+        "loadgen_version": env!("CARGO_PKG_VERSION"),
+        "server": cli.server,
+        "tls": cli.server.starts_with("https://"),
+        "mode": "fanout",
+        "enroll": phases.iter().map(phase_json).collect::<Vec<_>>(),
+        "fanout": report,
+        "cpu_cores_during_fanout": cpu,
+    }))
+}
+
 fn ms(us: u64) -> f64 {
     (us as f64 / 10.0).round() / 100.0
 }
@@ -301,6 +401,27 @@ fn phase_json(p: &Phase) -> Value {
 }
 
 fn print_text(report: &Value) {
+    if report["mode"] == "fanout" {
+        let f = &report["fanout"];
+        println!(
+            "capstan-loadgen {} → {}, fan-out of a no-op job to {} agents holding long-polls",
+            report["loadgen_version"].as_str().unwrap_or("?"),
+            report["server"].as_str().unwrap_or("?"),
+            f["agents"],
+        );
+        for r in f["rounds"].as_array().into_iter().flatten() {
+            let (a, d) = (&r["acknowledged"], &r["finished"]);
+            println!(
+                "  round {}: create {} ms | acknowledged {}: p50 {} ms, p99 {} ms, max {} ms | finished {}: p50 {} ms, p99 {} ms, max {} ms{}",
+                r["round"], r["create_ms"], a["count"], a["p50_ms"], a["p99_ms"], a["max_ms"],
+                d["count"], d["p50_ms"], d["p99_ms"], d["max_ms"],
+                if r["complete"] == true { "" } else { "  (INCOMPLETE)" }
+            );
+        }
+        println!("  agent errors: {}", f["agent_errors"]);
+        println!("  cpu (cores): {}", report["cpu_cores_during_fanout"]);
+        return;
+    }
     println!(
         "capstan-loadgen {} → {} ({}), mode {}, {} agents",
         report["loadgen_version"].as_str().unwrap_or("?"),

@@ -31,6 +31,8 @@ pub enum Mode {
     Inventory,
     /// 95 % check-ins, 5 % inventory uploads.
     Mixed,
+    /// Agents hold the wake-up long-poll; no-op jobs to all of them, timed per agent.
+    Fanout,
 }
 
 impl Mode {
@@ -44,7 +46,7 @@ impl Mode {
             Mode::Checkin => OpKind::Checkin,
             Mode::Inventory => OpKind::Inventory,
             Mode::Mixed if seq % 20 == 19 => OpKind::Inventory,
-            Mode::Mixed => OpKind::Checkin,
+            Mode::Mixed | Mode::Fanout => OpKind::Checkin,
         }
     }
 }
@@ -120,7 +122,8 @@ pub struct Target {
 #[derive(Debug)]
 pub struct SimAgent {
     pub profile: AgentProfile,
-    client: AgentClient,
+    pub device_id: String,
+    pub(crate) client: AgentClient,
     auth: HeaderValue,
     inventory: Option<PreparedInventory>,
     /// Successful uploads so far; upload n sends variant n % 2.
@@ -223,6 +226,7 @@ pub async fn enroll(
                     .map_err(|e| anyhow::anyhow!("server issued an unusable device token: {e}"))?;
                 let mut placeholder = synth::Rng::new(profile.seed);
                 agents.push(Arc::new(SimAgent {
+                    device_id: resp.device_id.clone(),
                     client: base.clone().with_device_token(resp.device_token),
                     auth,
                     inventory: None,

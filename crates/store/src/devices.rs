@@ -227,6 +227,7 @@ impl Store {
     ) -> Result<(Option<i64>, Option<String>)> {
         // One statement, autocommit: check-ins are the hottest write, so no explicit
         // transaction and no second round trip for the digest.
+        let _turn = self.write_turn().await;
         let row: Option<(Option<i64>, Option<String>)> = with_pool!(self, |pool| {
             sqlx::query_as(
                 "UPDATE devices SET last_seen_at = $2, agent_version = $3, boot_id = $4,

@@ -111,24 +111,74 @@ pub(crate) use with_pool;
 /// How write transactions begin. On SQLite a plain `BEGIN` is deferred: a transaction that
 /// reads before it writes must upgrade its lock, and in WAL mode that fails at once with
 /// `SQLITE_BUSY` (no busy-wait) when another writer committed meanwhile. `BEGIN IMMEDIATE` takes
-/// the write lock up front, waiting through the busy timeout instead. PostgreSQL needs nothing.
+/// the write lock up front. SQLite has one writer, and its busy handler waits for the lock by
+/// sleeping in growing steps (up to 100 ms), so many concurrent writers waste most of their time
+/// asleep; writers in this process therefore queue on an async gate per database file first
+/// (FIFO, no polling) and only then begin. PostgreSQL needs neither.
 pub(crate) trait BeginWrite {
     type Db: sqlx::Database;
     fn begin_write(
         &self,
-    ) -> impl std::future::Future<
-        Output = std::result::Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>,
-    > + Send;
+    ) -> impl std::future::Future<Output = std::result::Result<WriteTx<Self::Db>, sqlx::Error>> + Send;
+}
+
+/// A write transaction (and, on SQLite, this process's turn to write). Dereferences to the
+/// connection like [`sqlx::Transaction`]; dropped without `commit` it rolls back.
+pub(crate) struct WriteTx<DB: sqlx::Database> {
+    tx: sqlx::Transaction<'static, DB>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<DB: sqlx::Database> WriteTx<DB> {
+    pub(crate) async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for WriteTx<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
+
+/// The write gate of a SQLite database file (one per file in this process).
+fn sqlite_gate(pool: &SqlitePool) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::sync::{Arc, LazyLock, Mutex};
+    static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    let file = pool.connect_options().get_filename().to_path_buf();
+    GATES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(file)
+        .or_default()
+        .clone()
 }
 
 impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
     fn begin_write(
         &self,
-    ) -> impl std::future::Future<
-        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
-    > + Send {
-        self.begin_with("BEGIN IMMEDIATE")
+    ) -> impl std::future::Future<Output = std::result::Result<WriteTx<sqlx::Sqlite>, sqlx::Error>> + Send
+    {
+        let gate = sqlite_gate(self);
+        async move {
+            let turn = gate.lock_owned().await;
+            let tx = self.begin_with("BEGIN IMMEDIATE").await?;
+            Ok(WriteTx {
+                tx,
+                _turn: Some(turn),
+            })
+        }
     }
 }
 
@@ -136,10 +186,14 @@ impl BeginWrite for PgPool {
     type Db = sqlx::Postgres;
     fn begin_write(
         &self,
-    ) -> impl std::future::Future<
-        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
-    > + Send {
-        self.begin()
+    ) -> impl std::future::Future<Output = std::result::Result<WriteTx<sqlx::Postgres>, sqlx::Error>> + Send
+    {
+        async move {
+            Ok(WriteTx {
+                tx: self.begin().await?,
+                _turn: None,
+            })
+        }
     }
 }
 
@@ -212,6 +266,15 @@ impl Store {
                 url: redact(url),
                 reason: "expected sqlite://PATH or postgres://…".into(),
             })
+        }
+    }
+
+    /// This process's turn to write to SQLite, for single autocommit statements (a transaction
+    /// gets it from `begin_write`); `None` on PostgreSQL.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.pool {
+            Pool::Sqlite(p) => Some(sqlite_gate(p).lock_owned().await),
+            Pool::Postgres(_) => None,
         }
     }
 

@@ -318,6 +318,7 @@ impl Store {
     }
 
     pub async fn create_session(&self, s: &SessionRow) -> Result<()> {
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO sessions (id, user_id, secret_hash, created_at, expires_at, last_used_at)
@@ -349,6 +350,7 @@ impl Store {
 
     /// Slide the session's expiry (idle timeout) and record its use.
     pub async fn touch_session(&self, id: &str, now: i64, expires_at: i64) -> Result<()> {
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
             sqlx::query("UPDATE sessions SET last_used_at = $2, expires_at = $3 WHERE id = $1")
                 .bind(id)
@@ -361,6 +363,7 @@ impl Store {
     }
 
     pub async fn delete_session(&self, id: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
             sqlx::query("DELETE FROM sessions WHERE id = $1")
                 .bind(id)
@@ -372,6 +375,7 @@ impl Store {
 
     /// Remove sessions past their expiry; returns how many.
     pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64> {
+        let _turn = self.write_turn().await;
         Ok(with_pool!(self, |pool| {
             sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
                 .bind(now)
@@ -430,6 +434,7 @@ impl Store {
 
     /// Record the use of an API token, at most once a minute per token to spare the database.
     pub async fn touch_api_token(&self, id: &str, now: i64) -> Result<()> {
+        let _turn = self.write_turn().await;
         with_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE api_tokens SET last_used_at = $2
