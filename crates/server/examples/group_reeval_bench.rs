@@ -17,8 +17,15 @@
 //! each pass, and their latency percentiles are reported. Finally (c) the same pass once more,
 //! called directly, when no device differs: reading and evaluating without writing.
 //!
+//! With `--tag-filter` it measures the device list's tag filter instead of the passes: every
+//! device carries the tags `bench` and `linux` (from its enrollment token), every 10th also
+//! `web` and every 100th also `canary`; then `GET /api/v1/devices?tag=…` (through the router,
+//! default page of 100, sorted by hostname) is timed for each tag, a tag nobody has, and no
+//! filter at all.
+//!
 //! `cargo run --release -p capstan-server --example group_reeval_bench -- \
-//!     [--devices N] [--database-url URL] [--packages P] [--other-rules K] [--checkins-during]`
+//!     [--devices N] [--database-url URL] [--packages P] [--other-rules K] [--checkins-during]
+//!     [--tag-filter [--tag-filter-repeats R]]`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +66,12 @@ struct Args {
     /// Concurrent writers while inserting devices.
     #[arg(long, default_value_t = 8)]
     insert_writers: u64,
+    /// Measure the device list's tag filter instead of the re-evaluation passes.
+    #[arg(long)]
+    tag_filter: bool,
+    /// Requests per query when measuring the tag filter.
+    #[arg(long, default_value_t = 20)]
+    tag_filter_repeats: usize,
 }
 
 const GIB: u64 = 1 << 30;
@@ -260,6 +273,75 @@ async fn measured(
     Ok((elapsed, lat))
 }
 
+/// Tag every 10th device `web` and every 100th `canary`, in bulk transactions of 5,000.
+async fn tag_devices(state: &AppState, devices: u64) -> Result<()> {
+    let audit = capstan_store::AuditEntry {
+        at: capstan_server::state::now_ms(),
+        actor: "bench".into(),
+        action: "device.tags_add".into(),
+        target: None,
+        details: json!({}),
+    };
+    for (tag, every) in [("web", 10), ("canary", 100)] {
+        let ids: Vec<String> = (0..devices).step_by(every).map(device_id).collect();
+        for chunk in ids.chunks(5_000) {
+            state
+                .store
+                .change_tags(chunk, &[tag.to_string()], true, audit.at, &audit)
+                .await
+                .with_context(|| format!("tagging devices {tag}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Time `GET /api/v1/devices?{query}` `repeats` times (after one warm-up request).
+async fn time_device_list(api: &Api, query: &str, repeats: usize) -> Result<(Vec<f64>, u64)> {
+    let path = format!("/api/v1/devices?{query}");
+    let first = api.call(Method::GET, &path, Value::Null).await?;
+    let total = first["total"]
+        .as_u64()
+        .context("device page without total")?;
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let started = Instant::now();
+        api.call(Method::GET, &path, Value::Null).await?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((times, total))
+}
+
+async fn tag_filter_report(args: &Args, api: &Api, backend: &str) -> Result<()> {
+    println!();
+    println!(
+        "{backend}, {} devices: GET /api/v1/devices?… (page of 100 by hostname), {} requests each, ms",
+        args.devices, args.tag_filter_repeats
+    );
+    println!("| query | matching | p50 | p95 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    for query in [
+        "",
+        "tag=canary",
+        "tag=web",
+        "tag=bench",
+        "tag=absent",
+        "tag=web&sort=-last_seen",
+        "tag=web&offset=5000",
+    ] {
+        let (mut t, total) = time_device_list(api, query, args.tag_filter_repeats).await?;
+        t.sort_by(f64::total_cmp);
+        let at = |p: f64| t[((t.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "| `{}` | {total} | {:.1} | {:.1} | {:.1} |",
+            if query.is_empty() { "(none)" } else { query },
+            at(0.5),
+            at(0.95),
+            t[t.len() - 1]
+        );
+    }
+    Ok(())
+}
+
 async fn members(api: &Api, id: &str) -> Result<u64> {
     let v = api
         .call(Method::GET, &format!("/api/v1/groups/{id}"), Value::Null)
@@ -270,8 +352,14 @@ async fn members(api: &Api, id: &str) -> Result<u64> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    if args.devices == 0 || args.other_rules > 70 || args.insert_writers == 0 {
-        bail!("--devices and --insert-writers must be positive, --other-rules at most 70");
+    if args.devices == 0
+        || args.other_rules > 70
+        || args.insert_writers == 0
+        || args.tag_filter_repeats == 0
+    {
+        bail!(
+            "--devices, --insert-writers and --tag-filter-repeats must be positive, --other-rules at most 70"
+        );
     }
     let dir = tempfile::tempdir().context("temp dir")?;
     let mut config = capstan_server::config::Config::for_tests(dir.path());
@@ -313,7 +401,7 @@ async fn main() -> Result<()> {
             .call(
                 Method::POST,
                 "/api/v1/enrollment-tokens",
-                json!({"name": format!("bench writer {w}")}),
+                json!({"name": format!("bench writer {w}"), "default_tags": ["bench", "linux"]}),
             )
             .await?;
         let token_id = t["id"].as_str().context("token without id")?.to_string();
@@ -338,6 +426,19 @@ async fn main() -> Result<()> {
         args.devices as f64 / insert.as_secs_f64(),
         bytes as f64 / args.devices as f64 / 1024.0
     );
+    if args.tag_filter {
+        let started = Instant::now();
+        tag_devices(&state, args.devices).await?;
+        println!(
+            "setup: tagged {} devices web and {} canary in {:.1} s",
+            args.devices.div_ceil(10),
+            args.devices.div_ceil(100),
+            started.elapsed().as_secs_f64()
+        );
+        tag_filter_report(&args, &api, backend).await?;
+        state.store.close().await;
+        return Ok(());
+    }
     if !others.is_empty() {
         let started = Instant::now();
         let changes =

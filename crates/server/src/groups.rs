@@ -7,10 +7,17 @@
 //! any device afterwards. A group or custom field another rule references cannot be deleted.
 //!
 //! Groups form a tree. **Targeting a group means its direct members plus the members of all
-//! its descendants**: the member list, the `members` count and the device list's `group`
-//! filter all use that set. A group cannot be its own ancestor (409), and a group with child
-//! groups cannot be deleted until they are deleted or moved (409), so a subtree never vanishes
-//! by accident. Groups are addressed by id or by name in paths.
+//! its descendants**: the member list, the `members` count, the device list's `group` filter
+//! and a rule's `{"group": …}` condition all use that set. A group cannot be its own ancestor
+//! (409), and a group with child groups cannot be deleted until they are deleted or moved
+//! (409), so a subtree never vanishes by accident. Because a rule referencing a group depends
+//! on every group below it, a rule may not reference an ancestor of its own group, and a
+//! re-parent that would close such a cycle is refused too (409). Groups are addressed by id or
+//! by name in paths.
+//!
+//! The reference and cycle checks here give the error messages; the store repeats them inside
+//! its write transaction, under the group tree lock, so concurrent requests (or replicas)
+//! cannot race past them.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -45,27 +52,42 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Validate a rule for `group` (its id when it exists already) against the current custom
-/// fields and groups, and refuse one that would close a cycle between group rules (409).
+/// fields and groups, and refuse one that would close a cycle between group rules and the
+/// tree (409). `parent` is the group's parent when it is being set in the same request (or
+/// created): `Some(None)` for top level.
 async fn check_rule(
     state: &AppState,
     rule: &serde_json::Value,
     group: &str,
     exists: bool,
+    parent: Option<Option<&str>>,
 ) -> ApiResult<capstan_core::rules::Rule> {
     let (ctx, _) = crate::membership::validation_context(state, exists.then_some(group)).await?;
     let rule = capstan_core::rules::validate(rule, &ctx)
         .map_err(|errors| crate::membership::rule_errors(&errors))?;
     let compiled = crate::membership::compiled(state).await?;
-    if let Some(cycle) = crate::membership::cycle_with(
+    refuse_cycle(
         &compiled,
-        group,
-        capstan_core::rules::referenced_groups(&rule),
-    ) {
-        return Err(ApiError::conflict(format!(
-            "group rules would form a cycle: {cycle}"
-        )));
-    }
+        crate::membership::GraphChange {
+            group,
+            rule_refs: Some(capstan_core::rules::referenced_groups(&rule)),
+            parent,
+        },
+    )?;
     Ok(rule)
+}
+
+fn refuse_cycle(
+    compiled: &crate::membership::Compiled,
+    change: crate::membership::GraphChange<'_>,
+) -> ApiResult<()> {
+    match crate::membership::cycle_with(compiled, change) {
+        Some(cycle) => Err(ApiError::conflict(format!(
+            "group rules would form a cycle: {cycle} (a group's members include those of its \
+             descendants, so a rule cannot depend on a group above its own)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn info(g: &GroupWithCounts) -> GroupInfo {
@@ -245,7 +267,9 @@ async fn create_group(
         now: now_ms(),
     };
     let rule = match (&req.rule, dynamic) {
-        (Some(r), true) => Some(check_rule(&state, r, &g.id, false).await?),
+        (Some(r), true) => {
+            Some(check_rule(&state, r, &g.id, false, Some(g.parent_id.as_deref())).await?)
+        }
         _ => None,
     };
     let audit = auth.operator.audit(
@@ -319,15 +343,31 @@ async fn update_group(
         Some(None) => Some(None),
         None => None,
     };
+    let new_parent = parent_id.as_ref().map(|p| p.as_deref());
     let rule = match &req.rule {
-        Some(r) if g.kind == "dynamic" => Some(check_rule(&state, r, &g.id, true).await?),
+        Some(r) if g.kind == "dynamic" => {
+            Some(check_rule(&state, r, &g.id, true, new_parent).await?)
+        }
         Some(_) => {
             return Err(ApiError::conflict(format!(
                 "group {:?} is static: only dynamic groups have a rule",
                 g.name
             )));
         }
-        None => None,
+        None => {
+            if new_parent.is_some() {
+                let compiled = crate::membership::compiled(&state).await?;
+                refuse_cycle(
+                    &compiled,
+                    crate::membership::GraphChange {
+                        group: &g.id,
+                        rule_refs: None,
+                        parent: new_parent,
+                    },
+                )?;
+            }
+            None
+        }
     };
     let update = GroupUpdate {
         name: req.name.clone(),
@@ -335,7 +375,29 @@ async fn update_group(
         parent_id,
     };
     let reparented = update.parent_id.is_some();
-    if update.name.is_some() || update.description.is_some() || reparented || rule.is_none() {
+    let attributes = update.name.is_some() || update.description.is_some() || reparented;
+    // The store checks each step on its own, so with a new parent and a new rule in one
+    // request, store the rule first when that alone closes no cycle (the new rule may drop a
+    // reference to the new parent), else move first (the new rule may reference the old one).
+    let rule_first = match &rule {
+        Some(r) if reparented => {
+            let compiled = crate::membership::compiled(&state).await?;
+            crate::membership::cycle_with(
+                &compiled,
+                crate::membership::GraphChange {
+                    group: &g.id,
+                    rule_refs: Some(capstan_core::rules::referenced_groups(r)),
+                    parent: None,
+                },
+            )
+            .is_none()
+        }
+        _ => true,
+    };
+    if let Some(rule) = rule.as_ref().filter(|_| rule_first) {
+        store_rule(&state, &auth, &g, &key, rule).await?;
+    }
+    if attributes || rule.is_none() {
         let audit = auth.operator.audit(
             "group.update",
             Some(&g.id),
@@ -348,20 +410,8 @@ async fn update_group(
             .await
             .map_err(|e| store_error(e, &key))?;
     }
-    if let Some(rule) = &rule {
-        let text = rule.to_json().to_string();
-        let audit = auth.operator.audit(
-            "group.rule_change",
-            Some(&g.id),
-            json!({"name": g.name,
-                   "before": g.rule.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()),
-                   "after": rule.to_json()}),
-        );
-        state
-            .store
-            .set_group_rule(&g.id, &text, now_ms(), &audit)
-            .await
-            .map_err(|e| store_error(e, &key))?;
+    if let Some(rule) = rule.as_ref().filter(|_| !rule_first) {
+        store_rule(&state, &auth, &g, &key, rule).await?;
     }
     // Names appear in timeline entries; the tree decides which groups count as ancestors.
     state.membership.invalidate();
@@ -374,6 +424,28 @@ async fn update_group(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("group {key}")))?;
     Ok(Json(info(&row)))
+}
+
+async fn store_rule(
+    state: &AppState,
+    auth: &Authz<GroupsManage>,
+    g: &GroupRow,
+    key: &str,
+    rule: &capstan_core::rules::Rule,
+) -> ApiResult<()> {
+    let text = rule.to_json().to_string();
+    let audit = auth.operator.audit(
+        "group.rule_change",
+        Some(&g.id),
+        json!({"name": g.name,
+               "before": g.rule.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()),
+               "after": rule.to_json()}),
+    );
+    state
+        .store
+        .set_group_rule(&g.id, &text, now_ms(), &audit)
+        .await
+        .map_err(|e| store_error(e, key))
 }
 
 /// Delete a group; its members leave it (noted in their timelines). Refused (409) while it
@@ -405,6 +477,10 @@ async fn delete_group(
         .await
         .map_err(|e| store_error(e, &key))?;
     state.membership.invalidate();
+    // Its members were members of its ancestors too, which rules may reference.
+    if !compiled.set.is_empty() && g.parent_id.is_some() {
+        crate::membership::spawn_reevaluation(&state);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -508,6 +584,8 @@ async fn preview_rule(
         .map_err(|errors| crate::membership::rule_errors(&errors))?
         .compile();
     let compiled = crate::membership::compiled(&state).await?;
+    // Group conditions see the same fresh memberships a saved rule would.
+    let rule = compiled.set.attach(rule);
     let now = now_ms();
     let mut after = String::new();
     let mut total = 0u64;
@@ -520,10 +598,10 @@ async fn preview_rule(
         let Some(last) = ids.last() else { break };
         after = last.clone();
         for rows in state.store.device_facts_batch(&ids).await? {
-            let owned = crate::membership::facts_from_rows(&state, &compiled, rows, now, true);
+            let owned = crate::membership::facts_from_rows(&state, &compiled, rows, now);
             let hit = {
                 let facts = owned.facts();
-                rule.evaluate(&facts.index(), now)
+                compiled.set.evaluate_attached(&rule, &facts.index(), now)
             };
             if hit {
                 total += 1;

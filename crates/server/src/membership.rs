@@ -13,9 +13,15 @@
 //!   (`older_than` / `newer_than`) or on `status.online`, whose truth changes without any
 //!   request, or on `performance.*`.
 //! * **Rules** are loaded, re-validated against the current custom fields and groups, compiled
-//!   and ordered ([`RuleSet`]) once, and cached until a dynamic group, a custom field or the
-//!   group tree changes ([`Membership::invalidate`]). A stored rule that no longer validates
-//!   is skipped (its members stay as they are) and logged.
+//!   and ordered in the group tree ([`RuleSet`]) once, and cached until a dynamic group, a
+//!   custom field or the group tree changes ([`Membership::invalidate`]). A stored rule that no
+//!   longer validates is skipped (its members stay as they are) and logged.
+//! * **The tree**: membership of a group includes its descendants' members, so a rule
+//!   referencing group G sees a device as a member when it is in G or below G — statically, by
+//!   the fresh result of a dynamic group's rule evaluated earlier in the same pass (a dynamic
+//!   child is always ordered before the rules that reference its ancestors), or by the stored
+//!   membership of a dynamic group whose rule is skipped. The same facts and the same set serve
+//!   the per-device evaluation, full passes, previews and explanations.
 //! * **Concurrency**: evaluations of the same device on this replica are serialised by a
 //!   striped async mutex; across replicas the conditional writes make repeated or concurrent
 //!   evaluations converge without recording a change twice.
@@ -25,8 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use capstan_core::rules::{
-    CustomFieldType, CustomValue, DeviceFacts, DeviceStatus, Explanation, RuleError, RuleSet,
-    ValidationContext, evaluation_order, validate,
+    CustomFieldType, CustomValue, DeviceFacts, DeviceStatus, Explanation, GroupTree, RuleError,
+    RuleSet, ValidationContext, tree_evaluation_order, validate,
 };
 use capstan_proto::api::FieldType;
 use capstan_proto::error::ErrorDetail;
@@ -49,6 +55,8 @@ pub struct Compiled {
     pub names: BTreeMap<String, String>,
     /// Each valid dynamic rule's referenced groups.
     pub group_refs: Vec<(String, BTreeSet<String>)>,
+    /// Every group's parent, as loaded with the rules.
+    pub tree: GroupTree,
     /// Each valid dynamic rule's referenced field paths (`custom.owner`, `os.id`…).
     pub field_refs: Vec<(String, BTreeSet<String>)>,
     /// Some rule depends on time, on `status.online` (both change without a request) or on
@@ -185,6 +193,11 @@ pub async fn compiled(state: &AppState) -> ApiResult<Arc<Compiled>> {
         .iter()
         .map(|g| (g.id.clone(), g.name.clone()))
         .collect();
+    let tree = GroupTree::new(
+        groups
+            .iter()
+            .map(|g| (g.id.as_str(), g.parent_id.as_deref())),
+    );
     let mut rules = Vec::new();
     for g in groups.iter().filter(|g| g.kind == "dynamic") {
         let Some(text) = &g.rule else { continue };
@@ -207,19 +220,27 @@ pub async fn compiled(state: &AppState) -> ApiResult<Arc<Compiled>> {
             }
         }
     }
-    // Cycles are refused when rules are saved; should one exist anyway (e.g. written by an
-    // older server), leave its groups out rather than stop every evaluation.
+    // Cycles are refused when rules are saved and when the tree changes; should one exist
+    // anyway (e.g. written by an older server, which did not count the tree), leave its
+    // groups out rather than stop every evaluation.
     let set = loop {
         let compiled: Vec<_> = rules
             .iter()
             .map(|(id, r)| (id.clone(), r.compile()))
             .collect();
-        match RuleSet::new(compiled) {
+        match RuleSet::with_tree(compiled, &tree) {
             Ok(set) => break set,
             Err(cycle) => {
                 tracing::warn!(error = %cycle, "group rules form a cycle; those groups are skipped");
                 let members: BTreeSet<String> = cycle.cycle.into_iter().collect();
+                let before = rules.len();
                 rules.retain(|(id, _)| !members.contains(id));
+                if rules.len() == before {
+                    // Only possible with a loop in the stored tree itself, which the tree lock
+                    // rules out; evaluate nothing rather than loop here.
+                    tracing::error!("the group tree has a loop; dynamic groups are not evaluated");
+                    rules.clear();
+                }
             }
         }
     };
@@ -244,6 +265,7 @@ pub async fn compiled(state: &AppState) -> ApiResult<Arc<Compiled>> {
         set,
         names,
         group_refs,
+        tree,
         field_refs,
         periodic,
     });
@@ -253,17 +275,34 @@ pub async fn compiled(state: &AppState) -> ApiResult<Arc<Compiled>> {
     Ok(c)
 }
 
-/// The cycle `rule_refs` would close among the dynamic rules, as group names, if any.
-/// `group` is the group whose rule is (re)defined.
-pub fn cycle_with(c: &Compiled, group: &str, rule_refs: BTreeSet<String>) -> Option<String> {
-    let mut graph: Vec<(String, BTreeSet<String>)> = c
-        .group_refs
-        .iter()
-        .filter(|(id, _)| id != group)
-        .cloned()
-        .collect();
-    graph.push((group.to_string(), rule_refs));
-    evaluation_order(&graph).err().map(|e| {
+/// A change to the rules or the tree to check for cycles before it is stored.
+pub struct GraphChange<'a> {
+    /// The group created or changed.
+    pub group: &'a str,
+    /// Its new rule's referenced groups (`None`: the rule stays as it is).
+    pub rule_refs: Option<BTreeSet<String>>,
+    /// Its new parent (`None`: unchanged; `Some(None)`: top level).
+    pub parent: Option<Option<&'a str>>,
+}
+
+/// The cycle `change` would close among the dynamic rules and the tree, as group names, if
+/// any. The store checks again inside its write transaction (authoritative, also against
+/// concurrent changes); this check runs first for the same message without a write.
+pub fn cycle_with(c: &Compiled, change: GraphChange<'_>) -> Option<String> {
+    // The changed group first, so that a cycle is named starting from it.
+    let mut graph: Vec<(String, BTreeSet<String>)> = c.group_refs.clone();
+    let position = graph.iter().position(|(id, _)| id == change.group);
+    let current = position.map(|i| graph.remove(i));
+    match (change.rule_refs, current) {
+        (Some(refs), _) => graph.insert(0, (change.group.to_string(), refs)),
+        (None, Some(entry)) => graph.insert(0, entry),
+        (None, None) => {}
+    }
+    let mut tree = c.tree.clone();
+    if let Some(parent) = change.parent {
+        tree.set_parent(change.group, parent);
+    }
+    tree_evaluation_order(&graph, &tree).err().map(|e| {
         e.cycle
             .iter()
             .map(|id| c.names.get(id).cloned().unwrap_or_else(|| id.clone()))
@@ -281,6 +320,8 @@ pub struct OwnedFacts {
     custom: BTreeMap<String, CustomValue>,
     groups: BTreeSet<String>,
     status: DeviceStatus,
+    /// The device's stored dynamic memberships.
+    pub stored_dynamic: BTreeSet<String>,
 }
 
 impl OwnedFacts {
@@ -296,15 +337,13 @@ impl OwnedFacts {
     }
 }
 
-/// Load one device's facts; `None` when the device does not exist. With `with_dynamic`, the
-/// stored dynamic memberships count as groups too (for evaluating a rule on its own, outside
-/// the rule set).
+/// Load one device's facts, for evaluation through `c.set`; `None` when the device does not
+/// exist.
 pub async fn load_facts(
     state: &AppState,
     c: &Compiled,
     device_id: &str,
     now: i64,
-    with_dynamic: bool,
 ) -> ApiResult<Option<OwnedFacts>> {
     let Some(device) = state.store.device(device_id).await? else {
         return Ok(None);
@@ -319,24 +358,21 @@ pub async fn load_facts(
             .map(|v| (v.field_name, v.value))
             .collect(),
         static_groups: state.store.static_group_closure(device_id).await?,
-        dynamic_groups: if with_dynamic {
-            state.store.dynamic_memberships(device_id).await?
-        } else {
-            Vec::new()
-        },
+        dynamic_groups: state.store.dynamic_memberships(device_id).await?,
         device,
     };
-    Ok(Some(facts_from_rows(state, c, rows, now, with_dynamic)))
+    Ok(Some(facts_from_rows(state, c, rows, now)))
 }
 
-/// Turn stored rows into facts: parse the documents, apply custom field defaults, decide
-/// whether the device is online at `now`.
+/// Turn stored rows into facts for evaluation through `c.set`: parse the documents, apply
+/// custom field defaults, decide whether the device is online at `now`. The groups are the
+/// static ones and the stored dynamic memberships the set does not decide (rules skipped as
+/// invalid), each with its ancestors; the set decides the rest fresh.
 pub fn facts_from_rows(
     state: &AppState,
     c: &Compiled,
     rows: DeviceFactRows,
     now: i64,
-    with_dynamic: bool,
 ) -> OwnedFacts {
     let DeviceFactRows {
         device,
@@ -392,8 +428,9 @@ pub fn facts_from_rows(
         custom.insert(name, v);
     }
     let mut groups: BTreeSet<String> = static_groups.into_iter().collect();
-    if with_dynamic {
-        groups.extend(dynamic_groups);
+    for g in dynamic_groups.iter().filter(|g| !c.set.contains(g)) {
+        groups.insert(g.clone());
+        groups.extend(c.tree.ancestors(g).into_iter().map(str::to_string));
     }
     let online = device.revoked_at.is_none()
         && (device
@@ -413,6 +450,7 @@ pub fn facts_from_rows(
         custom,
         groups,
         status,
+        stored_dynamic: dynamic_groups.into_iter().collect(),
     }
 }
 
@@ -427,15 +465,10 @@ pub async fn evaluate_device(
     if c.set.is_empty() {
         return Ok(MembershipChangeOutcome::default());
     }
-    let Some(owned) = load_facts(state, &c, device_id, now, false).await? else {
+    let Some(owned) = load_facts(state, &c, device_id, now).await? else {
         return Ok(MembershipChangeOutcome::default());
     };
-    let stored: BTreeSet<String> = state
-        .store
-        .dynamic_memberships(device_id)
-        .await?
-        .into_iter()
-        .collect();
+    let stored = &owned.stored_dynamic;
     let (joins, leaves) = {
         let facts = owned.facts();
         let index = facts.index();
@@ -523,15 +556,14 @@ pub async fn reevaluate_all(state: &AppState, now: i64) -> ApiResult<u64> {
         let differing = tokio::task::spawn_blocking(move || {
             let mut differing = Vec::new();
             for r in rows {
-                let stored: BTreeSet<String> = r.dynamic_groups.iter().cloned().collect();
-                let owned = facts_from_rows(&st, &cc, r, now, false);
+                let owned = facts_from_rows(&st, &cc, r, now);
                 let facts = owned.facts();
                 let index = facts.index();
                 let differs = cc
                     .set
                     .evaluate(&index, now)
                     .into_iter()
-                    .any(|(id, matched)| matched != stored.contains(id));
+                    .any(|(id, matched)| matched != owned.stored_dynamic.contains(id));
                 if differs {
                     differing.push(owned.device.id.clone());
                 }
@@ -597,7 +629,7 @@ pub async fn explain(
     now: i64,
 ) -> ApiResult<Option<Explanation>> {
     let c = compiled(state).await?;
-    let Some(owned) = load_facts(state, &c, device_id, now, false).await? else {
+    let Some(owned) = load_facts(state, &c, device_id, now).await? else {
         return Err(ApiError::not_found(format!("device {device_id}")));
     };
     let facts = owned.facts();

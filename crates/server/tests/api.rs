@@ -3831,3 +3831,254 @@ async fn the_periodic_pass_moves_devices_by_performance() {
         assert_eq!(g["direct_members"], members, "{used}% used: {g}");
     }
 }
+
+impl T {
+    /// Create a group from `body`, returning its id.
+    async fn group_id(&self, token: &str, body: Value) -> String {
+        let g = self
+            .ok(
+                StatusCode::CREATED,
+                Method::POST,
+                "/api/v1/groups",
+                token,
+                Some(body),
+            )
+            .await;
+        g["id"].as_str().unwrap().to_string()
+    }
+
+    /// Ids of the groups a device is a direct member of, sorted.
+    async fn device_group_ids(&self, token: &str, device: &str) -> Vec<String> {
+        let d = self
+            .ok(
+                StatusCode::OK,
+                Method::GET,
+                &format!("/api/v1/devices/{device}"),
+                token,
+                None,
+            )
+            .await;
+        let mut ids: Vec<String> = d["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    async fn tag(&self, token: &str, add: bool, tag: &str, device: &str) {
+        let path = if add {
+            "/api/v1/tags/add"
+        } else {
+            "/api/v1/tags/remove"
+        };
+        self.ok(
+            StatusCode::OK,
+            Method::POST,
+            path,
+            token,
+            Some(json!({"tags": [tag], "device_ids": [device]})),
+        )
+        .await;
+    }
+}
+
+fn sorted(ids: &[&String]) -> Vec<String> {
+    let mut v: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn rules_on_a_group_see_members_of_its_dynamic_descendants() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (dev, _) = t.device(&admin, "tree-dev").await;
+    let (other, _) = t.device(&admin, "tree-other").await;
+    // Fleet (static) ⊃ Tagged x (dynamic); Pilot (dynamic: tag p) ⊃ Tagged y (dynamic).
+    let fleet = t.group_id(&admin, json!({"name": "Fleet"})).await;
+    let tagged_x = t
+        .group_id(
+            &admin,
+            json!({"name": "Tagged x", "parent_id": "Fleet", "rule": {"tag": "x"}}),
+        )
+        .await;
+    let pilot = t
+        .group_id(&admin, json!({"name": "Pilot", "rule": {"tag": "p"}}))
+        .await;
+    let tagged_y = t
+        .group_id(
+            &admin,
+            json!({"name": "Tagged y", "parent_id": pilot, "rule": {"tag": "y"}}),
+        )
+        .await;
+    let in_fleet = t
+        .group_id(
+            &admin,
+            json!({"name": "In fleet", "rule": {"group": fleet}}),
+        )
+        .await;
+    let in_pilot = t
+        .group_id(
+            &admin,
+            json!({"name": "In pilot", "rule": {"all": [{"group": pilot}, {"not": {"tag": "skip"}}]}}),
+        )
+        .await;
+    t.settle().await;
+    assert!(t.device_group_ids(&admin, &dev).await.is_empty());
+
+    // Tagging moves the device into the child and, in the same request, into the rule that
+    // reads the child's (static) parent.
+    t.tag(&admin, true, "x", &dev).await;
+    assert_eq!(
+        t.device_group_ids(&admin, &dev).await,
+        sorted(&[&tagged_x, &in_fleet])
+    );
+    let why = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/groups/{in_fleet}/explain/{dev}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(why["member"], true, "{why}");
+    assert_eq!(
+        why["explanation"]["text"],
+        format!("member of group {fleet:?} through its descendant group {tagged_x:?}: true")
+    );
+    let preview = t
+        .ok(
+            StatusCode::OK,
+            Method::POST,
+            "/api/v1/groups/preview",
+            &admin,
+            Some(json!({"rule": {"not": {"group": fleet}}})),
+        )
+        .await;
+    assert_eq!(preview["total"], 1, "{preview}");
+    assert_eq!(preview["devices"][0]["id"], other.as_str(), "{preview}");
+    // A rule created now gets its members from the full pass, which sees the child too.
+    let also = t
+        .group_id(
+            &admin,
+            json!({"name": "Also in fleet", "rule": {"any": [{"group": fleet}, {"tag": "never"}]}}),
+        )
+        .await;
+    t.wait_direct_members(&admin, &also, 1).await;
+
+    // Untagging takes it out of both at once.
+    t.tag(&admin, false, "x", &dev).await;
+    t.settle().await;
+    assert!(t.device_group_ids(&admin, &dev).await.is_empty());
+    let left = t.timeline_summaries(&admin, &dev, "group_left").await;
+    for name in ["Tagged x", "In fleet", "Also in fleet"] {
+        assert!(
+            left.contains(&format!("left group {name} (dynamic)")),
+            "{name}: {left:?}"
+        );
+    }
+
+    // Under a dynamic parent: the child's members count, and so does the parent's own rule.
+    t.tag(&admin, true, "y", &dev).await;
+    assert_eq!(
+        t.device_group_ids(&admin, &dev).await,
+        sorted(&[&tagged_y, &in_pilot])
+    );
+    let g = t
+        .ok(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/api/v1/groups/{pilot}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (g["direct_members"].clone(), g["members"].clone()),
+        (json!(0), json!(1))
+    );
+    t.tag(&admin, true, "p", &other).await;
+    assert_eq!(
+        t.device_group_ids(&admin, &other).await,
+        sorted(&[&pilot, &in_pilot])
+    );
+    t.tag(&admin, false, "y", &dev).await;
+    assert!(t.device_group_ids(&admin, &dev).await.is_empty());
+
+    // Cycles through the tree are refused: a rule may not read a group above its own, and a
+    // group may not move under a group its rule reads.
+    let cycle = t
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/groups/{tagged_x}"),
+            Some(&admin),
+            Some(json!({"rule": {"all": [{"tag": "x"}, {"group": fleet}]}})),
+        )
+        .await;
+    assert_error(&cycle, StatusCode::CONFLICT, "conflict");
+    assert!(
+        cycle.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("Tagged x → Fleet → Tagged x"),
+        "{}",
+        cycle.1
+    );
+    assert_error(
+        &t.call(
+            Method::POST,
+            "/api/v1/groups",
+            Some(&admin),
+            Some(json!({"name": "Loop", "parent_id": "Fleet", "rule": {"not": {"group": fleet}}})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    assert_error(
+        &t.call(
+            Method::PATCH,
+            &format!("/api/v1/groups/{in_fleet}"),
+            Some(&admin),
+            Some(json!({"parent_id": "Fleet"})),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    // Moving a group and dropping the reference that would close the cycle, in one request.
+    t.ok(
+        StatusCode::OK,
+        Method::PATCH,
+        &format!("/api/v1/groups/{also}"),
+        &admin,
+        Some(json!({"parent_id": "Fleet", "rule": {"tag": "also"}})),
+    )
+    .await;
+    let names: Vec<String> = t
+        .ok(StatusCode::OK, Method::GET, "/api/v1/groups", &admin, None)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!names.contains(&"Loop".to_string()), "{names:?}");
+
+    // Deleting a child takes its members out of the rules that read its ancestors.
+    t.tag(&admin, true, "x", &dev).await;
+    t.wait_direct_members(&admin, &in_fleet, 1).await;
+    t.ok(
+        StatusCode::NO_CONTENT,
+        Method::DELETE,
+        &format!("/api/v1/groups/{tagged_x}"),
+        &admin,
+        None,
+    )
+    .await;
+    t.wait_direct_members(&admin, &in_fleet, 0).await;
+}

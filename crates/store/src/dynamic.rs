@@ -107,7 +107,9 @@ impl Store {
     }
 
     /// Replace a dynamic group's rule (JSON text). `NotFound` for an unknown group,
-    /// `Conflict` for a static one.
+    /// `Conflict` for a static one or when the rule would close a cycle, `Invalid` when it
+    /// references a group that does not exist — checked in the transaction, under the group
+    /// tree lock, so a concurrent delete or rule change cannot slip between check and write.
     pub async fn set_group_rule(
         &self,
         id: &str,
@@ -117,6 +119,7 @@ impl Store {
     ) -> Result<()> {
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
+            crate::groups::lock_tree(&mut *tx, now).await?;
             let found: Option<(String, String)> =
                 sqlx::query_as("SELECT name, kind FROM device_groups WHERE id = $1")
                     .bind(id)
@@ -130,6 +133,10 @@ impl Store {
                     "group {name:?} is {kind}: only dynamic groups have a rule"
                 )));
             }
+            let groups: Vec<GroupRow> = sqlx::query_as(crate::groups::ALL_GROUPS_SQL)
+                .fetch_all(&mut *tx)
+                .await?;
+            crate::groups::check_graph(&groups, &crate::groups::GraphChange::SetRule { id, rule })?;
             sqlx::query("UPDATE device_groups SET rule = $2, updated_at = $3 WHERE id = $1")
                 .bind(id)
                 .bind(rule)

@@ -8,6 +8,14 @@
 //! Dynamic groups (`kind`, `rule`, members with `source = 'dynamic'`) have their members
 //! computed by the server's evaluation (see `dynamic.rs`); operators cannot add to or remove
 //! from them here.
+//!
+//! **Rule references are checked inside the write transaction**, after the tree lock, against
+//! the groups as stored at that moment ([`check_graph`]): a group another rule references is
+//! not deleted, a rule names only existing groups, and no rule change, new group or re-parent
+//! closes a cycle. Membership of a group includes its descendants' members, so the dependency
+//! graph has an edge from each dynamic group to the groups its rule references and from each
+//! group to its children. The server checks the same first for its error messages; this check
+//! is the one concurrent requests and replicas cannot race past.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,7 +34,7 @@ const TREE_LOCK: &str = "group_tree_lock";
 
 /// Take the tree lock inside a write transaction: updating one well-known row makes concurrent
 /// tree changes (on any replica) wait for each other, so no two can build a cycle together.
-async fn lock_tree<'c, E, DB>(ex: E, now: i64) -> Result<()>
+pub(crate) async fn lock_tree<'c, E, DB>(ex: E, now: i64) -> Result<()>
 where
     DB: sqlx::Database,
     E: sqlx::Executor<'c, Database = DB>,
@@ -104,12 +112,183 @@ pub struct DeviceSelection {
 
 const GROUP_COLS: &str = "id, name, description, parent_id, kind, rule, created_at, updated_at";
 
+/// Every group, for [`check_graph`] inside a write transaction.
+pub(crate) const ALL_GROUPS_SQL: &str = "SELECT id, name, description, parent_id, kind, rule, created_at, updated_at FROM device_groups";
+
 /// `$1, $2, …` starting at `first`, for an `IN (…)` list of `n` ids.
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A change to the group graph, checked by [`check_graph`] before it is written.
+pub(crate) enum GraphChange<'a> {
+    /// A new dynamic group.
+    Insert {
+        id: &'a str,
+        name: &'a str,
+        parent: Option<&'a str>,
+        rule: &'a str,
+    },
+    /// A group moves under `parent` (`None`: top level).
+    Reparent {
+        id: &'a str,
+        parent: Option<&'a str>,
+    },
+    /// A dynamic group's rule is replaced.
+    SetRule { id: &'a str, rule: &'a str },
+    /// A group is deleted.
+    Delete { id: &'a str },
+}
+
+/// The ids of the groups a stored rule references: every `{"group": id}` under `all`, `any`
+/// and `not`. The store does not validate rules (the server did when it saved them); this
+/// walk only needs their shape, and text that is not a rule references nothing.
+pub(crate) fn rule_references(rule: &str) -> BTreeSet<String> {
+    fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>) {
+        let Some(obj) = v.as_object() else { return };
+        if let Some(g) = obj.get("group").and_then(|g| g.as_str()) {
+            out.insert(g.to_string());
+        }
+        for key in ["all", "any"] {
+            if let Some(items) = obj.get(key).and_then(|c| c.as_array()) {
+                items.iter().for_each(|c| walk(c, out));
+            }
+        }
+        if let Some(inner) = obj.get("not") {
+            walk(inner, out);
+        }
+    }
+    let mut out = BTreeSet::new();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(rule) {
+        walk(&v, &mut out);
+    }
+    out
+}
+
+/// Check `change` against `groups` (every group, read inside the write transaction after
+/// the tree lock). `Conflict` when a rule still references a group being deleted or when the
+/// change closes a cycle through the changed group (older cycles elsewhere, which the
+/// evaluation skips, do not block unrelated changes); `Invalid` when a new rule references a
+/// group that does not exist.
+pub(crate) fn check_graph(groups: &[GroupRow], change: &GraphChange<'_>) -> Result<()> {
+    struct Node {
+        name: String,
+        parent: Option<String>,
+        refs: BTreeSet<String>,
+    }
+    let mut nodes: BTreeMap<String, Node> = groups
+        .iter()
+        .map(|g| {
+            let refs = match (g.kind.as_str(), &g.rule) {
+                ("dynamic", Some(r)) => rule_references(r),
+                _ => BTreeSet::new(),
+            };
+            let node = Node {
+                name: g.name.clone(),
+                parent: g.parent_id.clone(),
+                refs,
+            };
+            (g.id.clone(), node)
+        })
+        .collect();
+    let name_of = |nodes: &BTreeMap<String, Node>, id: &str| {
+        nodes
+            .get(id)
+            .map(|n| n.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let (changed, new_refs) = match change {
+        GraphChange::Delete { id } => {
+            let users: Vec<String> = nodes
+                .iter()
+                .filter(|(g, n)| g.as_str() != *id && n.refs.contains(*id))
+                .map(|(_, n)| n.name.clone())
+                .collect();
+            if users.is_empty() {
+                return Ok(());
+            }
+            return Err(StoreError::Conflict(format!(
+                "group {:?} is used by the rules of group(s): {}; change those rules first",
+                name_of(&nodes, id),
+                users.join(", ")
+            )));
+        }
+        GraphChange::Insert {
+            id,
+            name,
+            parent,
+            rule,
+        } => {
+            let refs = rule_references(rule);
+            nodes.insert(
+                id.to_string(),
+                Node {
+                    name: name.to_string(),
+                    parent: parent.map(str::to_string),
+                    refs: refs.clone(),
+                },
+            );
+            (*id, Some(refs))
+        }
+        GraphChange::Reparent { id, parent } => {
+            if let Some(n) = nodes.get_mut(*id) {
+                n.parent = parent.map(str::to_string);
+            }
+            (*id, None)
+        }
+        GraphChange::SetRule { id, rule } => {
+            let refs = rule_references(rule);
+            if let Some(n) = nodes.get_mut(*id) {
+                n.refs = refs.clone();
+            }
+            (*id, Some(refs))
+        }
+    };
+    if let Some(missing) = new_refs.iter().flatten().find(|r| !nodes.contains_key(*r)) {
+        return Err(StoreError::Invalid(format!(
+            "the rule references group {missing}, which does not exist"
+        )));
+    }
+    let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, n) in &nodes {
+        if let Some(p) = &n.parent {
+            children.entry(p.as_str()).or_default().push(id.as_str());
+        }
+    }
+    let successors = |id: &str| -> Vec<&str> {
+        let mut out: Vec<&str> = nodes
+            .get(id)
+            .map(|n| n.refs.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        out.extend(children.get(id).into_iter().flatten().copied());
+        out
+    };
+    // Every edge the change adds starts or ends at `changed`, so a new cycle runs through it:
+    // look for a path from it back to itself (iteratively; chains can be long).
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut stack: Vec<(&str, Vec<&str>)> = vec![(changed, successors(changed))];
+    while let Some((_, next)) = stack.last_mut() {
+        let Some(n) = next.pop() else {
+            stack.pop();
+            continue;
+        };
+        if n == changed {
+            let mut path: Vec<String> = stack.iter().map(|(g, _)| name_of(&nodes, g)).collect();
+            path.push(name_of(&nodes, changed));
+            return Err(StoreError::Conflict(format!(
+                "group rules would form a cycle: {}",
+                path.join(" → ")
+            )));
+        }
+        if seen.insert(n) {
+            let succ = successors(n);
+            stack.push((n, succ));
+        }
+    }
+    Ok(())
 }
 
 impl Store {
@@ -271,7 +450,9 @@ impl Store {
     }
 
     /// Create a dynamic group with its (validated) rule as JSON text; errors as
-    /// [`Store::create_group`]. Its members are written by the evaluation, never by operators.
+    /// [`Store::create_group`], plus `Invalid` when the rule references a group that does not
+    /// exist and `Conflict` when it would close a cycle (checked in the transaction). Its
+    /// members are written by the evaluation, never by operators.
     pub async fn create_dynamic_group(
         &self,
         g: &NewGroup,
@@ -301,6 +482,19 @@ impl Store {
                     return Err(StoreError::Invalid(format!("parent group {p} not found")));
                 }
             }
+            if let Some(rule) = rule {
+                let groups: Vec<GroupRow> =
+                    sqlx::query_as(ALL_GROUPS_SQL).fetch_all(&mut *tx).await?;
+                check_graph(
+                    &groups,
+                    &GraphChange::Insert {
+                        id: &g.id,
+                        name: &g.name,
+                        parent: g.parent_id.as_deref(),
+                        rule,
+                    },
+                )?;
+            }
             sqlx::query(
                 "INSERT INTO device_groups (id, name, description, parent_id, kind, rule, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $6, $7, $5, $5)",
@@ -322,8 +516,9 @@ impl Store {
     }
 
     /// Rename, describe or re-parent a group. A parent that is the group itself or one of its
-    /// descendants is refused with `Conflict` (it would make a cycle); an unknown parent is
-    /// `Invalid`.
+    /// descendants is refused with `Conflict` (it would make a cycle), and so is a parent that
+    /// would close a cycle with group rules (a rule of the group or below it referencing a
+    /// group that would then contain it); an unknown parent is `Invalid`.
     pub async fn update_group(
         &self,
         id: &str,
@@ -367,6 +562,17 @@ impl Store {
                     ));
                 }
             }
+            if let Some(parent) = &u.parent_id {
+                let groups: Vec<GroupRow> =
+                    sqlx::query_as(ALL_GROUPS_SQL).fetch_all(&mut *tx).await?;
+                check_graph(
+                    &groups,
+                    &GraphChange::Reparent {
+                        id,
+                        parent: parent.as_deref(),
+                    },
+                )?;
+            }
             let (set_parent, parent) = match &u.parent_id {
                 None => (0i64, None),
                 Some(p) => (1i64, p.clone()),
@@ -394,8 +600,8 @@ impl Store {
     }
 
     /// Delete a group. Refused with `Conflict` while it has child groups (delete or move them
-    /// first, so a subtree never disappears by accident). Its members leave it, each with a
-    /// timeline entry.
+    /// first, so a subtree never disappears by accident) or while another group's rule
+    /// references it. Its members leave it, each with a timeline entry.
     pub async fn delete_group(&self, id: &str, now: i64, audit: &AuditEntry) -> Result<()> {
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
@@ -418,6 +624,8 @@ impl Store {
                     "group {name:?} has {children} child group(s); delete or move them first"
                 )));
             }
+            let groups: Vec<GroupRow> = sqlx::query_as(ALL_GROUPS_SQL).fetch_all(&mut *tx).await?;
+            check_graph(&groups, &GraphChange::Delete { id })?;
             sqlx::query(
                 "INSERT INTO device_timeline (device_id, at, kind, field, summary)
                  SELECT device_id, $2, 'group_left', $1, $3 FROM group_members WHERE group_id = $1",

@@ -31,9 +31,18 @@ pub(crate) enum Node {
     Tag(String),
     Group {
         id: String,
-        /// Position of the group in a [`RuleSet`](super::RuleSet) when its rule is part of it.
-        slot: Option<usize>,
+        /// Within a [`RuleSet`](super::RuleSet): the positions of this group and of every
+        /// dynamic group below it in the tree, whose fresh results count as membership.
+        slots: Vec<Slot>,
     },
+}
+
+/// A group whose fresh result a group condition reads: its position in a
+/// [`RuleSet`](super::RuleSet) and its id (for explanations).
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    pub(crate) pos: usize,
+    pub(crate) group: String,
 }
 
 #[derive(Debug, Clone)]
@@ -276,6 +285,15 @@ impl SoftwareTest {
     }
 }
 
+/// The first group among `slots` whose fresh result is true: the group itself (when its own
+/// rule matched) or a dynamic group below it.
+fn fresh_member<'s>(slots: &'s [Slot], ctx: Ctx<'_, '_>) -> Option<&'s str> {
+    slots
+        .iter()
+        .find(|s| ctx.dynamic.get(s.pos).copied().unwrap_or(false))
+        .map(|s| s.group.as_str())
+}
+
 impl Node {
     fn compile(rule: &Rule) -> Node {
         match rule {
@@ -293,7 +311,7 @@ impl Node {
             Rule::Tag(t) => Node::Tag(t.clone()),
             Rule::Group(g) => Node::Group {
                 id: g.clone(),
-                slot: None,
+                slots: Vec::new(),
             },
         }
     }
@@ -306,10 +324,9 @@ impl Node {
             Node::Field(t) => t.evaluate(ctx.facts, ctx.now_ms),
             Node::Software(t) => t.evaluate(ctx.facts),
             Node::Tag(t) => ctx.facts.facts.tags.contains(t),
-            Node::Group { id, slot } => match slot.and_then(|s| ctx.dynamic.get(s)) {
-                Some(fresh) => *fresh,
-                None => ctx.facts.facts.groups.contains(id),
-            },
+            Node::Group { id, slots } => {
+                fresh_member(slots, ctx).is_some() || ctx.facts.facts.groups.contains(id)
+            }
         }
     }
 
@@ -324,11 +341,11 @@ impl Node {
         }
     }
 
-    pub(crate) fn for_each_group(&mut self, f: &mut dyn FnMut(&str, &mut Option<usize>)) {
+    pub(crate) fn for_each_group(&mut self, f: &mut dyn FnMut(&str, &mut Vec<Slot>)) {
         match self {
             Node::All(c) | Node::Any(c) => c.iter_mut().for_each(|n| n.for_each_group(f)),
             Node::Not(c) => c.for_each_group(f),
-            Node::Group { id, slot } => f(id, slot),
+            Node::Group { id, slots } => f(id, slots),
             Node::Field(_) | Node::Software(_) | Node::Tag(_) => {}
         }
     }
@@ -388,9 +405,19 @@ impl Node {
                 let state = if matched { "present" } else { "absent" };
                 leaf(matched, format!("tag {tag:?} is {state}: {matched}"), path)
             }
-            Node::Group { id, .. } => {
+            Node::Group { id, slots } => {
                 let matched = self.evaluate(ctx);
-                let text = if matched {
+                // Name the descendant only when neither the group's own rule nor a stored
+                // membership already makes the device a member.
+                let own = slots
+                    .iter()
+                    .any(|s| s.group == *id && ctx.dynamic.get(s.pos).copied().unwrap_or(false));
+                let through = (!own && !ctx.facts.facts.groups.contains(id))
+                    .then(|| fresh_member(slots, ctx))
+                    .flatten();
+                let text = if let Some(g) = through {
+                    format!("member of group {id:?} through its descendant group {g:?}: true")
+                } else if matched {
                     format!("member of group {id:?}: true")
                 } else {
                     format!("not a member of group {id:?}: false")

@@ -41,9 +41,10 @@ pub struct DeviceFacts<'a> {
     pub tags: BTreeSet<String>,
     pub custom: BTreeMap<String, CustomValue>,
     /// Ids of the groups the device belongs to. Include the ancestors of static groups the
-    /// device is in (membership of a child counts for its parent), and the current dynamic
-    /// memberships when a rule is evaluated on its own rather than through a
-    /// [`RuleSet`](super::RuleSet).
+    /// device is in (membership of a child counts for its parent). When a rule is evaluated on
+    /// its own, include the current dynamic memberships and their ancestors too; through a
+    /// [`RuleSet`](super::RuleSet), leave out the dynamic groups of the set, which it decides
+    /// fresh (see there).
     pub groups: BTreeSet<String>,
     pub status: DeviceStatus,
 }

@@ -97,9 +97,14 @@
 //!
 //! ## Groups referencing groups
 //!
-//! A rule may test membership of other groups ("in Pilot and not in Servers"). Rules are
-//! evaluated in dependency order ([`evaluation_order`], [`RuleSet`]); a cycle is rejected with
-//! the groups that form it (`a → b → a`).
+//! A rule may test membership of other groups ("in Pilot and not in Servers"). Membership of a
+//! group includes the members of all its descendants, static and dynamic, so a rule that
+//! references a group depends on that group's rule and on the rule of every dynamic group
+//! below it. Rules are evaluated in that dependency order ([`tree_evaluation_order`],
+//! [`RuleSet`]), so a device that just joined a dynamic child group counts as a member of its
+//! ancestors for the rules evaluated after it. A cycle is rejected with the groups that form
+//! it (`a → b → a`), including one through the tree: a rule may not reference its own
+//! ancestor (`child → parent → child`), since the parent's members include the child's.
 //!
 //! # Using the engine
 //!
@@ -133,7 +138,10 @@ mod tests;
 
 pub use ast::{FieldCondition, Op, Rule, SoftwareCondition};
 pub use catalogue::{FieldSpec, FieldType, catalogue, catalogue_markdown, lookup_field};
-pub use deps::{CycleError, RuleSet, evaluation_order, referenced_groups};
+pub use deps::{
+    AttachedRule, CycleError, GroupTree, RuleSet, evaluation_order, group_dependencies,
+    referenced_groups, tree_evaluation_order,
+};
 pub use engine::{CompiledRule, Explanation};
 pub use facts::{CustomValue, DeviceFacts, DeviceStatus, FactIndex};
 pub use validate::{

@@ -4,6 +4,7 @@
 mod deps;
 mod laws;
 mod scale;
+mod sets;
 mod table;
 mod validation;
 
