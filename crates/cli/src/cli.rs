@@ -4,6 +4,7 @@
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::duration::parse_duration_secs;
+use crate::params::{parse_arg, parse_env, parse_param};
 
 /// Operator command line of Capstan: enroll, inventory and manage devices.
 #[derive(Debug, Parser)]
@@ -90,6 +91,16 @@ pub enum Command {
     /// Define custom fields and set their values on devices
     #[command(subcommand, after_help = FIELDS_EXAMPLES)]
     Fields(FieldsCommand),
+    /// Run a command, a script or a reboot on devices and groups and print each device's
+    /// result as it arrives
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
+    /// List, inspect, watch, cancel and retry jobs; circuit breakers
+    #[command(subcommand, after_help = JOBS_EXAMPLES)]
+    Jobs(JobsCommand),
+    /// The script library: saved scripts with typed parameters; every edit is a new version
+    #[command(subcommand, after_help = SCRIPTS_EXAMPLES)]
+    Scripts(ScriptsCommand),
     /// Print a shell completion script to standard output
     Completions {
         /// Shell to generate the script for
@@ -129,6 +140,61 @@ const FIELDS_EXAMPLES: &str = "Examples:
   capstan fields set 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b warranty_end 2027-03-31
   capstan fields unset 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b tier
   capstan fields list";
+
+/// The output contract of `capstan run`, `capstan scripts run` and `capstan jobs watch`.
+/// Scripts and tests parse it: keep it stable, and keep the README in step.
+const RUN_HELP: &str = "Targets: --device takes device ids (see `capstan devices list`), --group a
+group id or name; repeat both as needed. The command after `--` runs directly (no shell);
+options go before `--`.
+
+Output while waiting (table): for each device as its run ends, a header line
+  HOSTNAME: STATE (exit CODE, SECONDS s, attempt N)
+(parts that do not apply are left out; STATE is succeeded, failed, timed_out, cancelled or
+expired; `HOSTNAME [DEVICE-ID]` when several devices of the job share the hostname), then `  reason: TEXT` when the run has a reason other than its exit code, its
+standard output indented by four spaces, and `  stderr:` followed by its standard error
+indented by four spaces when there is any. At the end one line
+  Done: N succeeded, N failed, N timed out, N cancelled, N expired (job ID).
+With --output json: one JSON object per line (NDJSON): {\"type\":\"result\", job_id, run_id,
+device_id, hostname, state, attempt, exit_code, reason, error, started_at_ms, finished_at_ms,
+duration_ms, stdout, stderr, stdout_truncated, stderr_truncated} per device, then
+{\"type\":\"summary\", job_id, complete, counts}. A progress line is drawn on standard error
+when it is a terminal. Ctrl-C stops watching but not the job: watch again with `capstan jobs
+watch ID`, cancel it with `capstan jobs cancel ID`.
+With --no-wait: the job id on standard output (--output json: the job).
+
+Exit status: 0 every run succeeded; 6 (runs_failed) some run failed, timed out, was cancelled
+or expired; 130 (interrupted) Ctrl-C; otherwise as for every command (1, 2, 3, 4, 5).
+
+Examples:
+  capstan run --group web -- systemctl restart nginx
+  capstan run --device 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b --timeout 30s -- df -h /
+  capstan run --group web --script deploy.sh --attempts 3 --backoff 30s -- v1.2.3
+  capstan run --group lab --reboot --expires 2h
+  capstan run --group web --no-wait -o json -- uptime";
+
+const JOBS_EXAMPLES: &str = "Examples:
+  capstan jobs list
+  capstan jobs show 0190c3a4-0000-7000-8000-0000000000a1
+  capstan jobs watch 0190c3a4-0000-7000-8000-0000000000a1
+  capstan jobs runs 0190c3a4-0000-7000-8000-0000000000a1 --state failed
+  capstan jobs run 0190c3a4-0000-7000-8000-0000000000a1 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b
+  capstan jobs cancel 0190c3a4-0000-7000-8000-0000000000a1
+  capstan jobs retry 0190c3a4-0000-7000-8000-0000000000a1
+  capstan jobs breakers --all
+  capstan jobs breaker-reset 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b";
+
+const SCRIPTS_EXAMPLES: &str = "Parameters are declared as name:type[=default][!] with type string,
+number, boolean, date or enum(a|b|c); a trailing ! makes the parameter required. A script
+receives each value as a positional argument (in declaration order) and as the environment
+variable CAPSTAN_PARAM_<NAME>.
+
+Examples:
+  capstan scripts add restart-service --file restart.sh --description \"Restart a unit\" \\
+      --param unit:string! --param wait:number=5
+  capstan scripts run restart-service --group web --arg unit=nginx
+  capstan scripts edit restart-service --file restart.sh
+  capstan scripts show restart-service --version 1
+  capstan scripts versions restart-service";
 
 const TOKENS_EXAMPLES: &str = "Examples:
   capstan tokens create --name \"Berlin laptops\" --expires-in 7d --max-uses 50 --tag berlin
@@ -557,6 +623,281 @@ pub enum FieldsCommand {
     },
 }
 
+/// Which devices a job runs on (at least one `--device` or `--group`).
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").args(["devices", "groups"]).required(true).multiple(true)))]
+pub struct TargetArgs {
+    /// Device id (repeatable); ids only, see `capstan devices list`
+    #[arg(long = "device", value_name = "ID")]
+    pub devices: Vec<String>,
+    /// Group id or name (repeatable); members of its descendant groups are included
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Also run on devices that join one of the groups later, until the job expires
+    #[arg(long, requires = "groups")]
+    pub follow_joins: bool,
+}
+
+/// How each device runs the job.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Kill the process group after this long, e.g. 30s, 10m (server default 1h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+    pub timeout: Option<u64>,
+    /// Runs no device has picked up by then become expired, e.g. 2h (server default 24h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+    pub expires: Option<u64>,
+    /// Attempts per device, 1 to 20 (default 1); failed, timed-out and interrupted attempts
+    /// are retried
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub attempts: Option<u32>,
+    /// Delay before the second attempt, doubled for each further one (default 60s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs, requires = "attempts")]
+    pub backoff: Option<u64>,
+    /// Local user to run as (default: the agent's user, root)
+    #[arg(long, value_name = "USER")]
+    pub run_as: Option<String>,
+    /// Absolute working directory (default: a private temporary directory)
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// Environment variable of the process (repeatable); NAME= sets an empty value
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Print the job id and return at once instead of waiting for the results
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InterpreterArg {
+    Sh,
+    Bash,
+    Python3,
+    /// Windows agents only
+    Powershell,
+    /// Windows agents only
+    Cmd,
+}
+
+impl InterpreterArg {
+    pub fn wire(self) -> capstan_proto::jobs::Interpreter {
+        use capstan_proto::jobs::Interpreter;
+        match self {
+            InterpreterArg::Sh => Interpreter::Sh,
+            InterpreterArg::Bash => Interpreter::Bash,
+            InterpreterArg::Python3 => Interpreter::Python3,
+            InterpreterArg::Powershell => Interpreter::Powershell,
+            InterpreterArg::Cmd => Interpreter::Cmd,
+        }
+    }
+}
+
+/// `capstan run`: what to run (a command after `--`, `--script FILE` or `--reboot`) and where.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Run the script in FILE (`-` for standard input); the words after `--` become its
+    /// positional arguments
+    #[arg(long, value_name = "FILE", conflicts_with = "reboot")]
+    pub script: Option<String>,
+    /// Interpreter of --script (default: the one its #! line names, else sh)
+    #[arg(long, value_enum, requires = "script")]
+    pub interpreter: Option<InterpreterArg>,
+    /// Reboot the devices; a run succeeds when its agent reports from the new boot
+    #[arg(long, conflicts_with = "command")]
+    pub reboot: bool,
+    /// Name shown in job lists (default: the command line)
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+    /// The program and its arguments, after `--`: run directly, never through a shell
+    #[arg(last = true, value_name = "CMD", required_unless_present_any = ["script", "reboot"])]
+    pub command: Vec<String>,
+}
+
+fn parse_run_state(s: &str) -> Result<capstan_proto::jobs::RunState, String> {
+    use capstan_proto::jobs::RunState;
+    RunState::parse(s).ok_or_else(|| {
+        format!(
+            "unknown state {s:?}; one of {}",
+            RunState::ALL.map(RunState::as_str).join(", ")
+        )
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first, with their progress
+    List {
+        /// Page size, 1 to 500 (server default: 50)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=500))]
+        limit: Option<u64>,
+        /// Skip this many jobs
+        #[arg(long, value_name = "N")]
+        offset: Option<u64>,
+    },
+    /// Show a job: what it runs, its targets, its run counts and its runs
+    Show {
+        /// Job id
+        job: String,
+    },
+    /// Print each device's result as it arrives, starting with those already there (output
+    /// and exit status as for `capstan run`)
+    Watch {
+        /// Job id
+        job: String,
+    },
+    /// List a job's runs (one per device), by hostname
+    Runs {
+        /// Job id
+        job: String,
+        /// Only runs in this state: queued, delivered, running, rebooting, succeeded, failed,
+        /// timed_out, cancelled, expired
+        #[arg(long, value_name = "STATE", value_parser = parse_run_state)]
+        state: Option<capstan_proto::jobs::RunState>,
+        /// Page size, 1 to 500 (server default: 50)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=500))]
+        limit: Option<u64>,
+        /// Skip this many runs
+        #[arg(long, value_name = "N", conflicts_with = "all")]
+        offset: Option<u64>,
+        /// Fetch every page
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one run: every attempt with its output, and the run's state history
+    Run {
+        /// Job id
+        job: String,
+        /// Run id, or the id of the device the run is for
+        run: String,
+    },
+    /// Cancel a job's unfinished runs (or one run with --run); running processes are killed
+    Cancel {
+        /// Job id
+        job: String,
+        /// Cancel only this run (run id or device id)
+        #[arg(long, value_name = "RUN_OR_DEVICE")]
+        run: Option<String>,
+    },
+    /// Give every failed and timed-out run of a job a new attempt
+    Retry {
+        /// Job id
+        job: String,
+    },
+    /// Devices' circuit breakers: after repeated failed attempts a device's retries stop
+    /// until the breaker is reset
+    Breakers {
+        /// Every device with failures, not only open breakers
+        #[arg(long)]
+        all: bool,
+    },
+    /// Reset a device's circuit breaker; the retries it held are queued again
+    BreakerReset {
+        /// Device id
+        device: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScriptsCommand {
+    /// List saved scripts at their latest version
+    List,
+    /// Show a script (by id or name): parameters and body
+    Show {
+        /// Script id or name
+        script: String,
+        /// This version instead of the latest
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+    },
+    /// List a script's versions, newest first
+    Versions {
+        /// Script id or name
+        script: String,
+    },
+    /// Save a new script (version 1)
+    Add {
+        /// Script name (unique)
+        name: String,
+        /// The script body (`-` for standard input)
+        #[arg(long, value_name = "FILE")]
+        file: String,
+        /// Interpreter (default: the one the #! line names, else sh)
+        #[arg(long, value_enum)]
+        interpreter: Option<InterpreterArg>,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Parameter, name:type[=default][!] (repeatable, in positional order)
+        #[arg(long = "param", value_name = "SPEC", value_parser = parse_param)]
+        params: Vec<capstan_proto::jobs::ScriptParameter>,
+    },
+    /// Edit a script: saves a new version with the given changes
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)))]
+    Edit {
+        /// Script id or name
+        script: String,
+        /// New body (`-` for standard input); its #! line sets the interpreter unless
+        /// --interpreter is given
+        #[arg(long, value_name = "FILE", group = "change")]
+        file: Option<String>,
+        #[arg(long, value_enum, group = "change")]
+        interpreter: Option<InterpreterArg>,
+        #[arg(long, group = "change")]
+        description: Option<String>,
+        /// New name
+        #[arg(long, value_name = "NAME", group = "change")]
+        rename: Option<String>,
+        /// Replace the parameters with these (repeatable; name:type[=default][!])
+        #[arg(long = "param", value_name = "SPEC", value_parser = parse_param, group = "change")]
+        params: Vec<capstan_proto::jobs::ScriptParameter>,
+        /// Remove every parameter
+        #[arg(long, conflicts_with = "params", group = "change")]
+        no_params: bool,
+    },
+    /// Delete a script and all its versions (jobs that ran it keep their copy)
+    Delete {
+        /// Script id or name
+        script: String,
+        /// Do not ask for confirmation (required when standard input is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Run a script on devices and groups (output and exit status as for `capstan run`)
+    #[command(
+        after_help = "Each --arg value is read as the parameter's declared type (numbers and \
+booleans as JSON, the rest as text); a value that does not fit, an unknown parameter or a missing \
+required one is refused before the job is created."
+    )]
+    Run(ScriptRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScriptRunArgs {
+    /// Script id or name
+    pub script: String,
+    /// Run this version instead of the latest
+    #[arg(long, value_name = "N")]
+    pub version: Option<u32>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Argument of a parameter (repeatable); parameters without one get their default
+    #[arg(long = "arg", value_name = "NAME=VALUE", value_parser = parse_arg)]
+    pub args: Vec<(String, String)>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatusArg {
     Online,
@@ -702,6 +1043,23 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn everything_after_the_double_dash_is_the_command() {
+        let cli = Cli::try_parse_from([
+            "capstan", "run", "--group", "web", "--env", "A=b=c", "-o", "json", "--", "ls", "-o",
+            "--device", "x", "--",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Command::Run(args) = cli.command else {
+            panic!("wrong command parsed");
+        };
+        assert_eq!(args.command, ["ls", "-o", "--device", "x", "--"]);
+        assert_eq!(args.targets.groups, ["web"]);
+        assert!(args.targets.devices.is_empty());
+        assert_eq!(args.exec.env, [("A".to_string(), "b=c".to_string())]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! How a failed command is reported: one line `error: <message> (<code>)` and an exit status
 //! scripts can branch on. Server errors keep the server's stable code; failures found locally
 //! carry a CLI code of their own. Exit statuses: 0 ok, 1 failure, 2 usage (clap), 3
-//! authentication (401 or no credentials), 4 permission (403), 5 not found (404).
+//! authentication (401 or no credentials), 4 permission (403), 5 not found (404), 6 a job
+//! that was watched to the end has runs that did not succeed, 130 watching was interrupted
+//! (Ctrl-C; the job itself goes on).
 
 use capstan_proto::error::ErrorCode;
 
@@ -9,6 +11,9 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_AUTH: u8 = 3;
 pub const EXIT_FORBIDDEN: u8 = 4;
 pub const EXIT_NOT_FOUND: u8 = 5;
+pub const EXIT_RUNS_FAILED: u8 = 6;
+/// 128 + SIGINT, what shells report for a command stopped with Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// A failure detected by the CLI itself (no server answer involved).
 #[derive(Debug)]
@@ -29,6 +34,10 @@ pub enum FailureKind {
     Config,
     /// Bad input that clap could not check (e.g. an empty password).
     InvalidInput,
+    /// A watched job finished with runs that failed, timed out, were cancelled or expired.
+    RunsFailed,
+    /// The operator stopped watching a job with Ctrl-C (the job is not cancelled).
+    Interrupted,
 }
 
 impl FailureKind {
@@ -39,12 +48,16 @@ impl FailureKind {
             FailureKind::Aborted => "aborted",
             FailureKind::Config => "config",
             FailureKind::InvalidInput => "invalid_input",
+            FailureKind::RunsFailed => "runs_failed",
+            FailureKind::Interrupted => "interrupted",
         }
     }
 
     fn exit(self) -> u8 {
         match self {
             FailureKind::NotLoggedIn => EXIT_AUTH,
+            FailureKind::RunsFailed => EXIT_RUNS_FAILED,
+            FailureKind::Interrupted => EXIT_INTERRUPTED,
             _ => EXIT_FAILURE,
         }
     }
@@ -219,6 +232,12 @@ mod tests {
             (report.code.as_str(), report.exit),
             ("confirmation_required", 1)
         );
+        let err = Failure::new(FailureKind::RunsFailed, "1 of 3 runs did not succeed");
+        let report = classify(&anyhow::Error::new(err));
+        assert_eq!((report.code.as_str(), report.exit), ("runs_failed", 6));
+        let err = Failure::new(FailureKind::Interrupted, "stopped watching");
+        let report = classify(&anyhow::Error::new(err));
+        assert_eq!((report.code.as_str(), report.exit), ("interrupted", 130));
     }
 
     #[test]

@@ -7,7 +7,9 @@ mod commands;
 mod config;
 mod duration;
 mod failure;
+mod job_output;
 mod output;
+mod params;
 mod prompt;
 
 use std::process::ExitCode;

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 /// Characters that reorder or break lines of displayed text without being control characters
 /// (Unicode bidirectional overrides and isolates, line and paragraph separators).
-fn is_invisible_formatting(c: char) -> bool {
+pub(crate) fn is_invisible_formatting(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
@@ -63,6 +63,21 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
     let mut out = String::with_capacity(raw.len() + 1);
     for c in raw.chars() {
         if c != '\n' && (c.is_control() || is_invisible_formatting(c)) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+/// One compact JSON document on one line (NDJSON), escaped like [`json`].
+pub fn json_line<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
+    let raw = serde_json::to_string(value)?;
+    let mut out = String::with_capacity(raw.len() + 1);
+    for c in raw.chars() {
+        if c.is_control() || is_invisible_formatting(c) {
             let _ = write!(out, "\\u{:04x}", c as u32);
         } else {
             out.push(c);
@@ -124,7 +139,7 @@ fn span(secs: i64) -> String {
 }
 
 /// A timestamp with its relative form: `2026-03-01T10:00:00Z (3h ago)`.
-fn when(ms: i64, now_ms: i64) -> String {
+pub(crate) fn when(ms: i64, now_ms: i64) -> String {
     format!(
         "{} ({})",
         format_rfc3339(ms),
@@ -158,7 +173,7 @@ fn format_uptime(secs: u64) -> String {
 
 /// A borderless, left-aligned table like `kubectl get` prints; every cell is sanitised.
 /// Width does not depend on the terminal, so output is the same in tests and pipes.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
@@ -184,7 +199,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 /// Aligned `Label:  value` lines; a value with several lines continues under the first.
-fn key_values(rows: &[(&str, Vec<String>)]) -> String {
+pub(crate) fn key_values(rows: &[(&str, Vec<String>)]) -> String {
     let width = rows.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0) + 2;
     let mut out = String::new();
     for (key, values) in rows {
@@ -202,11 +217,11 @@ fn key_values(rows: &[(&str, Vec<String>)]) -> String {
     out
 }
 
-fn one(value: impl Into<String>) -> Vec<String> {
+pub(crate) fn one(value: impl Into<String>) -> Vec<String> {
     vec![value.into()]
 }
 
-fn or_dash(value: Option<&str>) -> String {
+pub(crate) fn or_dash(value: Option<&str>) -> String {
     match value {
         Some(v) if !v.is_empty() => v.to_string(),
         _ => "-".into(),

@@ -916,3 +916,856 @@ fn dynamic_groups_are_created_previewed_and_explained_from_rule_files() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Jobs and scripts
+// ---------------------------------------------------------------------------------------------
+
+const JOB_ID: &str = "0190c3a4-0000-7000-8000-0000000000a1";
+
+/// A `JobInfo` with the given run counts (state → n).
+fn job_json(counts: &[(&str, u64)]) -> serde_json::Value {
+    let mut c = serde_json::json!({"total": 0, "queued": 0, "delivered": 0, "running": 0,
+        "rebooting": 0, "succeeded": 0, "failed": 0, "timed_out": 0, "cancelled": 0, "expired": 0});
+    for (state, n) in counts {
+        c[*state] = serde_json::json!(c[*state].as_u64().unwrap() + n);
+        c["total"] = serde_json::json!(c["total"].as_u64().unwrap() + n);
+    }
+    serde_json::json!({"id": JOB_ID, "name": "check", "kind": "command",
+        "spec": {"action": {"type": "command", "argv": ["check"]}},
+        "targets": {"groups": ["web"]}, "retry": {}, "script_id": null, "script_version": null,
+        "created_by": "user:alice", "created_at_ms": 1_767_225_600_000i64,
+        "expires_at_ms": 1_767_312_000_000i64, "cancelled_at_ms": null, "counts": c})
+}
+
+/// A run as the run list has it.
+fn run_json(device: &str, host: &str, state: &str, exit: Option<i32>) -> serde_json::Value {
+    serde_json::json!({"id": format!("run-{device}"), "job_id": JOB_ID, "device_id": device,
+        "hostname": host, "state": state, "attempt": 1, "exit_code": exit, "reason": null,
+        "next_attempt_at_ms": null, "updated_at_ms": 1_767_225_601_000i64})
+}
+
+/// A run's detail with one attempt of `ms` milliseconds.
+fn detail_json(
+    device: &str,
+    host: &str,
+    state: &str,
+    exit: i32,
+    ms: i64,
+    stdout: &str,
+    stderr: &str,
+) -> serde_json::Value {
+    let mut d = run_json(device, host, state, Some(exit));
+    let start = 1_767_225_600_500i64;
+    d["attempts"] = serde_json::json!([{"attempt": 1, "outcome": state, "exit_code": exit,
+        "error": null, "delivered_at_ms": start - 100, "started_at_ms": start,
+        "finished_at_ms": start + ms, "stdout": stdout, "stderr": stderr,
+        "stdout_bytes": stdout.len(), "stderr_bytes": stderr.len(),
+        "stdout_truncated": false, "stderr_truncated": false}]);
+    d["history"] = serde_json::json!([]);
+    d
+}
+
+fn query_param<'a>(target: &'a str, name: &str) -> Option<&'a str> {
+    target
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// A server whose job moves on by one stage at every `GET /api/v1/jobs/{id}`: nothing done,
+/// then db-01 succeeds, then web-01 fails, then web-02 succeeds. Run lists and details answer
+/// from the stage the last job read reached, as a real server would.
+fn staged_job_server() -> FakeServer {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let polls = Arc::new(AtomicUsize::new(0));
+    FakeServer::start(move |seen| {
+        let stage = polls.load(Ordering::SeqCst).min(3);
+        // (device, hostname, state at the final stage, stage it ends at, exit, ms, out, err)
+        let runs: [Run; 3] = [
+            ("d1", "web-01", "failed", 2, 3, 1000, "", "disk full\n"),
+            ("d2", "db-01", "succeeded", 1, 0, 200, "db ok\n", ""),
+            ("d3", "web-02", "succeeded", 3, 0, 500, "web ok\n", ""),
+        ];
+        type Run = (
+            &'static str,
+            &'static str,
+            &'static str,
+            usize,
+            i32,
+            i64,
+            &'static str,
+            &'static str,
+        );
+        let state_now = |r: &Run| -> &'static str { if stage >= r.3 { r.2 } else { "running" } };
+        let path = seen.target.split('?').next().unwrap_or_default();
+        let jobs = format!("/api/v1/jobs/{JOB_ID}");
+        match (seen.method.as_str(), path) {
+            ("POST", "/api/v1/jobs") => (201, job_json(&[("queued", 3)]).to_string()),
+            ("GET", p) if p == jobs => {
+                let stage = (polls.fetch_add(1, Ordering::SeqCst) + 1).min(3);
+                let mut counts: Vec<(&str, u64)> = Vec::new();
+                for r in &runs {
+                    counts.push((if stage >= r.3 { r.2 } else { "running" }, 1));
+                }
+                (200, job_json(&counts).to_string())
+            }
+            ("GET", p) if p == format!("{jobs}/runs") => {
+                let want = query_param(&seen.target, "state");
+                let items: Vec<serde_json::Value> = runs
+                    .iter()
+                    .filter(|r| want.is_none_or(|w| w == state_now(r)))
+                    .map(|r| {
+                        let exit = (state_now(r) != "running").then_some(r.4);
+                        run_json(r.0, r.1, state_now(r), exit)
+                    })
+                    .collect();
+                let total = items.len();
+                (
+                    200,
+                    serde_json::json!({"items": items, "total": total}).to_string(),
+                )
+            }
+            ("GET", p) => match runs
+                .iter()
+                .find(|r| p == format!("{jobs}/runs/run-{}", r.0))
+            {
+                Some(r) => (
+                    200,
+                    detail_json(r.0, r.1, state_now(r), r.4, r.5, r.6, r.7).to_string(),
+                ),
+                None => error_body(404, "not_found", "no such run"),
+            },
+            _ => error_body(404, "route_not_found", "no route"),
+        }
+    })
+}
+
+const STAGED_RESULTS: &str = "db-01: succeeded (exit 0, 0.2 s)
+    db ok
+web-01: failed (exit 3, 1.0 s)
+  stderr:
+    disk full
+web-02: succeeded (exit 0, 0.5 s)
+    web ok
+Done: 2 succeeded, 1 failed, 0 timed out, 0 cancelled, 0 expired (job 0190c3a4-0000-7000-8000-0000000000a1).
+";
+
+#[test]
+fn run_prints_each_result_once_as_it_arrives_and_fails_when_a_run_failed() {
+    let server = staged_job_server();
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let out = sb.run(&["run", "--group", "web", "--", "check"], &env, None);
+    assert_eq!(stdout(&out), STAGED_RESULTS, "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("capstan jobs cancel {JOB_ID}")),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(&format!(
+            "error: 1 of 3 run(s) did not succeed; details: `capstan jobs runs {JOB_ID}`, retry: `capstan jobs retry {JOB_ID}` (runs_failed)\n"
+        )),
+        "{err}"
+    );
+    // Each run's detail was fetched exactly once, in the order the runs ended.
+    let details: Vec<String> = server
+        .seen()
+        .into_iter()
+        .map(|s| s.target)
+        .filter(|t| t.contains("/runs/"))
+        .collect();
+    assert_eq!(
+        details,
+        [
+            format!("/api/v1/jobs/{JOB_ID}/runs/run-d2"),
+            format!("/api/v1/jobs/{JOB_ID}/runs/run-d1"),
+            format!("/api/v1/jobs/{JOB_ID}/runs/run-d3"),
+        ]
+    );
+
+    // Watching the finished job again prints every result (by state, then hostname).
+    let out = sb.run(&["jobs", "watch", JOB_ID, "-o", "json"], &env, None);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let hosts: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["type"] == "result")
+        .map(|l| l["hostname"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["db-01", "web-02", "web-01"]);
+    assert_eq!(lines[2]["stderr"], "disk full\n");
+    assert_eq!(lines[2]["exit_code"], 3);
+    assert_eq!(lines[2]["duration_ms"], 1000);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["complete"], true);
+    assert_eq!(summary["counts"]["failed"], 1);
+    assert_eq!(summary["counts"]["total"], 3);
+}
+
+#[test]
+fn run_without_failures_exits_zero_and_names_devices_sharing_a_hostname() {
+    let server = FakeServer::start(|seen| {
+        let path = seen.target.split('?').next().unwrap_or_default();
+        match (seen.method.as_str(), path) {
+            ("POST", "/api/v1/jobs") => (201, job_json(&[("succeeded", 3)]).to_string()),
+            ("GET", p) if p.ends_with("/runs") => {
+                let items = [
+                    run_json("d1", "web-01", "succeeded", Some(0)),
+                    run_json("d2", "vm", "succeeded", Some(0)),
+                    run_json("d3", "vm", "succeeded", Some(0)),
+                ];
+                (
+                    200,
+                    serde_json::json!({"items": items, "total": 3}).to_string(),
+                )
+            }
+            ("GET", p) if p.ends_with("/runs/run-d1") => (
+                200,
+                detail_json(
+                    "d1",
+                    "web-01",
+                    "succeeded",
+                    0,
+                    50,
+                    "a\tb\n\u{1b}[31mred\n",
+                    "",
+                )
+                .to_string(),
+            ),
+            ("GET", p) if p.ends_with("/runs/run-d2") || p.ends_with("/runs/run-d3") => {
+                let device = &p[p.len() - 2..];
+                (
+                    200,
+                    detail_json(device, "vm", "succeeded", 0, 0, "", "").to_string(),
+                )
+            }
+            _ => error_body(404, "route_not_found", "no route"),
+        }
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let out = sb.run(&["run", "--group", "g", "--", "x"], &env, None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "web-01: succeeded (exit 0, 0.1 s)\n    a\tb\n    \\x1b[31mred\n\
+             vm [d2]: succeeded (exit 0, 0.0 s)\n\
+             vm [d3]: succeeded (exit 0, 0.0 s)\n\
+             Done: 3 succeeded, 0 failed, 0 timed out, 0 cancelled, 0 expired (job {JOB_ID}).\n"
+        )
+    );
+}
+
+#[test]
+fn run_no_wait_sends_the_exact_request() {
+    let server = FakeServer::start(|seen| match (seen.method.as_str(), seen.target.as_str()) {
+        ("POST", "/api/v1/jobs") => (201, job_json(&[("queued", 2)]).to_string()),
+        _ => error_body(404, "route_not_found", "no route"),
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let out = sb.run(
+        &[
+            "run",
+            "--device",
+            "d1",
+            "--group",
+            "web",
+            "--group",
+            "Berlin Mitte",
+            "--follow-joins",
+            "--timeout",
+            "30s",
+            "--expires",
+            "2h",
+            "--attempts",
+            "3",
+            "--backoff",
+            "1m",
+            "--run-as",
+            "deploy",
+            "--cwd",
+            "/srv",
+            "--env",
+            "A=1=2",
+            "--env",
+            "EMPTY=",
+            "--name",
+            "grep logs",
+            "--no-wait",
+            "--",
+            "grep",
+            "-r",
+            "a b; rm -rf / $(x)",
+            "--",
+            "/var/log",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{JOB_ID}\n"));
+    assert!(
+        stderr(&out).contains(&format!("capstan jobs watch {JOB_ID}")),
+        "{}",
+        stderr(&out)
+    );
+
+    let script = sb.dir.path().join("check.sh");
+    std::fs::write(&script, "#!/usr/bin/env bash\necho \"$1\"\n").unwrap();
+    let out = sb.run(
+        &[
+            "run",
+            "--device",
+            "d1",
+            "--script",
+            script.to_str().unwrap(),
+            "--no-wait",
+            "-o",
+            "json",
+            "--",
+            "first arg",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["id"], JOB_ID);
+
+    let out = sb.run(
+        &[
+            "run",
+            "--group",
+            "lab",
+            "--reboot",
+            "--no-wait",
+            "--script",
+            "-",
+            "--interpreter",
+            "python3",
+        ],
+        &env,
+        Some("print(1)\n"),
+    );
+    assert_eq!(out.status.code(), Some(2), "--reboot and --script conflict");
+    let out = sb.run(
+        &[
+            "run",
+            "--group",
+            "lab",
+            "--no-wait",
+            "--script",
+            "-",
+            "--interpreter",
+            "python3",
+        ],
+        &env,
+        Some("print(1)\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = sb.run(
+        &["run", "--group", "lab", "--reboot", "--no-wait"],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let bodies: Vec<serde_json::Value> = server
+        .seen()
+        .iter()
+        .map(|s| serde_json::from_str(&s.body).unwrap())
+        .collect();
+    let default_retry = serde_json::json!({"max_attempts": 1, "backoff_secs": 60,
+        "max_backoff_secs": 3600, "retry_on": ["failed", "timed_out", "interrupted"]});
+    let spec = |action: serde_json::Value| {
+        serde_json::json!({"action": action, "timeout_secs": 3600, "env": {},
+            "post_script_always": false, "reboot_exit_codes": []})
+    };
+    assert_eq!(
+        bodies,
+        [
+            serde_json::json!({
+                "name": "grep logs",
+                "spec": {
+                    "action": {"type": "command",
+                               "argv": ["grep", "-r", "a b; rm -rf / $(x)", "--", "/var/log"]},
+                    "timeout_secs": 30,
+                    "env": {"A": "1=2", "EMPTY": ""},
+                    "working_dir": "/srv",
+                    "run_as": "deploy",
+                    "post_script_always": false,
+                    "reboot_exit_codes": []
+                },
+                "targets": {"devices": ["d1"], "groups": ["web", "Berlin Mitte"],
+                            "follow_group_joins": true},
+                "expires_in_secs": 7200,
+                "retry": {"max_attempts": 3, "backoff_secs": 60, "max_backoff_secs": 3600,
+                          "retry_on": ["failed", "timed_out", "interrupted"]}
+            }),
+            serde_json::json!({
+                "spec": spec(serde_json::json!({"type": "script", "interpreter": "bash",
+                    "body": "#!/usr/bin/env bash\necho \"$1\"\n", "args": ["first arg"]})),
+                "targets": {"devices": ["d1"], "groups": [], "follow_group_joins": false},
+                "retry": default_retry
+            }),
+            serde_json::json!({
+                "spec": spec(serde_json::json!({"type": "script", "interpreter": "python3",
+                    "body": "print(1)\n", "args": []})),
+                "targets": {"devices": [], "groups": ["lab"], "follow_group_joins": false},
+                "retry": default_retry
+            }),
+            serde_json::json!({
+                "spec": spec(serde_json::json!({"type": "reboot"})),
+                "targets": {"devices": [], "groups": ["lab"], "follow_group_joins": false},
+                "retry": default_retry
+            }),
+        ]
+    );
+}
+
+#[test]
+fn bad_run_input_is_refused_before_anything_is_sent() {
+    let server = FakeServer::start(|_| (201, job_json(&[("queued", 1)]).to_string()));
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let perl = sb.dir.path().join("x.pl");
+    std::fs::write(&perl, "#!/usr/bin/perl\nprint 1;\n").unwrap();
+    let perl = perl.to_str().unwrap();
+    for (argv, code, why) in [
+        (&["run", "--", "ls"][..], 2, "--device"),
+        (&["run", "--device", "d1"], 2, "<CMD>"),
+        (
+            &["run", "--device", "d1", "--env", "NOVALUE", "--", "ls"],
+            2,
+            "NAME=VALUE",
+        ),
+        (
+            &["run", "--device", "d1", "--env", "=x", "--", "ls"],
+            2,
+            "no variable name",
+        ),
+        (
+            &[
+                "run",
+                "--device",
+                "d1",
+                "--script",
+                perl,
+                "--interpreter",
+                "zsh",
+            ],
+            2,
+            "zsh",
+        ),
+        (
+            &["run", "--device", "d1", "--interpreter", "sh", "--", "ls"],
+            2,
+            "--script",
+        ),
+        (
+            &["run", "--device", "d1", "--reboot", "--", "ls"],
+            2,
+            "--reboot",
+        ),
+        (
+            &["run", "--device", "d1", "--follow-joins", "--", "ls"],
+            2,
+            "--group",
+        ),
+        (
+            &["run", "--device", "d1", "--backoff", "1m", "--", "ls"],
+            2,
+            "--attempts",
+        ),
+        (
+            &["run", "--device", "d1", "--attempts", "21", "--", "ls"],
+            2,
+            "21",
+        ),
+        (
+            &["run", "--device", "d1", "--timeout", "soon", "--", "ls"],
+            2,
+            "soon",
+        ),
+        (
+            &["run", "--device", "d1", "--script", perl],
+            1,
+            "\"perl\", which Capstan does not run",
+        ),
+        (
+            &["run", "--device", "d1", "--script", "/nonexistent/x.sh"],
+            1,
+            "reading the script",
+        ),
+        (
+            &["jobs", "runs", JOB_ID, "--state", "done"],
+            2,
+            "unknown state",
+        ),
+        (
+            &["scripts", "add", "s", "--file", perl, "--param", "n:int"],
+            2,
+            "unknown type",
+        ),
+    ] {
+        let out = sb.run(argv, &env, None);
+        assert_eq!(out.status.code(), Some(code), "{argv:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{argv:?}: {}", stderr(&out));
+    }
+    assert!(server.seen().is_empty(), "{:?}", server.seen());
+}
+
+#[test]
+fn jobs_list_show_runs_and_actions() {
+    let server = FakeServer::start(|seen| {
+        let path = seen.target.split('?').next().unwrap_or_default();
+        match (seen.method.as_str(), path) {
+            ("GET", "/api/v1/jobs") => (200, fixture("jobs_page.json")),
+            ("GET", p) if p == format!("/api/v1/jobs/{JOB_ID}") => {
+                let page: serde_json::Value =
+                    serde_json::from_str(&fixture("jobs_page.json")).unwrap();
+                (200, page["items"][0].to_string())
+            }
+            ("GET", p) if p.ends_with("/runs") => (200, fixture("runs_page.json")),
+            ("POST", p) if p.ends_with("/cancel") || p.ends_with("/retry") => {
+                (200, r#"{"changed":2}"#.into())
+            }
+            ("POST", "/api/v1/devices/d3/breaker/reset") => (200, r#"{"changed":1}"#.into()),
+            ("GET", "/api/v1/breakers") => (200, fixture("breakers.json")),
+            _ => error_body(404, "route_not_found", "no route"),
+        }
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let ok = |argv: &[&str]| {
+        let out = sb.run(argv, &env, None);
+        assert_eq!(out.status.code(), Some(0), "{argv:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let text = ok(&["jobs", "list", "--limit", "3"]);
+    assert!(text.starts_with("ID  "), "{text}");
+    assert!(
+        text.contains("Showing 1-3 of 7 jobs. Next page: --offset 3."),
+        "{text}"
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&["jobs", "list", "-o", "json"])).unwrap();
+    assert_eq!(rows.len(), 3, "the array of jobs, not the page");
+
+    let text = ok(&["jobs", "show", JOB_ID]);
+    assert!(
+        text.starts_with(&format!("Job:          {JOB_ID}\n")),
+        "{text}"
+    );
+    assert!(text.contains("\nHOSTNAME  DEVICE  STATE"), "{text}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&["jobs", "show", JOB_ID, "-o", "json"])).unwrap();
+    assert_eq!(shown["id"], JOB_ID);
+    assert_eq!(shown["runs"].as_array().map(Vec::len), Some(5));
+
+    let text = ok(&["jobs", "runs", JOB_ID, "--state", "timed_out"]);
+    assert!(text.contains("web-02    d3      timed_out"), "{text}");
+    assert_eq!(
+        ok(&["jobs", "cancel", JOB_ID, "--run", "d1"]),
+        "2 run(s) cancelled; running processes are being killed.\n"
+    );
+    assert_eq!(
+        ok(&["jobs", "retry", JOB_ID, "-o", "json"]),
+        "{\n  \"changed\": 2\n}\n"
+    );
+    assert!(ok(&["jobs", "breakers", "--all"]).contains("open since"));
+    assert_eq!(
+        ok(&["jobs", "breaker-reset", "d3"]),
+        "1 run(s) held by the breaker queued again.\n"
+    );
+
+    let targets: Vec<String> = server
+        .seen()
+        .into_iter()
+        .map(|s| format!("{} {}", s.method, s.target))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "GET /api/v1/jobs?limit=3".to_string(),
+            "GET /api/v1/jobs".to_string(),
+            format!("GET /api/v1/jobs/{JOB_ID}"),
+            format!("GET /api/v1/jobs/{JOB_ID}/runs?limit=500"),
+            format!("GET /api/v1/jobs/{JOB_ID}"),
+            format!("GET /api/v1/jobs/{JOB_ID}/runs?limit=500"),
+            format!("GET /api/v1/jobs/{JOB_ID}/runs?state=timed_out"),
+            format!("POST /api/v1/jobs/{JOB_ID}/runs/d1/cancel"),
+            format!("POST /api/v1/jobs/{JOB_ID}/retry"),
+            "GET /api/v1/breakers?open=false".to_string(),
+            "POST /api/v1/devices/d3/breaker/reset".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn scripts_run_converts_arguments_by_type_and_refuses_bad_ones_without_running() {
+    let server = FakeServer::start(|seen| {
+        let scripts: serde_json::Value = serde_json::from_str(&fixture("scripts.json")).unwrap();
+        match (seen.method.as_str(), seen.target.as_str()) {
+            ("GET", "/api/v1/scripts/restart-service") => (200, scripts[0].to_string()),
+            ("GET", "/api/v1/scripts/restart-service/versions/1") => {
+                let mut v = scripts[0].clone();
+                v["script_id"] = v["id"].clone();
+                v["version"] = serde_json::json!(1);
+                v["created_by"] = serde_json::json!("user:alice");
+                v["parameters"] = serde_json::json!([]);
+                (200, v.to_string())
+            }
+            ("POST", "/api/v1/scripts/restart-service/run") => {
+                (201, job_json(&[("queued", 4)]).to_string())
+            }
+            ("POST", "/api/v1/scripts") | ("PATCH", "/api/v1/scripts/restart-service") => {
+                (200, scripts[0].to_string())
+            }
+            _ => error_body(404, "route_not_found", "no route"),
+        }
+    });
+    let sb = Sandbox::new();
+    let env = [
+        ("CAPSTAN_SERVER", server.url.as_str()),
+        ("CAPSTAN_TOKEN", "t"),
+    ];
+    let run = |extra: &[&str]| {
+        let mut argv = vec![
+            "scripts",
+            "run",
+            "restart-service",
+            "--group",
+            "web",
+            "--no-wait",
+        ];
+        argv.extend_from_slice(extra);
+        sb.run(&argv, &env, None)
+    };
+    let out = run(&[
+        "--arg",
+        "unit=nginx",
+        "--arg",
+        "wait=10",
+        "--arg",
+        "force=true",
+        "--arg",
+        "level=debug",
+        "--timeout",
+        "5m",
+        "--env",
+        "X=y",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{JOB_ID}\n"));
+    for (extra, why) in [
+        (
+            &["--arg", "unit=nginx", "--arg", "wait=soon"][..],
+            "--arg wait: \"soon\" is not a number",
+        ),
+        (
+            &["--arg", "unit=nginx", "--arg", "force=1"],
+            "--arg force: \"1\" is not true or false",
+        ),
+        (
+            &["--arg", "unit=nginx", "--arg", "level=trace"],
+            "is not one of debug, info",
+        ),
+        (
+            &["--arg", "unit=nginx", "--arg", "colour=red"],
+            "has no parameter \"colour\"",
+        ),
+        (&["--arg", "wait=1"], "parameter unit (string) is required"),
+    ] {
+        let out = run(extra);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(why) && err.ends_with("(invalid_input)\n"),
+            "{extra:?}: {err}"
+        );
+    }
+    // Version 1 has no parameters: nothing to bind.
+    let out = run(&["--version", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let file = sb.dir.path().join("restart.sh");
+    std::fs::write(&file, "#!/bin/bash\nsystemctl restart \"$1\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    let out = sb.run(
+        &[
+            "scripts",
+            "add",
+            "restart-service",
+            "--file",
+            file,
+            "--param",
+            "unit:string!",
+            "--param",
+            "level:enum(debug|info)=info",
+            "-o",
+            "json",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = sb.run(
+        &[
+            "scripts",
+            "edit",
+            "restart-service",
+            "--file",
+            file,
+            "--no-params",
+        ],
+        &env,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Body:\n    #!/bin/bash\n"),
+        "{}",
+        stdout(&out)
+    );
+    let out = sb.run(&["scripts", "delete", "restart-service"], &env, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).ends_with("(confirmation_required)\n"),
+        "{}",
+        stderr(&out)
+    );
+
+    let sent: Vec<(String, serde_json::Value)> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.method != "GET")
+        .map(|s| (s.target, serde_json::from_str(&s.body).unwrap()))
+        .collect();
+    let default_retry = serde_json::json!({"max_attempts": 1, "backoff_secs": 60,
+        "max_backoff_secs": 3600, "retry_on": ["failed", "timed_out", "interrupted"]});
+    let targets =
+        serde_json::json!({"devices": [], "groups": ["web"], "follow_group_joins": false});
+    assert_eq!(
+        sent,
+        [
+            (
+                "/api/v1/scripts/restart-service/run".to_string(),
+                serde_json::json!({"arguments": {"unit": "nginx", "wait": 10, "force": true, "level": "debug"},
+                    "targets": targets, "timeout_secs": 300, "env": {"X": "y"}, "retry": default_retry})
+            ),
+            (
+                "/api/v1/scripts/restart-service/run".to_string(),
+                serde_json::json!({"version": 1, "arguments": {}, "targets": targets, "env": {},
+                    "retry": default_retry})
+            ),
+            (
+                "/api/v1/scripts".to_string(),
+                serde_json::json!({"name": "restart-service", "description": "", "interpreter": "bash",
+                "body": "#!/bin/bash\nsystemctl restart \"$1\"\n",
+                "parameters": [
+                    {"name": "unit", "type": "string", "enum_values": [], "required": true, "description": ""},
+                    {"name": "level", "type": "enum", "enum_values": ["debug", "info"], "default": "info",
+                     "required": false, "description": ""}
+                ]})
+            ),
+            (
+                "/api/v1/scripts/restart-service".to_string(),
+                serde_json::json!({"interpreter": "bash", "body": "#!/bin/bash\nsystemctl restart \"$1\"\n",
+                    "parameters": []})
+            ),
+        ]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_watching_without_cancelling_the_job() {
+    let server = FakeServer::start(|seen| {
+        let path = seen.target.split('?').next().unwrap_or_default();
+        match (seen.method.as_str(), path) {
+            ("POST", "/api/v1/jobs") => (201, job_json(&[("running", 2)]).to_string()),
+            ("GET", p) if p == format!("/api/v1/jobs/{JOB_ID}") => {
+                (200, job_json(&[("running", 2)]).to_string())
+            }
+            ("GET", p) if p == format!("/api/v1/jobs/{JOB_ID}/runs") => {
+                let items = [
+                    run_json("d1", "web-01", "running", None),
+                    run_json("d2", "web-02", "running", None),
+                ];
+                (
+                    200,
+                    serde_json::json!({"items": items, "total": 2}).to_string(),
+                )
+            }
+            _ => error_body(404, "route_not_found", "no route"),
+        }
+    });
+    let sb = Sandbox::new();
+    let child = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(["run", "--group", "web", "--", "sleep", "100"])
+        .env_remove("CAPSTAN_FINGERPRINT")
+        .env("HOME", sb.dir.path())
+        .env("CAPSTAN_CONFIG", sb.config())
+        .env("CAPSTAN_SERVER", &server.url)
+        .env("CAPSTAN_TOKEN", "t")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once it is polling.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let poll = format!("/api/v1/jobs/{JOB_ID}");
+    while !server.seen().iter().any(|s| s.target == poll) {
+        assert!(std::time::Instant::now() < deadline, "never polled");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "Stopped watching: 0 succeeded, 0 failed, 0 timed out, 0 cancelled, 0 expired, 2 not finished (job {JOB_ID}).\n"
+        )
+    );
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "error: stopped watching; job {JOB_ID} goes on: watch it with `capstan jobs watch {JOB_ID}`, cancel it with `capstan jobs cancel {JOB_ID}` (interrupted)\n"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        server.seen().iter().all(|s| !s.target.contains("cancel")),
+        "Ctrl-C must not cancel the job"
+    );
+}

@@ -12,7 +12,12 @@ use capstan_proto::api::{
     SetCustomFieldValue, TagChange, TimelinePage, TimelineQuery, UpdateCustomFieldRequest,
     UpdateGroupRequest, UpdateUserRequest, UserInfo,
 };
+use capstan_proto::jobs::{
+    BreakerInfo, CreateJobRequest, CreateScriptRequest, JobInfo, JobPage, RunDetail, RunPage,
+    RunScriptRequest, RunState, RunsChanged, ScriptInfo, ScriptVersionInfo, UpdateScriptRequest,
+};
 use reqwest::{Method, RequestBuilder, Response, Url};
+use serde::Serialize;
 
 use crate::tls::{ClientOptions, build_http_client, normalize_base_url};
 use crate::{Error, Result, empty_or_error, json_or_error};
@@ -23,6 +28,29 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+}
+
+/// Query of `GET /api/v1/jobs`; unset fields are not sent (server defaults apply).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JobListQuery {
+    /// Page size, 1..=500 (server default 50).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+/// Query of `GET /api/v1/jobs/{id}/runs`; unset fields are not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunListQuery {
+    /// Only runs in this state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<RunState>,
+    /// Page size, 1..=500 (server default 50).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 impl ApiClient {
@@ -514,6 +542,229 @@ impl ApiClient {
         .await
     }
 
+    /// `POST /api/v1/jobs`: create a job; the server resolves the targets and creates one run
+    /// per device.
+    pub async fn create_job(&self, req: &CreateJobRequest) -> Result<JobInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "jobs"], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/jobs`: one page of jobs, newest first, with their run counts.
+    pub async fn list_jobs(&self, query: &JobListQuery) -> Result<JobPage> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "jobs"], |r| r.query(query))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/jobs/{id}`: the job with its run counts.
+    pub async fn get_job(&self, id: &str) -> Result<JobInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "jobs", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/jobs/{id}/runs`: one page of the job's runs, by hostname.
+    pub async fn list_runs(&self, job: &str, query: &RunListQuery) -> Result<RunPage> {
+        let job = checked_id(job)?;
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "jobs", job, "runs"], |r| {
+                r.query(query)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/jobs/{id}/runs/{run}` (`run` is a run id or a device id): the run with
+    /// every attempt, its output and its state history.
+    pub async fn get_run(&self, job: &str, run: &str) -> Result<RunDetail> {
+        let (job, run) = (checked_id(job)?, checked_id(run)?);
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "jobs", job, "runs", run], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/jobs/{id}/cancel`: every unfinished run of the job is cancelled.
+    pub async fn cancel_job(&self, id: &str) -> Result<RunsChanged> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "jobs", id, "cancel"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/jobs/{id}/runs/{run}/cancel` (`run` is a run id or a device id).
+    pub async fn cancel_run(&self, job: &str, run: &str) -> Result<RunsChanged> {
+        let (job, run) = (checked_id(job)?, checked_id(run)?);
+        json_or_error(
+            self.send(
+                Method::POST,
+                &["api", "v1", "jobs", job, "runs", run, "cancel"],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/jobs/{id}/retry`: failed and timed-out runs get a new attempt.
+    pub async fn retry_job(&self, id: &str) -> Result<RunsChanged> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "jobs", id, "retry"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/breakers`: devices' circuit breakers; `open: Some(false)` lists every
+    /// device with a failure count, not only open breakers (the server default).
+    pub async fn list_breakers(&self, open: Option<bool>) -> Result<Vec<BreakerInfo>> {
+        #[derive(Serialize)]
+        struct Q {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            open: Option<bool>,
+        }
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "breakers"], |r| {
+                r.query(&Q { open })
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/devices/{id}/breaker`.
+    pub async fn get_breaker(&self, device: &str) -> Result<BreakerInfo> {
+        let device = checked_id(device)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "devices", device, "breaker"],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/devices/{id}/breaker/reset`: the retries the breaker held are queued again.
+    pub async fn reset_breaker(&self, device: &str) -> Result<RunsChanged> {
+        let device = checked_id(device)?;
+        json_or_error(
+            self.send(
+                Method::POST,
+                &["api", "v1", "devices", device, "breaker", "reset"],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/scripts`: every library script at its latest version.
+    pub async fn list_scripts(&self) -> Result<Vec<ScriptInfo>> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "scripts"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/scripts`: save a new script (version 1).
+    pub async fn create_script(&self, req: &CreateScriptRequest) -> Result<ScriptInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "scripts"], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/scripts/{id}` (id or name): the latest version.
+    pub async fn get_script(&self, id: &str) -> Result<ScriptInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "scripts", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/scripts/{id}`: a new version with the given fields changed.
+    pub async fn update_script(&self, id: &str, req: &UpdateScriptRequest) -> Result<ScriptInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::PATCH, &["api", "v1", "scripts", id], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/scripts/{id}`: the script and all its versions.
+    pub async fn delete_script(&self, id: &str) -> Result<()> {
+        let id = checked_id(id)?;
+        empty_or_error(
+            self.send(Method::DELETE, &["api", "v1", "scripts", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/scripts/{id}/versions`: every version, newest first.
+    pub async fn script_versions(&self, id: &str) -> Result<Vec<ScriptVersionInfo>> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "scripts", id, "versions"],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/scripts/{id}/versions/{version}`.
+    pub async fn script_version(&self, id: &str, version: u32) -> Result<ScriptVersionInfo> {
+        let id = checked_id(id)?;
+        let version = version.to_string();
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "scripts", id, "versions", &version],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/scripts/{id}/run`: run a library script as a job, arguments bound to its
+    /// parameters by type.
+    pub async fn run_script(&self, id: &str, req: &RunScriptRequest) -> Result<JobInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "scripts", id, "run"], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -853,6 +1104,133 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn job_routes_send_their_paths_queries_and_bodies() {
+        use capstan_proto::jobs::{JobAction, JobSpec, JobTargets, RetryPolicy};
+        let job = r#"{"id":"j1","name":"echo hi","kind":"command",
+            "spec":{"action":{"type":"command","argv":["echo","hi"]}},
+            "targets":{"devices":["d1"]},"retry":{},"script_id":null,"script_version":null,
+            "created_by":"user:alice","created_at_ms":1,"expires_at_ms":2,"cancelled_at_ms":null,
+            "counts":{"total":1,"queued":1,"delivered":0,"running":0,"rebooting":0,"succeeded":0,
+            "failed":0,"timed_out":0,"cancelled":0,"expired":0}}"#;
+        let runs = r#"{"items":[],"total":0}"#;
+        let changed = r#"{"changed":2}"#;
+        let (base, mut rx) = server(vec![
+            (201, job),
+            (200, runs),
+            (200, changed),
+            (200, changed),
+            (200, "[]"),
+            (200, changed),
+        ])
+        .await;
+        let c = client(&base, Some("t"));
+        let req = CreateJobRequest {
+            name: None,
+            spec: serde_json::from_value::<JobSpec>(serde_json::json!({
+                "action": JobAction::Command { argv: vec!["echo".into(), "a b".into()] }
+            }))
+            .unwrap(),
+            targets: JobTargets {
+                devices: vec!["d1".into()],
+                ..Default::default()
+            },
+            expires_in_secs: Some(60),
+            retry: RetryPolicy::default(),
+        };
+        let created = c.create_job(&req).await.unwrap();
+        assert_eq!((created.id.as_str(), created.counts.queued), ("j1", 1));
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/api/v1/jobs")
+        );
+        let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+        assert_eq!(
+            body["spec"]["action"]["argv"],
+            serde_json::json!(["echo", "a b"])
+        );
+        assert_eq!(body["expires_in_secs"], 60);
+
+        c.list_runs(
+            "j1",
+            &RunListQuery {
+                state: Some(RunState::TimedOut),
+                limit: Some(500),
+                offset: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/jobs/j1/runs?state=timed_out&limit=500"
+        );
+        assert_eq!(c.cancel_run("j1", "d 1").await.unwrap().changed, 2);
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/api/v1/jobs/j1/runs/d%201/cancel")
+        );
+        c.retry_job("j1").await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().target, "/api/v1/jobs/j1/retry");
+        c.list_breakers(Some(false)).await.unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/breakers?open=false"
+        );
+        c.reset_breaker("d1").await.unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/devices/d1/breaker/reset"
+        );
+        assert!(matches!(c.get_run("j1", "..").await, Err(Error::Config(_))));
+    }
+
+    #[tokio::test]
+    async fn script_routes_send_their_paths_and_bodies() {
+        let version = r#"{"script_id":"s1","version":2,"name":"restart","description":"",
+            "interpreter":"bash","body":"echo","parameters":[],"created_at_ms":1,"created_by":"u"}"#;
+        let (base, mut rx) = server(vec![(200, version), (204, ""), (200, "{}")]).await;
+        let c = client(&base, Some("t"));
+        let v = c.script_version("restart nginx", 2).await.unwrap();
+        assert_eq!(v.version, 2);
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/scripts/restart%20nginx/versions/2"
+        );
+        c.delete_script("s1").await.unwrap();
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("DELETE", "/api/v1/scripts/s1")
+        );
+        let req = RunScriptRequest {
+            version: None,
+            arguments: [("count".to_string(), serde_json::json!(3))].into(),
+            targets: capstan_proto::jobs::JobTargets {
+                groups: vec!["web".into()],
+                ..Default::default()
+            },
+            timeout_secs: None,
+            env: Default::default(),
+            working_dir: None,
+            run_as: None,
+            expires_in_secs: None,
+            retry: Default::default(),
+        };
+        // The fake answers `{}`, which is no JobInfo: a decoding failure, not a panic.
+        assert!(matches!(
+            c.run_script("s1", &req).await,
+            Err(Error::Transport { .. })
+        ));
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(seen.target, "/api/v1/scripts/s1/run");
+        let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+        assert_eq!(body["arguments"], serde_json::json!({"count": 3}));
+        assert_eq!(body["targets"]["groups"], serde_json::json!(["web"]));
     }
 
     #[test]

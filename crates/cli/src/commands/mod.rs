@@ -8,6 +8,8 @@ mod auth;
 mod devices;
 mod fields;
 mod groups;
+mod jobs;
+mod scripts;
 mod tokens;
 mod users;
 
@@ -146,6 +148,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Groups(cmd) => groups::run(&ctx, cmd).await,
         Command::Tags(cmd) => groups::tags(&ctx, cmd).await,
         Command::Fields(cmd) => fields::run(&ctx, cmd).await,
+        Command::Run(args) => jobs::run(&ctx, args).await,
+        Command::Jobs(cmd) => jobs::jobs(&ctx, cmd).await,
+        Command::Scripts(cmd) => scripts::run(&ctx, cmd).await,
         Command::Completions { shell } => write_stdout(&completions(shell)),
     }
 }
