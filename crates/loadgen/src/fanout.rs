@@ -229,17 +229,23 @@ where
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let s = seen.lock().unwrap_or_else(|p| p.into_inner());
+        let (claimed_at, finished_at) = {
+            let s = seen.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                s.claimed.get(&job).cloned().unwrap_or_default(),
+                s.finished.get(&job).cloned().unwrap_or_default(),
+            )
+        };
         let mut claimed = Histogram::new();
         let mut finished = Histogram::new();
         let mut all_claimed = Duration::ZERO;
         let mut all_finished = Duration::ZERO;
-        for t in s.claimed.get(&job).into_iter().flatten() {
+        for t in &claimed_at {
             let d = t.saturating_duration_since(start);
             claimed.record(d);
             all_claimed = all_claimed.max(d);
         }
-        for t in s.finished.get(&job).into_iter().flatten() {
+        for t in &finished_at {
             let d = t.saturating_duration_since(start);
             finished.record(d);
             all_finished = all_finished.max(d);
@@ -262,7 +268,6 @@ where
             "finished": percentiles(&finished),
             "complete": claimed.count() as usize >= n && finished.count() as usize >= n,
         }));
-        drop(s);
         // Let the agents return to their long-polls before the next round.
         tokio::time::sleep(settle).await;
     }

@@ -362,7 +362,7 @@ pub(crate) async fn create(
                "script_id": row.script_id, "script_version": row.script_version}),
     );
     let new = NewJob {
-        job: row,
+        job: row.clone(),
         devices: devices.clone(),
         follow_groups: if targets.follow_group_joins {
             group_ids
@@ -370,11 +370,16 @@ pub(crate) async fn create(
             Vec::new()
         },
     };
-    state.store.create_job(&new, &audit).await?;
+    let created = state.store.create_job(&new, &audit).await?;
     metrics::counter!("capstan_jobs_created_total").increment(1);
+    // The answer is built from what was just written: after the wake-up the database is busy
+    // with the woken agents, and the operator should not wait behind them.
+    let mut counts = RunCounts::default();
+    counts.add(RunState::Queued, created);
+    let info = job_info(&row, counts)?;
     state.wake_devices(&devices).await;
     state.jobs.changed();
-    load_job(state, &id).await
+    Ok(info)
 }
 
 // ---------------------------------------------------------------------------------------------

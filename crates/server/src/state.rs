@@ -84,20 +84,24 @@ impl AppState {
         for d in devices {
             self.wake.wake(d);
         }
-        if self.store.backend() != capstan_store::Backend::Postgres {
+        if self.store.backend() != capstan_store::Backend::Postgres || devices.is_empty() {
             return;
         }
-        // A NOTIFY payload must stay below 8000 bytes: ~36-byte ids, 150 per message.
-        for chunk in devices.chunks(150) {
-            let payload = format!("{}:{}", self.replica_id, chunk.join(","));
-            if let Err(e) = self
-                .store
-                .publish(capstan_store::WAKE_CHANNEL, &payload)
-                .await
-            {
-                tracing::warn!(error = %e, "could not relay wake-ups to other replicas");
+        // A NOTIFY payload must stay below 8000 bytes: ~36-byte ids, 150 per message. Sent in
+        // the background: under a fan-out the pool is busy with the woken agents' requests,
+        // and the caller (a job creation) must not wait behind them for a hint.
+        let payloads: Vec<String> = devices
+            .chunks(150)
+            .map(|chunk| format!("{}:{}", self.replica_id, chunk.join(",")))
+            .collect();
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            for payload in payloads {
+                if let Err(e) = store.publish(capstan_store::WAKE_CHANNEL, &payload).await {
+                    tracing::warn!(error = %e, "could not relay wake-ups to other replicas");
+                }
             }
-        }
+        });
     }
 
     /// Tell other replicas to wake `device` (a hint; failures are logged, not fatal).

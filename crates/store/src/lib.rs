@@ -184,16 +184,11 @@ impl BeginWrite for SqlitePool {
 
 impl BeginWrite for PgPool {
     type Db = sqlx::Postgres;
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = std::result::Result<WriteTx<sqlx::Postgres>, sqlx::Error>> + Send
-    {
-        async move {
-            Ok(WriteTx {
-                tx: self.begin().await?,
-                _turn: None,
-            })
-        }
+    async fn begin_write(&self) -> std::result::Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
+        Ok(WriteTx {
+            tx: self.begin().await?,
+            _turn: None,
+        })
     }
 }
 
