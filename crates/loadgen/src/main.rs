@@ -413,9 +413,21 @@ fn print_text(report: &Value) {
             let (a, d) = (&r["acknowledged"], &r["finished"]);
             println!(
                 "  round {}: create {} ms | acknowledged {}: p50 {} ms, p99 {} ms, max {} ms | finished {}: p50 {} ms, p99 {} ms, max {} ms{}",
-                r["round"], r["create_ms"], a["count"], a["p50_ms"], a["p99_ms"], a["max_ms"],
-                d["count"], d["p50_ms"], d["p99_ms"], d["max_ms"],
-                if r["complete"] == true { "" } else { "  (INCOMPLETE)" }
+                r["round"],
+                r["create_ms"],
+                a["count"],
+                a["p50_ms"],
+                a["p99_ms"],
+                a["max_ms"],
+                d["count"],
+                d["p50_ms"],
+                d["p99_ms"],
+                d["max_ms"],
+                if r["complete"] == true {
+                    ""
+                } else {
+                    "  (INCOMPLETE)"
+                }
             );
         }
         println!("  agent errors: {}", f["agent_errors"]);
