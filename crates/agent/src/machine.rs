@@ -304,6 +304,7 @@ mod tests {
             wake_generation: generation,
             protocol_version: 1,
             runs_pending: false,
+            runs: Vec::new(),
         }
     }
 

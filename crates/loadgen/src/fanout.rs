@@ -69,7 +69,11 @@ async fn agent_loop(
             .client
             .checkin(&CheckinRequest {
                 agent_version: crate::synth::AGENT_VERSION.into(),
-                capabilities: crate::synth::capabilities(),
+                capabilities: {
+                    let mut c = crate::synth::capabilities();
+                    c.push(capstan_proto::jobs::CAP_JOBS.to_string());
+                    c
+                },
                 ..Default::default()
             })
             .await
@@ -81,59 +85,65 @@ async fn agent_loop(
                 continue;
             }
         };
+        let mut delivered = resp.runs.clone();
+        let mut claim_error = None;
         if resp.runs_pending {
             match agent.client.claim_runs().await {
-                Ok(claim) => {
-                    let at = Instant::now();
-                    for d in claim.runs {
-                        let Ok(p) = serde_json::from_str::<RunPayload>(&d.payload) else {
-                            continue;
-                        };
-                        seen.lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .claimed
-                            .entry(p.job_id.clone())
-                            .or_default()
-                            .push(at);
-                        let started = now_ms();
-                        let r = agent
-                            .client
-                            .run_started(
-                                &p.run_id,
-                                &RunStarted {
-                                    attempt: p.attempt,
-                                    started_at_ms: started,
-                                },
-                            )
-                            .await;
-                        if let Err(e) = r {
-                            note_err(&seen, &e);
-                        }
-                        let fin = RunFinished {
+                Ok(claim) => delivered.extend(claim.runs),
+                Err(e) => claim_error = Some(e),
+            }
+        }
+        if let Some(e) = claim_error {
+            note_err(&seen, &e);
+        }
+        {
+            let at = Instant::now();
+            for d in delivered {
+                let Ok(p) = serde_json::from_str::<RunPayload>(&d.payload) else {
+                    continue;
+                };
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .claimed
+                    .entry(p.job_id.clone())
+                    .or_default()
+                    .push(at);
+                let started = now_ms();
+                let r = agent
+                    .client
+                    .run_started(
+                        &p.run_id,
+                        &RunStarted {
                             attempt: p.attempt,
-                            outcome: AttemptOutcome::Succeeded,
-                            exit_code: Some(0),
-                            error: None,
-                            started_at_ms: Some(started),
-                            finished_at_ms: now_ms(),
-                            stdout_bytes: 0,
-                            stderr_bytes: 0,
-                            stdout_truncated: false,
-                            stderr_truncated: false,
-                        };
-                        match agent.client.run_finished(&p.run_id, &fin).await {
-                            Ok(()) => seen
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .finished
-                                .entry(p.job_id)
-                                .or_default()
-                                .push(Instant::now()),
-                            Err(e) => note_err(&seen, &e),
-                        }
-                    }
+                            started_at_ms: started,
+                        },
+                    )
+                    .await;
+                if let Err(e) = r {
+                    note_err(&seen, &e);
                 }
-                Err(e) => note_err(&seen, &e),
+                let fin = RunFinished {
+                    attempt: p.attempt,
+                    outcome: AttemptOutcome::Succeeded,
+                    exit_code: Some(0),
+                    error: None,
+                    started_at_ms: Some(started),
+                    finished_at_ms: now_ms(),
+                    stdout_bytes: 0,
+                    stderr_bytes: 0,
+                    stdout_truncated: false,
+                    stderr_truncated: false,
+                };
+                match agent.client.run_finished(&p.run_id, &fin).await {
+                    Ok(()) => seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .finished
+                        .entry(p.job_id)
+                        .or_default()
+                        .push(Instant::now()),
+                    Err(e) => note_err(&seen, &e),
+                }
             }
         }
         if first {

@@ -87,6 +87,11 @@ pub struct CheckinResponse {
     /// servers.
     #[serde(default)]
     pub runs_pending: bool,
+    /// Runs delivered with this check-in, exactly as a claim would return them — only to
+    /// agents that announce `jobs.v1` in the check-in's capabilities. Saves the claim round
+    /// trip when a job wakes the agent. `runs_pending` is then true only if more are waiting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<crate::jobs::DeliveredRun>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

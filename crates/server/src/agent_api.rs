@@ -246,9 +246,20 @@ async fn checkin(
         (Some(stored), Some(reported)) => stored != reported,
         _ => true,
     };
-    let runs_pending = state.store.runs_pending(&device.id, now).await?;
+    let mut runs_pending = state.store.runs_pending(&device.id, now).await?;
+    let mut runs = Vec::new();
+    if runs_pending
+        && req
+            .capabilities
+            .iter()
+            .any(|c| c == capstan_proto::jobs::CAP_JOBS)
+    {
+        runs = crate::jobs::claim_for(&state, &device.id, now).await?;
+        runs_pending = runs.len() >= crate::jobs::CLAIM_LIMIT;
+    }
     Ok(Json(CheckinResponse {
         runs_pending,
+        runs,
         server_time_ms: now,
         checkin_interval_secs: state.config.checkin_interval_secs,
         send_inventory: digest_differs || refresh.is_some(),

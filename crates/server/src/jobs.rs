@@ -46,7 +46,7 @@ pub const MAX_EXPIRY_SECS: u64 = 30 * 24 * 3600;
 /// How long after its timeout a run whose agent went silent is given up.
 pub const LOST_GRACE_MS: i64 = 3600 * 1000;
 /// Runs handed to an agent per claim.
-const CLAIM_LIMIT: i64 = 50;
+pub const CLAIM_LIMIT: usize = 50;
 /// Slack on top of the output cap for the agent's truncation marker.
 const OUTPUT_SLACK: u64 = 4096;
 
@@ -930,26 +930,27 @@ fn agent_store_error(run: &str, e: StoreError) -> ApiError {
     }
 }
 
-/// Claim this device's runnable runs. Each comes signed by the server key; runs delivered
-/// earlier but never started are delivered again with the same idempotency key.
-#[utoipa::path(post, path = "/agent/v1/runs/claim", tag = "agent",
-    responses((status = 200, body = ClaimResponse), (status = 401, body = ErrorBody)), security(("device" = [])))]
-async fn claim_runs(
-    State(state): State<AppState>,
-    device: AgentDevice,
-) -> ApiResult<Json<ClaimResponse>> {
-    let now = now_ms();
-    let claimed = state.store.claim_runs(&device.id, now, CLAIM_LIMIT).await?;
+/// Claim the device's runnable runs and sign them (the claim route, and check-ins of agents
+/// that take their runs with the check-in).
+pub(crate) async fn claim_for(
+    state: &AppState,
+    device_id: &str,
+    now: i64,
+) -> ApiResult<Vec<DeliveredRun>> {
+    let claimed = state
+        .store
+        .claim_runs(device_id, now, CLAIM_LIMIT as i64)
+        .await?;
     let mut runs = Vec::with_capacity(claimed.len());
     for c in &claimed {
         let spec: JobSpec = serde_json::from_str(&c.spec).map_err(|e| corrupt("job spec", e))?;
         let attempt = to_u32(c.attempt);
         runs.push(sign_run(
-            &state,
+            state,
             &RunPayload {
                 run_id: c.run_id.clone(),
                 job_id: c.job_id.clone(),
-                device_id: device.id.clone(),
+                device_id: device_id.to_string(),
                 attempt,
                 idempotency_key: format!("{}:{attempt}", c.run_id),
                 spec,
@@ -961,6 +962,18 @@ async fn claim_runs(
         metrics::counter!("capstan_job_runs_delivered_total").increment(runs.len() as u64);
         state.jobs.changed();
     }
+    Ok(runs)
+}
+
+/// Claim this device's runnable runs. Each comes signed by the server key; runs delivered
+/// earlier but never started are delivered again with the same idempotency key.
+#[utoipa::path(post, path = "/agent/v1/runs/claim", tag = "agent",
+    responses((status = 200, body = ClaimResponse), (status = 401, body = ErrorBody)), security(("device" = [])))]
+async fn claim_runs(
+    State(state): State<AppState>,
+    device: AgentDevice,
+) -> ApiResult<Json<ClaimResponse>> {
+    let runs = claim_for(&state, &device.id, now_ms()).await?;
     Ok(Json(ClaimResponse { runs }))
 }
 

@@ -1182,3 +1182,46 @@ async fn a_reboot_run_completes_after_the_device_reports_from_a_new_boot() {
         ]
     );
 }
+
+#[tokio::test]
+async fn agents_that_announce_jobs_get_their_runs_with_the_check_in() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (a, ta) = t.device(&admin, "a").await;
+    let job = t.create_job(&admin, echo(&[&a])).await;
+    let id = job["id"].as_str().unwrap();
+    let checkin = |caps: Value| {
+        let ta = ta.clone();
+        let t = &t;
+        async move {
+            let (s, v) = t
+                .call(
+                    POST,
+                    "/agent/v1/checkin",
+                    Some(&ta),
+                    Some(json!({"agent_version": "0.1.0", "capabilities": caps})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v
+        }
+    };
+    // Without the capability: only the hint, nothing delivered.
+    let v = checkin(json!([])).await;
+    assert_eq!(v["runs_pending"], true);
+    assert!(v.get("runs").is_none(), "{v}");
+    assert_eq!(t.run(&admin, id, &a).await["state"], "queued");
+    // With it: the signed run comes with the check-in and is now delivered.
+    let v = checkin(json!(["jobs.v1"])).await;
+    assert_eq!(v["runs_pending"], false, "{v}");
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    let key = VerifyingKey::from_bytes(t.state.signing_key.verifying_key().as_bytes()).unwrap();
+    let sig = Signature::from_slice(&hex::decode(runs[0]["signature"].as_str().unwrap()).unwrap())
+        .unwrap();
+    let payload = runs[0]["payload"].as_str().unwrap();
+    key.verify(payload.as_bytes(), &sig).unwrap();
+    let p: RunPayload = serde_json::from_str(payload).unwrap();
+    assert_eq!((p.device_id.as_str(), p.job_id.as_str()), (a.as_str(), id));
+    assert_eq!(t.run(&admin, id, &a).await["state"], "delivered");
+}

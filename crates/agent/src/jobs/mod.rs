@@ -194,6 +194,22 @@ impl<A: RunApi> Runner<A> {
         self.ctx.claim_wake.notify_one();
     }
 
+    /// Take runs the server delivered with a check-in, exactly as claimed ones (verified,
+    /// journalled, started in their own tasks; does not wait for them).
+    pub fn deliver(&self, runs: &[capstan_proto::jobs::DeliveredRun]) {
+        if self.ctx.reboot_pending.load(Ordering::SeqCst) {
+            // They stay delivered on the server and come again after the reboot.
+            debug!(
+                runs = runs.len(),
+                "a reboot is underway; not taking delivered runs"
+            );
+            return;
+        }
+        for run in runs {
+            self.ctx.accept(run);
+        }
+    }
+
     /// How long [`Runner::shutdown`] may take.
     pub fn shutdown_budget(&self) -> Duration {
         self.ctx.settings.shutdown_budget()
