@@ -226,27 +226,25 @@ async fn checkin(
         None => None,
     };
     let now = now_ms();
-    let (refresh, stored_digest) = state
-        .store
-        .record_checkin(
-            &device.id,
-            now,
-            &req.agent_version,
-            req.boot_id.as_deref(),
-            perf.as_deref(),
-        )
+    let recorded = crate::batch::writes(&state)
+        .checkin
+        .call(capstan_store::CheckinRecord {
+            device_id: device.id.clone(),
+            agent_version: req.agent_version.clone(),
+            boot_id: req.boot_id.clone(),
+            performance: perf,
+        })
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound => revoked(),
-            other => other.into(),
-        })?;
+        .map_err(|e| e.into_api(revoked))?;
+    let refresh = recorded.refresh_requested_at;
+    let stored_digest = recorded.digest;
     metrics::counter!("capstan_agent_checkins_total").increment(1);
     crate::membership::checked_in(&state, &device.id, now).await;
     let digest_differs = match (&stored_digest, &req.inventory_digest) {
         (Some(stored), Some(reported)) => stored != reported,
         _ => true,
     };
-    let mut runs_pending = state.store.runs_pending(&device.id, now).await?;
+    let mut runs_pending = recorded.runs_pending;
     let mut runs = Vec::new();
     if runs_pending
         && req
@@ -254,7 +252,7 @@ async fn checkin(
             .iter()
             .any(|c| c == capstan_proto::jobs::CAP_JOBS)
     {
-        runs = crate::jobs::claim_for(&state, &device.id, now).await?;
+        runs = crate::jobs::claim_for(&state, &device.id).await?;
         runs_pending = runs.len() >= crate::jobs::CLAIM_LIMIT;
     }
     Ok(Json(CheckinResponse {

@@ -26,7 +26,9 @@ use capstan_proto::jobs::{
     RunDetail, RunFinished, RunInfo, RunPage, RunPayload, RunRebooting, RunStarted, RunState,
     RunTransition, RunsChanged, limits,
 };
-use capstan_store::{JobRow, NewJob, RunRow, StoreError};
+use capstan_store::{FinishReport, JobRow, NewJob, RunRow, StartReport, StoreError};
+
+use crate::batch::BatchError;
 use ed25519_dalek::Signer;
 use serde::Deserialize;
 use serde_json::json;
@@ -64,6 +66,10 @@ impl Default for JobsRuntime {
             feed: watch::Sender::new(0),
         }
     }
+}
+
+fn batch_error(run: &str, e: BatchError) -> ApiError {
+    e.into_api(|| run_not_found(run))
 }
 
 impl JobsRuntime {
@@ -932,15 +938,12 @@ fn agent_store_error(run: &str, e: StoreError) -> ApiError {
 
 /// Claim the device's runnable runs and sign them (the claim route, and check-ins of agents
 /// that take their runs with the check-in).
-pub(crate) async fn claim_for(
-    state: &AppState,
-    device_id: &str,
-    now: i64,
-) -> ApiResult<Vec<DeliveredRun>> {
-    let claimed = state
-        .store
-        .claim_runs(device_id, now, CLAIM_LIMIT as i64)
-        .await?;
+pub(crate) async fn claim_for(state: &AppState, device_id: &str) -> ApiResult<Vec<DeliveredRun>> {
+    let claimed = crate::batch::writes(state)
+        .claim
+        .call(device_id.to_string())
+        .await
+        .map_err(|e| batch_error(device_id, e))?;
     let mut runs = Vec::with_capacity(claimed.len());
     for c in &claimed {
         let spec: JobSpec = serde_json::from_str(&c.spec).map_err(|e| corrupt("job spec", e))?;
@@ -973,7 +976,7 @@ async fn claim_runs(
     State(state): State<AppState>,
     device: AgentDevice,
 ) -> ApiResult<Json<ClaimResponse>> {
-    let runs = claim_for(&state, &device.id, now_ms()).await?;
+    let runs = claim_for(&state, &device.id).await?;
     Ok(Json(ClaimResponse { runs }))
 }
 
@@ -1011,11 +1014,16 @@ async fn run_start(
     let attempt = check_attempt(req.attempt)?;
     let now = now_ms();
     check_time("started_at_ms", req.started_at_ms, now)?;
-    let c = state
-        .store
-        .start_run(&device.id, &id, attempt, req.started_at_ms, now)
+    let c = crate::batch::writes(&state)
+        .start
+        .call(StartReport {
+            device_id: device.id.clone(),
+            run_id: id.clone(),
+            attempt,
+            started_at: req.started_at_ms,
+        })
         .await
-        .map_err(|e| agent_store_error(&id, e))?;
+        .map_err(|e| batch_error(&id, e))?;
     state.jobs.changed();
     Ok(Json(RunControl { cancel: c.cancel }))
 }
@@ -1126,19 +1134,18 @@ async fn run_finish(
     {
         return Err(ApiError::validation("error is limited to 4096 bytes"));
     }
-    let out = state
-        .store
-        .finish_run(
-            &device.id,
-            &id,
-            &req,
-            state.config.job_breaker_threshold,
-            now,
-        )
+    let outcome = req.outcome;
+    let out = crate::batch::writes(&state)
+        .finish
+        .call(FinishReport {
+            device_id: device.id.clone(),
+            run_id: id.clone(),
+            report: req,
+        })
         .await
-        .map_err(|e| agent_store_error(&id, e))?;
+        .map_err(|e| batch_error(&id, e))?;
     if out.changed {
-        metrics::counter!("capstan_job_attempts_finished_total", "outcome" => req.outcome.as_str())
+        metrics::counter!("capstan_job_attempts_finished_total", "outcome" => outcome.as_str())
             .increment(1);
         state.jobs.changed();
     }

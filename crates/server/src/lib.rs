@@ -6,6 +6,7 @@ pub mod agent_api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod devices;
 pub mod enrollment;

@@ -163,6 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         replica_id: crate::auth::secrets::random_hex(8),
         membership: Default::default(),
         jobs: Default::default(),
+        agent_writes: Default::default(),
     });
     let (router, _spec) = crate::app::build(state.clone());
 

@@ -41,6 +41,8 @@ pub struct Inner {
     pub membership: crate::membership::Membership,
     /// Change feed of the job system (live views wait on it).
     pub jobs: crate::jobs::JobsRuntime,
+    /// Batched agent writes ([`crate::batch::writes`]); started on first use.
+    pub agent_writes: std::sync::OnceLock<crate::batch::AgentWrites>,
 }
 
 /// Failure budgets of the routes that check secrets (see [`crate::ratelimit`]).

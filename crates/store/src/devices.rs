@@ -83,6 +83,26 @@ pub enum DeviceSort {
     Enrolled,
 }
 
+/// What recording a check-in found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckinRecorded {
+    pub refresh_requested_at: Option<i64>,
+    /// Digest of the stored inventory.
+    pub digest: Option<String>,
+    /// The device has a job run it could claim now.
+    pub runs_pending: bool,
+}
+
+/// One check-in for [`Store::record_checkins_batch`].
+#[derive(Debug, Clone)]
+pub struct CheckinRecord {
+    pub device_id: String,
+    pub agent_version: String,
+    pub boot_id: Option<String>,
+    /// JSON text of the performance snapshot; `None` keeps the stored one.
+    pub performance: Option<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DeviceFilter {
     /// Case-insensitive hostname substring.
@@ -216,7 +236,8 @@ impl Store {
         }))
     }
 
-    /// Record a check-in. Returns `(refresh_requested_at, stored inventory digest)`.
+    /// Record a check-in. Returns `(refresh_requested_at, stored inventory digest)`;
+    /// `NotFound` for an unknown or revoked device.
     pub async fn record_checkin(
         &self,
         id: &str,
@@ -225,26 +246,80 @@ impl Store {
         boot_id: Option<&str>,
         performance_json: Option<&str>,
     ) -> Result<(Option<i64>, Option<String>)> {
-        // One statement, autocommit: check-ins are the hottest write, so no explicit
-        // transaction and no second round trip for the digest.
-        let _turn = self.write_turn().await;
-        let row: Option<(Option<i64>, Option<String>)> = with_pool!(self, |pool| {
-            sqlx::query_as(
-                "UPDATE devices SET last_seen_at = $2, agent_version = $3, boot_id = $4,
-                        performance = COALESCE($5, performance)
-                 WHERE id = $1 AND revoked_at IS NULL
-                 RETURNING refresh_requested_at,
-                           (SELECT digest FROM device_inventory WHERE device_id = $1)",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(agent_version)
-            .bind(boot_id)
-            .bind(performance_json)
-            .fetch_optional(pool)
+        let item = CheckinRecord {
+            device_id: id.to_string(),
+            agent_version: agent_version.to_string(),
+            boot_id: boot_id.map(str::to_string),
+            performance: performance_json.map(str::to_string),
+        };
+        self.record_checkins_batch(std::slice::from_ref(&item), now)
             .await?
-        });
-        row.ok_or(StoreError::NotFound)
+            .pop()
+            .unwrap_or(Err(StoreError::NotFound))
+            .map(|r| (r.refresh_requested_at, r.digest))
+    }
+
+    /// [`Store::record_checkin`] for many check-ins in one statement per 200 (check-ins are the
+    /// hottest write; after a fan-out wake-up thousands arrive at once). One result per item.
+    pub async fn record_checkins_batch(
+        &self,
+        items: &[CheckinRecord],
+        now: i64,
+    ) -> Result<Vec<Result<CheckinRecorded>>> {
+        let mut found: std::collections::HashMap<String, CheckinRecorded> =
+            std::collections::HashMap::new();
+        let _turn = self.write_turn().await;
+        for part in items.chunks(200) {
+            let rows = (0..part.len())
+                .map(|k| {
+                    let b = 4 * k + 1;
+                    format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            // One autocommit statement: the values of each device come from the VALUES list.
+            let sql = sqlx::AssertSqlSafe(format!(
+                "UPDATE devices SET last_seen_at = $1, agent_version = v.column2, boot_id = v.column3,
+                        performance = COALESCE(v.column4, devices.performance)
+                 FROM (VALUES {rows}) AS v
+                 WHERE devices.id = v.column1 AND devices.revoked_at IS NULL
+                 RETURNING devices.id, devices.refresh_requested_at,
+                           (SELECT digest FROM device_inventory i WHERE i.device_id = devices.id),
+                           (SELECT COUNT(*) FROM (SELECT 1 FROM job_runs r
+                               WHERE r.device_id = devices.id AND r.state IN ('queued', 'delivered')
+                                 AND r.not_before <= $1 AND r.expires_at > $1 LIMIT 1) AS pending)"
+            ));
+            let rows: Vec<(String, Option<i64>, Option<String>, i64)> = with_pool!(self, |pool| {
+                let mut q = sqlx::query_as(sql).bind(now);
+                for it in part {
+                    q = q
+                        .bind(&it.device_id)
+                        .bind(&it.agent_version)
+                        .bind(&it.boot_id)
+                        .bind(&it.performance);
+                }
+                q.fetch_all(pool).await?
+            });
+            for (id, refresh, digest, pending) in rows {
+                found.insert(
+                    id,
+                    CheckinRecorded {
+                        refresh_requested_at: refresh,
+                        digest,
+                        runs_pending: pending > 0,
+                    },
+                );
+            }
+        }
+        Ok(items
+            .iter()
+            .map(|it| {
+                found
+                    .get(&it.device_id)
+                    .cloned()
+                    .ok_or(StoreError::NotFound)
+            })
+            .collect())
     }
 
     pub async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {

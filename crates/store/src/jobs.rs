@@ -211,9 +211,7 @@ macro_rules! history {
 macro_rules! own_run {
     ($tx:ident, $device:expr, $run:expr) => {{
         let row: Option<OwnRun> = sqlx::query_as(
-            "SELECT r.job_id, r.state, r.attempt, r.expires_at, j.retry
-             FROM job_runs r JOIN jobs j ON j.id = r.job_id
-             WHERE r.id = $1 AND r.device_id = $2",
+            "SELECT job_id, state, attempt FROM job_runs WHERE id = $1 AND device_id = $2",
         )
         .bind($run)
         .bind($device)
@@ -275,14 +273,53 @@ macro_rules! insert_version {
     };
 }
 
+/// A run's new values after a finish: (run id, state, attempt, exit code, reason, held,
+/// not_before).
+type RunUpdate = (
+    String,
+    &'static str,
+    i64,
+    Option<i64>,
+    Option<String>,
+    bool,
+    i64,
+);
+
+/// One `start` report for [`Store::start_runs_batch`].
+#[derive(Debug, Clone)]
+pub struct StartReport {
+    pub device_id: String,
+    pub run_id: String,
+    pub attempt: i64,
+    pub started_at: i64,
+}
+
+/// One `finish` report for [`Store::finish_runs_batch`].
+#[derive(Debug, Clone)]
+pub struct FinishReport {
+    pub device_id: String,
+    pub run_id: String,
+    pub report: RunFinished,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct FinishRun {
+    id: String,
+    device_id: String,
+    job_id: String,
+    state: String,
+    attempt: i64,
+    not_before: i64,
+    expires_at: i64,
+    retry: String,
+}
+
 /// The run as an agent report sees it: only the reporting device's own runs are found.
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct OwnRun {
     job_id: String,
     state: String,
     attempt: i64,
-    expires_at: i64,
-    retry: String,
 }
 
 fn state_of(s: &str) -> Result<RunState> {
@@ -606,60 +643,108 @@ impl Store {
         now: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedRun>> {
-        Ok(with_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let rows: Vec<(String, String, i64, i64, String, String)> = sqlx::query_as(
-                "SELECT r.id, r.job_id, r.attempt, r.expires_at, r.state, j.spec
-                 FROM job_runs r JOIN jobs j ON j.id = r.job_id
-                 WHERE r.device_id = $1 AND r.state IN ('queued', 'delivered')
-                   AND r.not_before <= $2 AND r.expires_at > $2
-                 ORDER BY r.not_before, r.id LIMIT $3",
-            )
-            .bind(device_id)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *tx)
+        let mut out = self
+            .claim_runs_batch(&[device_id.to_string()], now, limit)
             .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for (run_id, job_id, attempt, expires_at, state, spec) in rows {
-                if state == "queued" {
-                    sqlx::query(
-                        "UPDATE job_runs SET state = 'delivered', updated_at = $2 WHERE id = $1",
-                    )
-                    .bind(&run_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO job_attempts (run_id, attempt, delivered_at) VALUES ($1, $2, $3)
-                         ON CONFLICT (run_id, attempt) DO UPDATE SET delivered_at = $3",
-                    )
-                    .bind(&run_id)
-                    .bind(attempt)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    history!(
-                        tx,
-                        &job_id,
-                        &run_id,
-                        attempt,
-                        "delivered",
-                        now,
-                        None::<String>
-                    );
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// [`Store::claim_runs`] for many devices in one transaction with a handful of set-based
+    /// statements (a fan-out wakes thousands of agents at once; per-device transactions would
+    /// queue behind each other). Returns one list per device, in order.
+    pub async fn claim_runs_batch(
+        &self,
+        device_ids: &[String],
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<Vec<ClaimedRun>>> {
+        let mut by_device: std::collections::HashMap<String, Vec<ClaimedRun>> =
+            std::collections::HashMap::new();
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            for chunk in device_ids.chunks(CHUNK) {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT r.device_id, r.id, r.job_id, r.attempt, r.expires_at, r.state, j.spec
+                     FROM job_runs r JOIN jobs j ON j.id = r.job_id
+                     WHERE r.device_id IN ({}) AND r.state IN ('queued', 'delivered')
+                       AND r.not_before <= $1 AND r.expires_at > $1
+                     ORDER BY r.device_id, r.not_before, r.id",
+                    placeholders(2, chunk.len())
+                ));
+                let mut q =
+                    sqlx::query_as::<_, (String, String, String, i64, i64, String, String)>(sql)
+                        .bind(now);
+                for d in chunk {
+                    q = q.bind(d);
                 }
-                out.push(ClaimedRun {
-                    run_id,
-                    job_id,
-                    attempt,
-                    expires_at,
-                    spec,
-                });
+                let rows = q.fetch_all(&mut *tx).await?;
+                let mut fresh: Vec<(String, String, i64)> = Vec::new();
+                for (device, run_id, job_id, attempt, expires_at, state, spec) in rows {
+                    let list = by_device.entry(device).or_default();
+                    if list.len() as i64 >= limit {
+                        continue;
+                    }
+                    if state == "queued" {
+                        fresh.push((run_id.clone(), job_id.clone(), attempt));
+                    }
+                    list.push(ClaimedRun {
+                        run_id,
+                        job_id,
+                        attempt,
+                        expires_at,
+                        spec,
+                    });
+                }
+                for part in fresh.chunks(CHUNK) {
+                    let sql = sqlx::AssertSqlSafe(format!(
+                        "UPDATE job_runs SET state = 'delivered', updated_at = $1 WHERE id IN ({})",
+                        placeholders(2, part.len())
+                    ));
+                    let mut q = sqlx::query(sql).bind(now);
+                    for (run_id, _, _) in part {
+                        q = q.bind(run_id);
+                    }
+                    q.execute(&mut *tx).await?;
+                    let rows = (0..part.len())
+                        .map(|k| format!("(${}, ${}, $1)", 2 * k + 2, 2 * k + 3))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO job_attempts (run_id, attempt, delivered_at) VALUES {rows}
+                         ON CONFLICT (run_id, attempt) DO UPDATE SET delivered_at = excluded.delivered_at"
+                    ));
+                    let mut q = sqlx::query(sql).bind(now);
+                    for (run_id, _, attempt) in part {
+                        q = q.bind(run_id).bind(*attempt);
+                    }
+                    q.execute(&mut *tx).await?;
+                    let rows = (0..part.len())
+                        .map(|k| {
+                            format!(
+                                "(${}, ${}, ${}, 'delivered', $1)",
+                                3 * k + 2,
+                                3 * k + 3,
+                                3 * k + 4
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO job_run_history (job_id, run_id, attempt, state, at) VALUES {rows}"
+                    ));
+                    let mut q = sqlx::query(sql).bind(now);
+                    for (run_id, job_id, attempt) in part {
+                        q = q.bind(job_id).bind(run_id).bind(*attempt);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
-            out
-        }))
+        });
+        Ok(device_ids
+            .iter()
+            .map(|d| by_device.remove(d).unwrap_or_default())
+            .collect())
     }
 
     /// The agent is starting the attempt. `NotFound` unless the run is this device's.
@@ -671,40 +756,119 @@ impl Store {
         started_at: i64,
         now: i64,
     ) -> Result<Control> {
+        let item = StartReport {
+            device_id: device_id.to_string(),
+            run_id: run_id.to_string(),
+            attempt,
+            started_at,
+        };
+        self.start_runs_batch(std::slice::from_ref(&item), now)
+            .await?
+            .pop()
+            .unwrap_or(Err(StoreError::NotFound))
+    }
+
+    /// [`Store::start_run`] for many reports in one transaction; one result per report.
+    pub async fn start_runs_batch(
+        &self,
+        items: &[StartReport],
+        now: i64,
+    ) -> Result<Vec<Result<Control>>> {
+        let ids: Vec<String> = items.iter().map(|i| i.run_id.clone()).collect();
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let run = own_run!(tx, device_id, run_id);
-            if must_stop(&run, attempt)? {
-                return Ok(Control { cancel: true });
+            let mut runs: std::collections::HashMap<String, (String, String, String, i64)> =
+                std::collections::HashMap::new();
+            for chunk in ids.chunks(CHUNK) {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT id, device_id, job_id, state, attempt FROM job_runs WHERE id IN ({})",
+                    placeholders(1, chunk.len())
+                ));
+                let mut q = sqlx::query_as::<_, (String, String, String, String, i64)>(sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                for (id, device, job, state, attempt) in q.fetch_all(&mut *tx).await? {
+                    runs.insert(id, (device, job, state, attempt));
+                }
             }
-            if matches!(run.state.as_str(), "queued" | "delivered") {
-                sqlx::query("UPDATE job_runs SET state = 'running', updated_at = $2 WHERE id = $1")
-                    .bind(run_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO job_attempts (run_id, attempt, delivered_at, started_at) VALUES ($1, $2, $3, $3)
-                     ON CONFLICT (run_id, attempt) DO UPDATE SET started_at = $3",
-                )
-                .bind(run_id)
-                .bind(attempt)
-                .bind(started_at)
-                .execute(&mut *tx)
-                .await?;
-                history!(
-                    tx,
-                    &run.job_id,
-                    run_id,
-                    attempt,
-                    "running",
-                    now,
-                    None::<String>
-                );
+            let mut out = Vec::with_capacity(items.len());
+            // (run id, job id, attempt, started_at) of runs that start now.
+            let mut starting: Vec<(String, String, i64, i64)> = Vec::new();
+            for it in items {
+                let Some((device, job, state, attempt)) = runs.get_mut(&it.run_id) else {
+                    out.push(Err(StoreError::NotFound));
+                    continue;
+                };
+                if *device != it.device_id {
+                    out.push(Err(StoreError::NotFound));
+                    continue;
+                }
+                let st = state_of(state)?;
+                if *attempt != it.attempt || st.is_terminal() {
+                    out.push(Ok(Control { cancel: true }));
+                    continue;
+                }
+                if matches!(st, RunState::Queued | RunState::Delivered) {
+                    starting.push((it.run_id.clone(), job.clone(), it.attempt, it.started_at));
+                    *state = "running".to_string();
+                }
+                out.push(Ok(Control { cancel: false }));
+            }
+            for part in starting.chunks(CHUNK / 2) {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE job_runs SET state = 'running', updated_at = $1 WHERE id IN ({})",
+                    placeholders(2, part.len())
+                ));
+                let mut q = sqlx::query(sql).bind(now);
+                for (run_id, ..) in part {
+                    q = q.bind(run_id);
+                }
+                q.execute(&mut *tx).await?;
+                let rows = (0..part.len())
+                    .map(|k| {
+                        format!(
+                            "(${}, ${}, ${}, ${})",
+                            3 * k + 1,
+                            3 * k + 2,
+                            3 * k + 3,
+                            3 * k + 3
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO job_attempts (run_id, attempt, delivered_at, started_at) VALUES {rows}
+                     ON CONFLICT (run_id, attempt) DO UPDATE SET started_at = excluded.started_at"
+                ));
+                let mut q = sqlx::query(sql);
+                for (run_id, _, attempt, started_at) in part {
+                    q = q.bind(run_id).bind(*attempt).bind(*started_at);
+                }
+                q.execute(&mut *tx).await?;
+                let rows = (0..part.len())
+                    .map(|k| {
+                        format!(
+                            "(${}, ${}, ${}, 'running', $1)",
+                            3 * k + 2,
+                            3 * k + 3,
+                            3 * k + 4
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO job_run_history (job_id, run_id, attempt, state, at) VALUES {rows}"
+                ));
+                let mut q = sqlx::query(sql).bind(now);
+                for (run_id, job_id, attempt, _) in part {
+                    q = q.bind(job_id).bind(run_id).bind(*attempt);
+                }
+                q.execute(&mut *tx).await?;
             }
             tx.commit().await?;
-        });
-        Ok(Control { cancel: false })
+            Ok(out)
+        })
     }
 
     /// Store output chunks of an attempt (each offset once). `chunks` are (stream, offset,
@@ -827,191 +991,360 @@ impl Store {
         breaker_threshold: u32,
         now: i64,
     ) -> Result<FinishOutcome> {
-        let attempt = i64::from(report.attempt);
+        let item = FinishReport {
+            device_id: device_id.to_string(),
+            run_id: run_id.to_string(),
+            report: report.clone(),
+        };
+        self.finish_runs_batch(std::slice::from_ref(&item), breaker_threshold, now)
+            .await?
+            .pop()
+            .unwrap_or(Err(StoreError::NotFound))
+    }
+
+    /// [`Store::finish_run`] for many reports in one transaction: the reports are decided one
+    /// after the other in memory (so two reports of one device count for its breaker in order)
+    /// and written with a few set-based statements. One result per report.
+    pub async fn finish_runs_batch(
+        &self,
+        items: &[FinishReport],
+        breaker_threshold: u32,
+        now: i64,
+    ) -> Result<Vec<Result<FinishOutcome>>> {
+        use std::collections::{HashMap, HashSet};
+        let ids: Vec<String> = items.iter().map(|i| i.run_id.clone()).collect();
+        let mut devices: Vec<String> = items.iter().map(|i| i.device_id.clone()).collect();
+        devices.sort();
+        devices.dedup();
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let run = own_run!(tx, device_id, run_id);
-            if attempt < 1 || attempt > run.attempt {
-                return Err(StoreError::Invalid(format!(
-                    "attempt {attempt} does not exist (current attempt: {})",
-                    run.attempt
-                )));
+            let mut runs: HashMap<String, FinishRun> = HashMap::new();
+            let mut recorded: HashSet<(String, i64)> = HashSet::new();
+            for chunk in ids.chunks(CHUNK) {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT r.id, r.device_id, r.job_id, r.state, r.attempt, r.not_before, r.expires_at, j.retry
+                     FROM job_runs r JOIN jobs j ON j.id = r.job_id WHERE r.id IN ({})",
+                    placeholders(1, chunk.len())
+                ));
+                let mut q = sqlx::query_as::<_, FinishRun>(sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    runs.insert(r.id.clone(), r);
+                }
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT run_id, attempt FROM job_attempts WHERE outcome IS NOT NULL AND run_id IN ({})",
+                    placeholders(1, chunk.len())
+                ));
+                let mut q = sqlx::query_as::<_, (String, i64)>(sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                recorded.extend(q.fetch_all(&mut *tx).await?);
             }
-            let recorded: Option<(Option<String>,)> = sqlx::query_as(
-                "SELECT outcome FROM job_attempts WHERE run_id = $1 AND attempt = $2",
-            )
-            .bind(run_id)
-            .bind(attempt)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let state = state_of(&run.state)?;
-            if matches!(recorded, Some((Some(_),))) {
-                // A repeated report: the first one counted.
-                return Ok(FinishOutcome {
-                    state,
-                    changed: false,
-                    retry_at: None,
-                    breaker_opened: false,
-                });
+            let mut breakers: HashMap<String, (i64, Option<i64>, bool)> = HashMap::new();
+            for chunk in devices.chunks(CHUNK) {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT device_id, consecutive_failures, opened_at FROM device_breakers WHERE device_id IN ({})",
+                    placeholders(1, chunk.len())
+                ));
+                let mut q = sqlx::query_as::<_, (String, i64, Option<i64>)>(sql);
+                for d in chunk {
+                    q = q.bind(d);
+                }
+                for (d, c, o) in q.fetch_all(&mut *tx).await? {
+                    breakers.insert(d, (c, o, false));
+                }
             }
-            sqlx::query(
-                "INSERT INTO job_attempts (run_id, attempt, outcome, exit_code, error, started_at, finished_at,
-                     stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                 ON CONFLICT (run_id, attempt) DO UPDATE SET outcome = $3, exit_code = $4, error = $5,
-                     started_at = COALESCE(job_attempts.started_at, $6), finished_at = $7,
-                     stdout_bytes = $8, stderr_bytes = $9, stdout_truncated = $10, stderr_truncated = $11",
-            )
-            .bind(run_id)
-            .bind(attempt)
-            .bind(report.outcome.as_str())
-            .bind(report.exit_code.map(i64::from))
-            .bind(&report.error)
-            .bind(report.started_at_ms)
-            .bind(report.finished_at_ms)
-            .bind(i64::try_from(report.stdout_bytes).unwrap_or(i64::MAX))
-            .bind(i64::try_from(report.stderr_bytes).unwrap_or(i64::MAX))
-            .bind(report.stdout_truncated)
-            .bind(report.stderr_truncated)
-            .execute(&mut *tx)
-            .await?;
-            if run.attempt != attempt || state.is_terminal() {
-                // Late result of a cancelled/expired run or of an older attempt: kept on the
-                // attempt, the run stays as it is.
-                tx.commit().await?;
-                return Ok(FinishOutcome {
-                    state,
-                    changed: false,
-                    retry_at: None,
-                    breaker_opened: false,
-                });
-            }
-            // The circuit breaker counts consecutive failed attempts of the device.
-            let failed = matches!(
-                report.outcome,
-                AttemptOutcome::Failed | AttemptOutcome::TimedOut | AttemptOutcome::Interrupted
-            );
-            let before: Option<(i64, Option<i64>)> = sqlx::query_as(
-                "SELECT consecutive_failures, opened_at FROM device_breakers WHERE device_id = $1",
-            )
-            .bind(device_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let (count_before, opened_before) = before.unwrap_or((0, None));
-            let (count, opened_at) = if failed {
-                let c = count_before + 1;
-                let open =
-                    opened_before
+
+            let mut out = Vec::with_capacity(items.len());
+            let mut attempt_rows: Vec<(&str, i64, &RunFinished)> = Vec::new();
+            let mut run_rows: Vec<RunUpdate> = Vec::new();
+            // (job id, run id, attempt, state, reason)
+            let mut history_rows: Vec<(String, String, i64, &'static str, Option<String>)> =
+                Vec::new();
+            for it in items {
+                let report = &it.report;
+                let attempt = i64::from(report.attempt);
+                let Some(run) = runs
+                    .get_mut(&it.run_id)
+                    .filter(|r| r.device_id == it.device_id)
+                else {
+                    out.push(Err(StoreError::NotFound));
+                    continue;
+                };
+                if attempt < 1 || attempt > run.attempt {
+                    out.push(Err(StoreError::Invalid(format!(
+                        "attempt {attempt} does not exist (current attempt: {})",
+                        run.attempt
+                    ))));
+                    continue;
+                }
+                let state = state_of(&run.state)?;
+                if !recorded.insert((it.run_id.clone(), attempt)) {
+                    // A repeated report: the first one counted.
+                    out.push(Ok(FinishOutcome {
+                        state,
+                        changed: false,
+                        retry_at: None,
+                        breaker_opened: false,
+                    }));
+                    continue;
+                }
+                attempt_rows.push((&it.run_id, attempt, report));
+                if run.attempt != attempt || state.is_terminal() {
+                    // Late result of a cancelled/expired run or of an older attempt: kept on
+                    // the attempt, the run stays as it is.
+                    out.push(Ok(FinishOutcome {
+                        state,
+                        changed: false,
+                        retry_at: None,
+                        breaker_opened: false,
+                    }));
+                    continue;
+                }
+                // The circuit breaker counts consecutive failed attempts of the device.
+                let failed = matches!(
+                    report.outcome,
+                    AttemptOutcome::Failed | AttemptOutcome::TimedOut | AttemptOutcome::Interrupted
+                );
+                let entry = breakers.get(&it.device_id).copied();
+                let (count_before, opened_before) = entry.map_or((0, None), |(c, o, _)| (c, o));
+                let (count, opened_at) = if failed {
+                    let c = count_before + 1;
+                    let open = opened_before
                         .or((breaker_threshold > 0 && c >= i64::from(breaker_threshold))
                             .then_some(now));
-                (c, open)
-            } else if report.outcome == AttemptOutcome::Succeeded {
-                (0, opened_before)
-            } else {
-                (count_before, opened_before)
-            };
-            if before.is_some() || failed {
-                sqlx::query(
-                    "INSERT INTO device_breakers (device_id, consecutive_failures, opened_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (device_id) DO UPDATE SET consecutive_failures = $2, opened_at = $3",
-                )
-                .bind(device_id)
-                .bind(count)
-                .bind(opened_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let policy: RetryPolicy = decode_json("jobs.retry", &run.retry)?;
-            let decision = after_attempt(&AttemptEnd {
-                policy: &policy,
-                attempt: report.attempt,
-                outcome: report.outcome,
-                exit_code: report.exit_code,
-                error: report.error.as_deref(),
-                breaker_open: opened_at.is_some(),
-                consecutive_failures: u32::try_from(count).unwrap_or(u32::MAX),
-                now,
-                expires_at: run.expires_at,
-            });
-            let exit = report.exit_code.map(i64::from);
-            let out = match decision {
-                AfterAttempt::Finish {
-                    state,
-                    reason,
-                    held,
-                } => {
-                    sqlx::query(
-                        "UPDATE job_runs SET state = $2, exit_code = $3, reason = $4, held = $5, updated_at = $6
-                         WHERE id = $1",
-                    )
-                    .bind(run_id)
-                    .bind(state.as_str())
-                    .bind(exit)
-                    .bind(&reason)
-                    .bind(held)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    history!(
-                        tx,
-                        &run.job_id,
-                        run_id,
-                        attempt,
-                        state.as_str(),
-                        now,
-                        reason
-                    );
-                    FinishOutcome {
+                    (c, open)
+                } else if report.outcome == AttemptOutcome::Succeeded {
+                    (0, opened_before)
+                } else {
+                    (count_before, opened_before)
+                };
+                if entry.is_some() || failed {
+                    breakers.insert(it.device_id.clone(), (count, opened_at, true));
+                }
+                let policy: RetryPolicy = decode_json("jobs.retry", &run.retry)?;
+                let decision = after_attempt(&AttemptEnd {
+                    policy: &policy,
+                    attempt: report.attempt,
+                    outcome: report.outcome,
+                    exit_code: report.exit_code,
+                    error: report.error.as_deref(),
+                    breaker_open: opened_at.is_some(),
+                    consecutive_failures: u32::try_from(count).unwrap_or(u32::MAX),
+                    now,
+                    expires_at: run.expires_at,
+                });
+                let exit = report.exit_code.map(i64::from);
+                match decision {
+                    AfterAttempt::Finish {
                         state,
-                        changed: true,
-                        retry_at: None,
-                        breaker_opened: opened_before.is_none() && opened_at.is_some(),
+                        reason,
+                        held,
+                    } => {
+                        run_rows.push((
+                            it.run_id.clone(),
+                            state.as_str(),
+                            attempt,
+                            exit,
+                            reason.clone(),
+                            held,
+                            run.not_before,
+                        ));
+                        history_rows.push((
+                            run.job_id.clone(),
+                            it.run_id.clone(),
+                            attempt,
+                            state.as_str(),
+                            reason,
+                        ));
+                        run.state = state.as_str().to_string();
+                        out.push(Ok(FinishOutcome {
+                            state,
+                            changed: true,
+                            retry_at: None,
+                            breaker_opened: opened_before.is_none() && opened_at.is_some(),
+                        }));
+                    }
+                    AfterAttempt::Retry {
+                        failed_state,
+                        attempt: next,
+                        not_before,
+                        reason,
+                    } => {
+                        let next = i64::from(next);
+                        run_rows.push((
+                            it.run_id.clone(),
+                            "queued",
+                            next,
+                            exit,
+                            Some(reason.clone()),
+                            false,
+                            not_before,
+                        ));
+                        history_rows.push((
+                            run.job_id.clone(),
+                            it.run_id.clone(),
+                            attempt,
+                            failed_state.as_str(),
+                            Some(reason),
+                        ));
+                        history_rows.push((
+                            run.job_id.clone(),
+                            it.run_id.clone(),
+                            next,
+                            "queued",
+                            None,
+                        ));
+                        run.state = "queued".to_string();
+                        run.attempt = next;
+                        run.not_before = not_before;
+                        out.push(Ok(FinishOutcome {
+                            state: RunState::Queued,
+                            changed: true,
+                            retry_at: Some(not_before),
+                            breaker_opened: false,
+                        }));
                     }
                 }
-                AfterAttempt::Retry {
-                    failed_state,
-                    attempt: next,
-                    not_before,
-                    reason,
-                } => {
-                    sqlx::query(
-                        "UPDATE job_runs SET state = 'queued', attempt = $2, exit_code = $3, reason = $4,
-                             not_before = $5, updated_at = $6 WHERE id = $1",
-                    )
-                    .bind(run_id)
-                    .bind(i64::from(next))
-                    .bind(exit)
-                    .bind(&reason)
-                    .bind(not_before)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    history!(
-                        tx,
-                        &run.job_id,
-                        run_id,
-                        attempt,
-                        failed_state.as_str(),
-                        now,
-                        Some(reason)
-                    );
-                    history!(
-                        tx,
-                        &run.job_id,
-                        run_id,
-                        i64::from(next),
-                        "queued",
-                        now,
-                        None::<String>
-                    );
-                    FinishOutcome {
-                        state: RunState::Queued,
-                        changed: true,
-                        retry_at: Some(not_before),
-                        breaker_opened: false,
-                    }
+            }
+
+            for part in attempt_rows.chunks(60) {
+                let rows = (0..part.len())
+                    .map(|k| {
+                        let b = 11 * k;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6,
+                            b + 7,
+                            b + 8,
+                            b + 9,
+                            b + 10,
+                            b + 11
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO job_attempts (run_id, attempt, outcome, exit_code, error, started_at, finished_at,
+                         stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated)
+                     VALUES {rows}
+                     ON CONFLICT (run_id, attempt) DO UPDATE SET outcome = excluded.outcome,
+                         exit_code = excluded.exit_code, error = excluded.error,
+                         started_at = COALESCE(job_attempts.started_at, excluded.started_at),
+                         finished_at = excluded.finished_at, stdout_bytes = excluded.stdout_bytes,
+                         stderr_bytes = excluded.stderr_bytes, stdout_truncated = excluded.stdout_truncated,
+                         stderr_truncated = excluded.stderr_truncated"
+                ));
+                let mut q = sqlx::query(sql);
+                for (run_id, attempt, r) in part {
+                    q = q
+                        .bind(*run_id)
+                        .bind(*attempt)
+                        .bind(r.outcome.as_str())
+                        .bind(r.exit_code.map(i64::from))
+                        .bind(r.error.clone())
+                        .bind(r.started_at_ms)
+                        .bind(r.finished_at_ms)
+                        .bind(i64::try_from(r.stdout_bytes).unwrap_or(i64::MAX))
+                        .bind(i64::try_from(r.stderr_bytes).unwrap_or(i64::MAX))
+                        .bind(r.stdout_truncated)
+                        .bind(r.stderr_truncated);
                 }
-            };
+                q.execute(&mut *tx).await?;
+            }
+            let dirty: Vec<(&String, i64, Option<i64>)> = breakers
+                .iter()
+                .filter(|(_, (_, _, d))| *d)
+                .map(|(k, (c, o, _))| (k, *c, *o))
+                .collect();
+            for part in dirty.chunks(CHUNK / 3) {
+                let rows = (0..part.len())
+                    .map(|k| format!("(${}, ${}, ${})", 3 * k + 1, 3 * k + 2, 3 * k + 3))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO device_breakers (device_id, consecutive_failures, opened_at) VALUES {rows}
+                     ON CONFLICT (device_id) DO UPDATE SET consecutive_failures = excluded.consecutive_failures,
+                         opened_at = excluded.opened_at"
+                ));
+                let mut q = sqlx::query(sql);
+                for (d, c, o) in part {
+                    q = q.bind(*d).bind(*c).bind(*o);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            for part in run_rows.chunks(CHUNK / 8) {
+                let rows = (0..part.len())
+                    .map(|k| {
+                        let b = 7 * k + 1;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6,
+                            b + 7
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE job_runs SET state = v.column2, attempt = v.column3, exit_code = v.column4,
+                         reason = v.column5, held = v.column6, not_before = v.column7, updated_at = $1
+                     FROM (VALUES {rows}) AS v WHERE job_runs.id = v.column1"
+                ));
+                let mut q = sqlx::query(sql).bind(now);
+                for (run_id, state, attempt, exit, reason, held, not_before) in part {
+                    q = q
+                        .bind(run_id)
+                        .bind(*state)
+                        .bind(*attempt)
+                        .bind(*exit)
+                        .bind(reason.clone())
+                        .bind(*held)
+                        .bind(*not_before);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            for part in history_rows.chunks(CHUNK / 5) {
+                let rows = (0..part.len())
+                    .map(|k| {
+                        let b = 5 * k + 1;
+                        format!(
+                            "(${}, ${}, ${}, ${}, $1, ${})",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO job_run_history (job_id, run_id, attempt, state, at, reason) VALUES {rows}"
+                ));
+                let mut q = sqlx::query(sql).bind(now);
+                for (job, run, attempt, state, reason) in part {
+                    q = q
+                        .bind(job)
+                        .bind(run)
+                        .bind(*attempt)
+                        .bind(*state)
+                        .bind(reason.clone());
+                }
+                q.execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             Ok(out)
         })

@@ -20,8 +20,8 @@ mod users;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRow};
 pub use devices::{
-    DeviceAuth, DeviceFilter, DeviceRow, DeviceSort, FieldMatch, InventoryRow, NewTimelineEntry,
-    TimelineRow,
+    CheckinRecord, CheckinRecorded, DeviceAuth, DeviceFilter, DeviceRow, DeviceSort, FieldMatch,
+    InventoryRow, NewTimelineEntry, TimelineRow,
 };
 pub use dynamic::{DeviceFactRows, EventRow, MembershipChangeOutcome};
 pub use enrollment::{
@@ -32,8 +32,8 @@ pub use groups::{
     DeviceSelection, GroupRow, GroupUpdate, GroupWithCounts, MembershipRow, NewGroup,
 };
 pub use jobs::{
-    AttemptRow, BreakerRow, ClaimedRun, Control, FinishOutcome, HistoryRow, JobRow, NewJob,
-    OutputRow, RunRow, ScriptRow, ScriptVersion, SweepOutcome,
+    AttemptRow, BreakerRow, ClaimedRun, Control, FinishOutcome, FinishReport, HistoryRow, JobRow,
+    NewJob, OutputRow, RunRow, ScriptRow, ScriptVersion, StartReport, SweepOutcome,
 };
 pub use migrations::{MIGRATIONS, MigrationPair};
 pub use notify::{Subscription, WAKE_CHANNEL};
