@@ -79,6 +79,7 @@ on_both!(
     bulk_tags_change_timeline_and_filter_exactly,
     custom_fields_round_trip_every_type_and_filter,
     dynamic_membership_changes_are_recorded_once,
+    batched_job_reports_behave_like_one_at_a_time,
 );
 
 fn audit(action: &str) -> AuditEntry {
@@ -1791,4 +1792,222 @@ async fn dynamic_membership_changes_are_recorded_once(s: &Store) {
         )
     );
     assert!(s.dynamic_memberships(&dev).await.unwrap().is_empty());
+}
+
+fn job_row(id: &str, retry: serde_json::Value) -> capstan_store::JobRow {
+    capstan_store::JobRow {
+        id: id.into(),
+        name: "t".into(),
+        kind: "command".into(),
+        spec: json!({"action": {"type": "command", "argv": ["true"]}}).to_string(),
+        targets: "{}".into(),
+        retry: retry.to_string(),
+        script_id: None,
+        script_version: None,
+        created_by: "user:test".into(),
+        created_at: 1_000,
+        expires_at: 10_000_000,
+        timeout_secs: 60,
+        cancelled_at: None,
+    }
+}
+
+fn finished(
+    attempt: u32,
+    outcome: capstan_proto::jobs::AttemptOutcome,
+) -> capstan_proto::jobs::RunFinished {
+    capstan_proto::jobs::RunFinished {
+        attempt,
+        outcome,
+        exit_code: Some(1),
+        error: None,
+        started_at_ms: Some(1_500),
+        finished_at_ms: 2_000,
+        stdout_bytes: 0,
+        stderr_bytes: 0,
+        stdout_truncated: false,
+        stderr_truncated: false,
+    }
+}
+
+/// Several devices' claims, starts and finishes in one batch each: every item gets the answer
+/// it would get alone — a repeated report changes nothing, another device's run is not found,
+/// and two failures of one device count for its circuit breaker in order.
+async fn batched_job_reports_behave_like_one_at_a_time(s: &Store) {
+    use capstan_proto::jobs::AttemptOutcome::{Failed, Succeeded};
+    use capstan_store::{FinishReport, NewJob, StartReport, StoreError};
+    let a = enrolled(s, "batch-a", 100).await;
+    let b = enrolled(s, "batch-b", 100).await;
+    let retry = json!({"max_attempts": 3, "backoff_secs": 0, "max_backoff_secs": 0,
+                       "retry_on": ["failed"]});
+    let (j1, j2) = (id(), id());
+    for j in [&j1, &j2] {
+        s.create_job(
+            &NewJob {
+                job: job_row(j, retry.clone()),
+                devices: vec![a.clone(), b.clone()],
+                follow_groups: vec![],
+            },
+            &audit("job.create"),
+        )
+        .await
+        .unwrap();
+    }
+    // Pending is reported by the check-in itself.
+    let rec = s
+        .record_checkins_batch(
+            &[
+                capstan_store::CheckinRecord {
+                    device_id: a.clone(),
+                    agent_version: "1".into(),
+                    boot_id: None,
+                    performance: None,
+                },
+                capstan_store::CheckinRecord {
+                    device_id: "nope".into(),
+                    agent_version: "1".into(),
+                    boot_id: None,
+                    performance: None,
+                },
+            ],
+            2_000,
+        )
+        .await
+        .unwrap();
+    assert!(rec[0].as_ref().unwrap().runs_pending);
+    assert!(matches!(rec[1], Err(StoreError::NotFound)));
+
+    let claimed = s
+        .claim_runs_batch(&[a.clone(), b.clone(), "nope".into()], 2_000, 50)
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 0]);
+    // Re-claiming hands the same attempts out again (not started yet).
+    let again = s
+        .claim_runs_batch(std::slice::from_ref(&a), 2_001, 50)
+        .await
+        .unwrap();
+    assert_eq!(again[0].len(), 2);
+    let runs_a: Vec<String> = claimed[0].iter().map(|c| c.run_id.clone()).collect();
+    let run_b = claimed[1][0].run_id.clone();
+    let job_b = claimed[1][0].job_id.clone();
+    let job_of = |run: &str| {
+        claimed[0]
+            .iter()
+            .find(|c| c.run_id == run)
+            .unwrap()
+            .job_id
+            .clone()
+    };
+    let start = |device: &str, run: &str| StartReport {
+        device_id: device.into(),
+        run_id: run.into(),
+        attempt: 1,
+        started_at: 2_100,
+    };
+    let started = s
+        .start_runs_batch(
+            &[
+                start(&a, &runs_a[0]),
+                start(&a, &runs_a[0]),
+                start(&a, &runs_a[1]),
+                start(&a, &run_b),
+            ],
+            2_100,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(started[0], Ok(c) if !c.cancel));
+    assert!(
+        matches!(started[1], Ok(c) if !c.cancel),
+        "a repeated start is harmless"
+    );
+    assert!(matches!(started[2], Ok(c) if !c.cancel));
+    assert!(
+        matches!(started[3], Err(StoreError::NotFound)),
+        "b's run is not a's"
+    );
+    assert_eq!(
+        s.run(&job_of(&runs_a[0]), &runs_a[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "running"
+    );
+
+    // Two failures of device a in one batch with threshold 2: the first is retried, the second
+    // opens the breaker and is held. The repeated report changes nothing.
+    let fin = |run: &str, attempt, outcome| FinishReport {
+        device_id: a.clone(),
+        run_id: run.into(),
+        report: finished(attempt, outcome),
+    };
+    let out = s
+        .finish_runs_batch(
+            &[
+                fin(&runs_a[0], 1, Failed),
+                fin(&runs_a[0], 1, Failed),
+                fin(&runs_a[1], 1, Failed),
+            ],
+            2,
+            3_000,
+        )
+        .await
+        .unwrap();
+    let o0 = out[0].as_ref().unwrap();
+    assert_eq!(
+        (o0.state, o0.changed, o0.retry_at),
+        (capstan_proto::jobs::RunState::Queued, true, Some(3_000))
+    );
+    assert!(!out[1].as_ref().unwrap().changed);
+    let o2 = out[2].as_ref().unwrap();
+    assert_eq!(
+        (o2.state, o2.breaker_opened),
+        (capstan_proto::jobs::RunState::Failed, true)
+    );
+    let held = s
+        .run(&job_of(&runs_a[1]), &runs_a[1])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(held.held && held.reason.unwrap().contains("circuit breaker"));
+    let br = s.breaker(&a).await.unwrap().unwrap();
+    assert_eq!(
+        (br.consecutive_failures, br.opened_at, br.held_runs),
+        (2, Some(3_000), 1)
+    );
+    let history = s.run_history(&runs_a[0]).await.unwrap();
+    let states: Vec<(i64, &str)> = history
+        .iter()
+        .map(|h| (h.attempt, h.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (1, "queued"),
+            (1, "delivered"),
+            (1, "running"),
+            (1, "failed"),
+            (2, "queued")
+        ]
+    );
+    // A finish for an attempt that does not exist is refused; b's run is untouched.
+    let bad = s
+        .finish_runs_batch(
+            &[FinishReport {
+                device_id: b.clone(),
+                run_id: run_b.clone(),
+                report: finished(5, Succeeded),
+            }],
+            2,
+            3_100,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(bad[0], Err(StoreError::Invalid(_))));
+    assert_eq!(
+        s.run(&job_b, &run_b).await.unwrap().unwrap().state,
+        "delivered"
+    );
 }
