@@ -4,6 +4,8 @@
 //! numbers as finite f64, booleans, dates as Unix milliseconds — so the store compares values
 //! as text and the device-list filter `field=name=value` is an indexed exact match. A wrong
 //! type is a 400 `validation_failed` naming the field and the expected type; nothing is stored.
+//! A field that a dynamic group's rule reads cannot be deleted (409); the store decides that
+//! inside the delete's transaction under the group tree lock, which rule saves also take.
 
 use std::collections::BTreeMap;
 

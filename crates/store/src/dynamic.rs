@@ -133,6 +133,7 @@ impl Store {
                     "group {name:?} is {kind}: only dynamic groups have a rule"
                 )));
             }
+            crate::groups::check_rule_fields!(tx, rule);
             let groups: Vec<GroupRow> = sqlx::query_as(crate::groups::ALL_GROUPS_SQL)
                 .fetch_all(&mut *tx)
                 .await?;

@@ -154,15 +154,43 @@ impl Store {
     }
 
     /// Delete a definition and every device's value of it.
+    /// Delete a field definition and every device's value. `Conflict` while a dynamic group's
+    /// rule reads the field — decided inside the transaction, under the group tree lock that
+    /// rule saves also take, so a concurrent rule save cannot slip in a new reference.
     pub async fn delete_field(&self, name: &str, audit: &AuditEntry) -> Result<()> {
-        self.audited_change(
-            "DELETE FROM custom_fields WHERE name = $1",
-            name,
-            None,
-            None,
-            audit,
-        )
-        .await
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            crate::groups::lock_tree(&mut *tx, audit.at).await?;
+            let rules: Vec<(String, Option<String>)> = sqlx::query_as(
+                "SELECT name, rule FROM device_groups WHERE kind = 'dynamic' ORDER BY name",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let users: Vec<String> = rules
+                .into_iter()
+                .filter(|(_, r)| {
+                    r.as_deref()
+                        .is_some_and(|r| crate::groups::rule_custom_fields(r).contains(name))
+                })
+                .map(|(g, _)| g)
+                .collect();
+            if !users.is_empty() {
+                return Err(StoreError::Conflict(format!(
+                    "custom field {name:?} is used by the rules of group(s): {}; change those rules first",
+                    users.join(", ")
+                )));
+            }
+            let gone = sqlx::query("DELETE FROM custom_fields WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            if gone.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Set a device's value (`value_json` canonical). Written only while the field still has

@@ -143,30 +143,76 @@ pub(crate) enum GraphChange<'a> {
     Delete { id: &'a str },
 }
 
-/// The ids of the groups a stored rule references: every `{"group": id}` under `all`, `any`
-/// and `not`. The store does not validate rules (the server did when it saved them); this
-/// walk only needs their shape, and text that is not a rule references nothing.
-pub(crate) fn rule_references(rule: &str) -> BTreeSet<String> {
-    fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>) {
+/// Call `visit` with every condition object of a stored rule (under `all`, `any` and `not`).
+/// The store does not validate rules (the server did when it saved them); this walk only needs
+/// their shape, and text that is not a rule has no conditions.
+fn each_condition(rule: &str, visit: &mut dyn FnMut(&serde_json::Map<String, serde_json::Value>)) {
+    fn walk(
+        v: &serde_json::Value,
+        visit: &mut dyn FnMut(&serde_json::Map<String, serde_json::Value>),
+    ) {
         let Some(obj) = v.as_object() else { return };
-        if let Some(g) = obj.get("group").and_then(|g| g.as_str()) {
-            out.insert(g.to_string());
-        }
+        visit(obj);
         for key in ["all", "any"] {
             if let Some(items) = obj.get(key).and_then(|c| c.as_array()) {
-                items.iter().for_each(|c| walk(c, out));
+                items.iter().for_each(|c| walk(c, visit));
             }
         }
         if let Some(inner) = obj.get("not") {
-            walk(inner, out);
+            walk(inner, visit);
         }
     }
-    let mut out = BTreeSet::new();
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(rule) {
-        walk(&v, &mut out);
+        walk(&v, visit);
     }
+}
+
+/// The ids of the groups a stored rule references (every `{"group": id}`).
+pub(crate) fn rule_references(rule: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    each_condition(rule, &mut |c| {
+        if let Some(g) = c.get("group").and_then(|g| g.as_str()) {
+            out.insert(g.to_string());
+        }
+    });
     out
 }
+
+/// The custom fields a stored rule reads (`{"field": "custom.<name>", …}`), by name.
+pub(crate) fn rule_custom_fields(rule: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    each_condition(rule, &mut |c| {
+        if let Some(name) = c
+            .get("field")
+            .and_then(|f| f.as_str())
+            .and_then(|f| f.strip_prefix("custom."))
+        {
+            out.insert(name.to_string());
+        }
+    });
+    out
+}
+
+/// Refuse a rule that reads a custom field that does not exist (any more): checked inside the
+/// write transaction, under the tree lock that deleting a field also takes, so a rule save and
+/// a field deletion cannot both succeed.
+macro_rules! check_rule_fields {
+    ($tx:ident, $rule:expr) => {{
+        let wanted = crate::groups::rule_custom_fields($rule);
+        if !wanted.is_empty() {
+            let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM custom_fields")
+                .fetch_all(&mut *$tx)
+                .await?;
+            let have: std::collections::BTreeSet<String> = names.into_iter().map(|n| n.0).collect();
+            if let Some(missing) = wanted.iter().find(|w| !have.contains(*w)) {
+                return Err(crate::StoreError::Invalid(format!(
+                    "the rule reads custom field {missing:?}, which does not exist"
+                )));
+            }
+        }
+    }};
+}
+pub(crate) use check_rule_fields;
 
 /// Check `change` against `groups` (every group, read inside the write transaction after
 /// the tree lock). `Conflict` when a rule still references a group being deleted or when the
@@ -483,6 +529,7 @@ impl Store {
                 }
             }
             if let Some(rule) = rule {
+                check_rule_fields!(tx, rule);
                 let groups: Vec<GroupRow> =
                     sqlx::query_as(ALL_GROUPS_SQL).fetch_all(&mut *tx).await?;
                 check_graph(

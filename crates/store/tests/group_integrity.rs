@@ -62,6 +62,7 @@ on_both!(
     deleting_a_group_races_with_a_rule_that_references_it,
     two_rule_saves_never_close_a_cycle_together,
     a_re_parent_and_a_rule_save_never_close_a_cycle_together,
+    deleting_a_custom_field_races_with_a_rule_that_reads_it,
 );
 
 /// Races per concurrent case: enough to hit both orders on either backend.
@@ -332,4 +333,68 @@ async fn a_re_parent_and_a_rule_save_never_close_a_cycle_together(s: &Store) {
             "round {round}: moved {under}, rule saved {reads}"
         );
     }
+}
+
+/// A rule save that starts reading a custom field and the deletion of that field, at the same
+/// time: exactly one wins, and no stored rule is left reading a field that does not exist.
+async fn deleting_a_custom_field_races_with_a_rule_that_reads_it(s: &Store) {
+    let s = Arc::new(s.clone());
+    let mut outcomes = (0, 0);
+    for round in 0..ROUNDS {
+        let name = format!("owner_{round}");
+        s.create_field(
+            &capstan_store::FieldRow {
+                name: name.clone(),
+                field_type: "string".into(),
+                enum_values: "[]".into(),
+                default_value: None,
+                required: false,
+                description: String::new(),
+                created_at: 1,
+                updated_at: 1,
+            },
+            &audit("custom_field.create"),
+        )
+        .await
+        .unwrap();
+        let user = dynamic_group(&s, &format!("Owners {round}"), None, r#"{"tag":"u"}"#).await;
+        let rule = format!(r#"{{"field":"custom.{name}","op":"eq","value":"it"}}"#);
+        let (deleted, saved) = tokio::join!(
+            {
+                let (s, name) = (s.clone(), name.clone());
+                tokio::spawn(
+                    async move { s.delete_field(&name, &audit("custom_field.delete")).await },
+                )
+            },
+            {
+                let (s, user) = (s.clone(), user.clone());
+                tokio::spawn(async move {
+                    s.set_group_rule(&user, &rule, 20, &audit("group.rule_change"))
+                        .await
+                })
+            }
+        );
+        match (deleted.unwrap(), saved.unwrap()) {
+            (Ok(()), Err(StoreError::Invalid(m))) => {
+                assert!(m.contains(&name), "{m}");
+                outcomes.0 += 1;
+            }
+            (Err(StoreError::Conflict(m)), Ok(())) => {
+                assert!(m.contains(&format!("Owners {round}")), "{m}");
+                outcomes.1 += 1;
+                // Clean up: the rule lets go, then the field can go.
+                s.set_group_rule(&user, r#"{"tag":"u"}"#, 21, &audit("x"))
+                    .await
+                    .unwrap();
+                s.delete_field(&name, &audit("x")).await.unwrap();
+            }
+            other => panic!("round {round}: both or neither succeeded: {other:?}"),
+        }
+        assert_eq!(
+            rule_of(&s, &user).await.as_deref(),
+            Some(r#"{"tag":"u"}"#),
+            "round {round}: the stored rule reads no deleted field"
+        );
+    }
+    assert_eq!(outcomes.0 + outcomes.1, ROUNDS);
 }
