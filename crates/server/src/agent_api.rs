@@ -62,11 +62,51 @@ impl FromRequestParts<AppState> for AgentDevice {
         })?;
         let (id, secret) = secrets::parse(DEVICE_TOKEN_PREFIX, &token)
             .ok_or_else(|| ApiError::unauthenticated("malformed device credential"))?;
+        if state.device_auth.verify(id, secret) {
+            return Ok(AgentDevice { id: id.to_string() });
+        }
         let device = state.store.device_auth(id).await?.ok_or_else(revoked)?;
         if !secrets::verify_secret(secret, &device.secret_hash) || device.revoked_at.is_some() {
             return Err(revoked());
         }
+        state.device_auth.remember(&device.id, &device.secret_hash);
         Ok(AgentDevice { id: device.id })
+    }
+}
+
+/// How long a verified device credential is trusted without reading the database again.
+const AUTH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Verified device credentials (their hashes), so an agent's requests do not each read the
+/// devices table. Revoking or deleting a device forgets it here at once, and on other replicas
+/// when their wake relay delivers the wake-up the revocation sends; if that notification is lost,
+/// another replica accepts the old credential for at most [`AUTH_CACHE_TTL`]. A credential that
+/// does not match the cached hash (e.g. after re-enrollment) is checked against the database.
+#[derive(Debug, Default)]
+pub struct DeviceAuthCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+}
+
+impl DeviceAuthCache {
+    fn verify(&self, id: &str, secret: &str) -> bool {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id).is_some_and(|(hash, at)| {
+            at.elapsed() < AUTH_CACHE_TTL && secrets::verify_secret(secret, hash)
+        })
+    }
+
+    fn remember(&self, id: &str, hash: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(
+            id.to_string(),
+            (hash.to_string(), std::time::Instant::now()),
+        );
+    }
+
+    /// Forget a device (revoked, deleted, or changed on another replica).
+    pub fn forget(&self, id: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
     }
 }
 
@@ -184,6 +224,8 @@ async fn enroll_checked(state: &AppState, req: EnrollRequest) -> ApiResult<Json<
         outcome.device_id, minted.secret
     );
     metrics::counter!("capstan_enrollments_total").increment(1);
+    // A re-enrollment replaced the credential: the old one must not live on in the cache.
+    state.device_auth.forget(&outcome.device_id);
     crate::membership::device_changed(state, &outcome.device_id).await;
     tracing::info!(device = %outcome.device_id, hostname = %req.hostname.escape_debug(), reenrolled = outcome.reenrolled, "device enrolled");
     Ok(Json(EnrollResponse {

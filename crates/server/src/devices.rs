@@ -271,6 +271,7 @@ async fn delete_device(
             StoreError::NotFound => not_found(&id),
             other => other.into(),
         })?;
+    state.device_auth.forget(&id);
     state.wake.remove(&id);
     state.publish_wake(&id).await;
     Ok(StatusCode::NO_CONTENT)
@@ -293,7 +294,9 @@ async fn revoke_device(
             StoreError::NotFound => not_found(&id),
             other => other.into(),
         })?;
-    // End its long-poll so the agent learns at once.
+    state.device_auth.forget(&id);
+    // End its long-poll so the agent learns at once (other replicas forget its credential
+    // when the relayed wake-up arrives).
     state.wake_device(&id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -164,6 +164,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         membership: Default::default(),
         jobs: Default::default(),
         agent_writes: Default::default(),
+        device_auth: Default::default(),
     });
     let (router, _spec) = crate::app::build(state.clone());
 

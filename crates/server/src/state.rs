@@ -43,6 +43,8 @@ pub struct Inner {
     pub jobs: crate::jobs::JobsRuntime,
     /// Batched agent writes ([`crate::batch::writes`]); started on first use.
     pub agent_writes: std::sync::OnceLock<crate::batch::AgentWrites>,
+    /// Recently verified device credentials ([`crate::agent_api::DeviceAuthCache`]).
+    pub device_auth: crate::agent_api::DeviceAuthCache,
 }
 
 /// Failure budgets of the routes that check secrets (see [`crate::ratelimit`]).
@@ -133,6 +135,11 @@ pub async fn relay_wakes(state: AppState) {
                         {
                             for device in devices.split(',') {
                                 state.wake.wake(device);
+                            }
+                            // A single-device relay may be a revocation or deletion on the
+                            // other replica: re-check that device's credential next time.
+                            if !devices.contains(',') {
+                                state.device_auth.forget(devices);
                             }
                         }
                     }

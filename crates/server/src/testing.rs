@@ -35,6 +35,7 @@ pub async fn app_with_config(config: Config) -> anyhow::Result<(axum::Router, Ap
         membership: Default::default(),
         jobs: Default::default(),
         agent_writes: Default::default(),
+        device_auth: Default::default(),
     });
     let (router, _) = crate::app::build(state.clone());
     Ok((router, state))
