@@ -159,22 +159,9 @@ async fn enrollment_token(cli: &Cli, opts: &ClientOptions, seed: u64) -> anyhow:
     if let Some(t) = &cli.token {
         return Ok(t.clone());
     }
-    let password = std::env::var(&cli.password_env).with_context(|| {
-        format!(
-            "the password of {:?} is read from ${} (or pass --token)",
-            cli.username, cli.password_env
-        )
-    })?;
-    let api = ApiClient::new(&cli.server, None, opts)?;
-    let login = api
-        .login(&LoginRequest {
-            username: cli.username.clone(),
-            password,
-        })
+    let created = operator(cli, opts)
         .await
-        .with_context(|| format!("logging in to {} as {}", cli.server, cli.username))?;
-    let created = api
-        .with_token(Some(login.token))
+        .context("pass --token, or let the load generator log in")?
         .create_enrollment_token(&CreateEnrollmentTokenRequest {
             name: format!("capstan-loadgen run {seed:016x}"),
             expires_in_secs: Some(86_400),

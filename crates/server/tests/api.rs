@@ -13,156 +13,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-struct T {
-    router: axum::Router,
-    state: capstan_server::state::AppState,
-    _dir: tempfile::TempDir,
-}
-
-/// SQLite by default; `CAPSTAN_API_TEST_DB=postgres` runs the whole suite on a fresh database
-/// of the harness's throwaway PostgreSQL (the test command runs it both ways).
-async fn setup() -> T {
-    setup_with(|_| {}).await
-}
-
-async fn setup_with(adjust: impl FnOnce(&mut capstan_server::config::Config)) -> T {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = capstan_server::config::Config::for_tests(dir.path());
-    adjust(&mut config);
-    if std::env::var("CAPSTAN_API_TEST_DB").as_deref() == Ok("postgres") {
-        config.database_url = capstan_testkit::postgres()
-            .expect("throwaway PostgreSQL")
-            .create_database()
-            .expect("database");
-    }
-    let (router, state) = capstan_server::testing::app_with_config(config)
-        .await
-        .unwrap();
-    T {
-        router,
-        state,
-        _dir: dir,
-    }
-}
-
-impl T {
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        content_type: Option<&str>,
-        body: Vec<u8>,
-    ) -> (StatusCode, Value) {
-        let mut b = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        if let Some(ct) = content_type {
-            b = b.header(header::CONTENT_TYPE, ct);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(b.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        (status, v)
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        match body {
-            Some(b) => {
-                self.raw(
-                    method,
-                    path,
-                    token,
-                    Some("application/json"),
-                    b.to_string().into_bytes(),
-                )
-                .await
-            }
-            None => self.raw(method, path, token, None, Vec::new()).await,
-        }
-    }
-
-    async fn login(&self, user: &str, password: &str) -> String {
-        let (s, v) = self
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"username": user, "password": password})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        v["token"].as_str().unwrap().to_string()
-    }
-
-    async fn admin(&self) -> String {
-        self.login("admin", "test-admin-password").await
-    }
-
-    async fn enrollment_token(&self, admin: &str, body: Value) -> String {
-        let (s, v) = self
-            .call(
-                Method::POST,
-                "/api/v1/enrollment-tokens",
-                Some(admin),
-                Some(body),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        v["token"].as_str().unwrap().to_string()
-    }
-
-    async fn enroll(&self, token: &str, identity: &str) -> (StatusCode, Value) {
-        let req = EnrollRequest {
-            token: token.into(),
-            identity: DeviceIdentity {
-                identity_key: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-                    identity.as_bytes(),
-                )),
-                source: "instance".into(),
-            },
-            hostname: format!("host-{identity}"),
-            agent_version: "0.1.0".into(),
-            os_family: "linux".into(),
-            capabilities: vec![],
-        };
-        self.call(
-            Method::POST,
-            "/agent/v1/enroll",
-            None,
-            Some(serde_json::to_value(req).unwrap()),
-        )
-        .await
-    }
-
-    async fn device(&self, admin: &str, identity: &str) -> (String, String) {
-        let tok = self.enrollment_token(admin, json!({"name": "t"})).await;
-        let (s, v) = self.enroll(&tok, identity).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        (
-            v["device_id"].as_str().unwrap().into(),
-            v["device_token"].as_str().unwrap().into(),
-        )
-    }
-}
+mod common;
+use common::{T, assert_error, setup, setup_with};
 
 fn doc(hostname: &str, packages: &[(&str, &str)]) -> InventoryDocument {
     InventoryDocument {
@@ -197,17 +49,6 @@ fn upload(d: InventoryDocument) -> Value {
         document: d,
     })
     .unwrap()
-}
-
-fn assert_error(resp: &(StatusCode, Value), status: StatusCode, code: &str) {
-    assert_eq!(resp.0, status, "{}", resp.1);
-    assert_eq!(resp.1["code"], code, "{}", resp.1);
-    assert_eq!(resp.1["status"], status.as_u16(), "{}", resp.1);
-    assert!(
-        resp.1["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{}",
-        resp.1
-    );
 }
 
 #[tokio::test]
@@ -1994,20 +1835,6 @@ async fn audit_log_names_the_actor_and_pages_newest_first() {
 }
 
 impl T {
-    /// `call` that must answer `want`; the body.
-    async fn ok(
-        &self,
-        want: StatusCode,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> Value {
-        let (s, v) = self.call(method.clone(), path, Some(token), body).await;
-        assert_eq!(s, want, "{method} {path}: {v}");
-        v
-    }
-
     async fn hostnames(&self, token: &str, query: &str) -> Vec<String> {
         let v = self
             .ok(

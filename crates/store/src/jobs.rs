@@ -207,6 +207,35 @@ macro_rules! history {
     };
 }
 
+/// End the swept runs `(run id, job id, attempt, state)` in state `$to` with the reason
+/// `$reason(state)`, each with its history row, noting their jobs in `$jobs`.
+macro_rules! end_runs {
+    ($tx:ident, $runs:expr, $to:literal, $now:expr, $jobs:ident, $reason:expr) => {
+        for (run_id, job_id, attempt, state) in $runs {
+            let reason: &str = ($reason)(state.as_str());
+            sqlx::query(
+                "UPDATE job_runs SET state = $4, reason = $2, updated_at = $3 WHERE id = $1",
+            )
+            .bind(run_id)
+            .bind(reason)
+            .bind($now)
+            .bind($to)
+            .execute(&mut *$tx)
+            .await?;
+            history!(
+                $tx,
+                job_id,
+                run_id,
+                *attempt,
+                $to,
+                $now,
+                Some(reason.to_string())
+            );
+            $jobs.insert(job_id.clone());
+        }
+    };
+}
+
 /// Load the reporting device's run inside a transaction; `NotFound` for anyone else's.
 macro_rules! own_run {
     ($tx:ident, $device:expr, $run:expr) => {{
@@ -1477,31 +1506,18 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             let mut jobs = std::collections::BTreeSet::new();
-            for (run_id, job_id, attempt, state) in &expired {
-                let reason = if state == "queued" {
+            end_runs!(
+                tx,
+                &expired,
+                "expired",
+                now,
+                jobs,
+                |state: &str| if state == "queued" {
                     "expired before the device picked it up"
                 } else {
                     "expired: delivered but never started"
-                };
-                sqlx::query(
-                    "UPDATE job_runs SET state = 'expired', reason = $2, updated_at = $3 WHERE id = $1",
-                )
-                .bind(run_id)
-                .bind(reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                history!(
-                    tx,
-                    job_id,
-                    run_id,
-                    *attempt,
-                    "expired",
-                    now,
-                    Some(reason.to_string())
-                );
-                jobs.insert(job_id.clone());
-            }
+                }
+            );
             let lost: Vec<(String, String, i64, String)> = sqlx::query_as(
                 "SELECT r.id, r.job_id, r.attempt, r.state FROM job_runs r
                  JOIN jobs j ON j.id = r.job_id
@@ -1513,31 +1529,18 @@ impl Store {
             .bind(grace_ms)
             .fetch_all(&mut *tx)
             .await?;
-            for (run_id, job_id, attempt, state) in &lost {
-                let reason = if state == "rebooting" {
+            end_runs!(
+                tx,
+                &lost,
+                "failed",
+                now,
+                jobs,
+                |state: &str| if state == "rebooting" {
                     "the device did not report back after the reboot"
                 } else {
                     "no result from the agent within the timeout and grace period"
-                };
-                sqlx::query(
-                    "UPDATE job_runs SET state = 'failed', reason = $2, updated_at = $3 WHERE id = $1",
-                )
-                .bind(run_id)
-                .bind(reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                history!(
-                    tx,
-                    job_id,
-                    run_id,
-                    *attempt,
-                    "failed",
-                    now,
-                    Some(reason.to_string())
-                );
-                jobs.insert(job_id.clone());
-            }
+                }
+            );
             tx.commit().await?;
             Ok(SweepOutcome {
                 expired: expired.len() as u64,

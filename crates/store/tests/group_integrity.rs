@@ -10,52 +10,8 @@ use std::sync::Arc;
 use capstan_store::*;
 use serde_json::json;
 
-struct Db {
-    store: Store,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn sqlite() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = Store::connect(&url, &ConnectOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    Db {
-        store,
-        _dir: Some(dir),
-    }
-}
-
-async fn postgres() -> Db {
-    let pg = capstan_testkit::postgres().expect("throwaway PostgreSQL");
-    let url = pg.create_database().expect("create database");
-    let store = Store::connect(&url, &ConnectOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    Db { store, _dir: None }
-}
-
-macro_rules! on_both {
-    ($($case:ident),* $(,)?) => {
-        $(
-            mod $case {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let db = super::sqlite().await;
-                    super::$case(&db.store).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let db = super::postgres().await;
-                    super::$case(&db.store).await;
-                }
-            }
-        )*
-    };
-}
+mod common;
+use common::on_both;
 
 on_both!(
     references_and_cycles_are_refused_with_names,

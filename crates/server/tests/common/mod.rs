@@ -46,25 +46,24 @@ impl T {
         self.router.clone().oneshot(req).await.unwrap()
     }
 
-    pub async fn call(
+    /// A request with a raw body and content type; the status and the body as JSON (or as a
+    /// JSON string when it is not JSON).
+    pub async fn raw(
         &self,
         method: Method,
         path: &str,
         token: Option<&str>,
-        body: Option<Value>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
     ) -> (StatusCode, Value) {
         let mut b = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
-        let body = match body {
-            Some(v) => {
-                b = b.header(header::CONTENT_TYPE, "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let resp = self.request(b.body(body).unwrap()).await;
+        if let Some(ct) = content_type {
+            b = b.header(header::CONTENT_TYPE, ct);
+        }
+        let resp = self.request(b.body(Body::from(body)).unwrap()).await;
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let v = if bytes.is_empty() {
@@ -74,6 +73,29 @@ impl T {
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
         (status, v)
+    }
+
+    /// A request with an optional JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        match body {
+            Some(b) => {
+                self.raw(
+                    method,
+                    path,
+                    token,
+                    Some("application/json"),
+                    b.to_string().into_bytes(),
+                )
+                .await
+            }
+            None => self.raw(method, path, token, None, Vec::new()).await,
+        }
     }
 
     /// `call` that must answer `want`; the body.
@@ -120,19 +142,24 @@ impl T {
         self.login(name, "long-enough-password").await
     }
 
-    /// Enroll a device named `host-<identity>`: (device id, device token).
-    pub async fn device(&self, admin: &str, identity: &str) -> (String, String) {
+    /// Create an enrollment token (`body` as the API takes it); its secret.
+    pub async fn enrollment_token(&self, admin: &str, body: Value) -> String {
         let v = self
             .ok(
                 StatusCode::CREATED,
                 Method::POST,
                 "/api/v1/enrollment-tokens",
                 admin,
-                Some(json!({"name": "t"})),
+                Some(body),
             )
             .await;
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// Enroll as `host-<identity>` with an instance identity derived from `identity`.
+    pub async fn enroll(&self, token: &str, identity: &str) -> (StatusCode, Value) {
         let req = EnrollRequest {
-            token: v["token"].as_str().unwrap().into(),
+            token: token.into(),
             identity: DeviceIdentity {
                 identity_key: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
                     identity.as_bytes(),
@@ -144,14 +171,19 @@ impl T {
             os_family: "linux".into(),
             capabilities: vec![],
         };
-        let (s, v) = self
-            .call(
-                Method::POST,
-                "/agent/v1/enroll",
-                None,
-                Some(serde_json::to_value(req).unwrap()),
-            )
-            .await;
+        self.call(
+            Method::POST,
+            "/agent/v1/enroll",
+            None,
+            Some(serde_json::to_value(req).unwrap()),
+        )
+        .await
+    }
+
+    /// Enroll a device named `host-<identity>`: (device id, device token).
+    pub async fn device(&self, admin: &str, identity: &str) -> (String, String) {
+        let tok = self.enrollment_token(admin, json!({"name": "t"})).await;
+        let (s, v) = self.enroll(&tok, identity).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         (
             v["device_id"].as_str().unwrap().into(),
@@ -165,5 +197,9 @@ pub fn assert_error(resp: &(StatusCode, Value), status: StatusCode, code: &str) 
     assert_eq!(resp.0, status, "{}", resp.1);
     assert_eq!(resp.1["code"], code, "{}", resp.1);
     assert_eq!(resp.1["status"], status.as_u16(), "{}", resp.1);
-    assert!(resp.1["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(
+        resp.1["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        resp.1
+    );
 }
