@@ -343,6 +343,35 @@ struct FinishRun {
     retry: String,
 }
 
+/// Insert history rows `(job id, run id, attempt)` all entering `$state` at `$now`, a few
+/// hundred per statement, inside a transaction.
+macro_rules! history_rows {
+    ($tx:ident, $rows:expr, $state:literal, $now:expr) => {
+        for part in $rows.chunks(CHUNK / 3) {
+            let values = (0..part.len())
+                .map(|k| {
+                    format!(
+                        "(${}, ${}, ${}, '{}', $1)",
+                        3 * k + 2,
+                        3 * k + 3,
+                        3 * k + 4,
+                        $state
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = sqlx::AssertSqlSafe(format!(
+                "INSERT INTO job_run_history (job_id, run_id, attempt, state, at) VALUES {values}"
+            ));
+            let mut q = sqlx::query(sql).bind($now);
+            for (job, run, attempt) in part {
+                q = q.bind(*job).bind(*run).bind(*attempt);
+            }
+            q.execute(&mut *$tx).await?;
+        }
+    };
+}
+
 /// The run as an agent report sees it: only the reporting device's own runs are found.
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct OwnRun {
@@ -441,18 +470,11 @@ impl Store {
                     q = q.bind(rid).bind(d);
                 }
                 q.execute(&mut *tx).await?;
-                let rows = (0..ids.len())
-                    .map(|i| format!("($1, ${}, 1, 'queued', $2)", i + 3))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO job_run_history (job_id, run_id, attempt, state, at) VALUES {rows}"
-                ));
-                let mut q = sqlx::query(sql).bind(&j.id).bind(j.created_at);
-                for (rid, _) in &ids {
-                    q = q.bind(rid);
-                }
-                q.execute(&mut *tx).await?;
+                let rows: Vec<(&str, &str, i64)> = ids
+                    .iter()
+                    .map(|(rid, _)| (j.id.as_str(), rid.as_str(), 1))
+                    .collect();
+                history_rows!(tx, &rows, "queued", j.created_at);
                 created += ids.len() as u64;
             }
             audit.insert(&mut *tx).await?;
@@ -747,25 +769,11 @@ impl Store {
                         q = q.bind(run_id).bind(*attempt);
                     }
                     q.execute(&mut *tx).await?;
-                    let rows = (0..part.len())
-                        .map(|k| {
-                            format!(
-                                "(${}, ${}, ${}, 'delivered', $1)",
-                                3 * k + 2,
-                                3 * k + 3,
-                                3 * k + 4
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let sql = sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO job_run_history (job_id, run_id, attempt, state, at) VALUES {rows}"
-                    ));
-                    let mut q = sqlx::query(sql).bind(now);
-                    for (run_id, job_id, attempt) in part {
-                        q = q.bind(job_id).bind(run_id).bind(*attempt);
-                    }
-                    q.execute(&mut *tx).await?;
+                    let rows: Vec<(&str, &str, i64)> = part
+                        .iter()
+                        .map(|(run, job, attempt)| (job.as_str(), run.as_str(), *attempt))
+                        .collect();
+                    history_rows!(tx, &rows, "delivered", now);
                 }
             }
             tx.commit().await?;
@@ -875,25 +883,11 @@ impl Store {
                     q = q.bind(run_id).bind(*attempt).bind(*started_at);
                 }
                 q.execute(&mut *tx).await?;
-                let rows = (0..part.len())
-                    .map(|k| {
-                        format!(
-                            "(${}, ${}, ${}, 'running', $1)",
-                            3 * k + 2,
-                            3 * k + 3,
-                            3 * k + 4
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO job_run_history (job_id, run_id, attempt, state, at) VALUES {rows}"
-                ));
-                let mut q = sqlx::query(sql).bind(now);
-                for (run_id, job_id, attempt, _) in part {
-                    q = q.bind(job_id).bind(run_id).bind(*attempt);
-                }
-                q.execute(&mut *tx).await?;
+                let rows: Vec<(&str, &str, i64)> = part
+                    .iter()
+                    .map(|(run, job, attempt, _)| (job.as_str(), run.as_str(), *attempt))
+                    .collect();
+                history_rows!(tx, &rows, "running", now);
             }
             tx.commit().await?;
             Ok(out)
