@@ -471,13 +471,21 @@ async fn an_agent_killed_mid_run_reports_it_interrupted_and_never_runs_it_twice(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_the_server_mid_fan_out_loses_no_run() {
+async fn killing_the_server_mid_fan_out_loses_no_run_on_postgres() {
+    killing_the_server_mid_fan_out_loses_no_run(Some(postgres_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_server_mid_fan_out_loses_no_run_on_sqlite() {
+    killing_the_server_mid_fan_out_loses_no_run(None).await;
+}
+
+async fn killing_the_server_mid_fan_out_loses_no_run(database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let data: PathBuf = dir.path().join("data");
-    let url = postgres_url();
     let opts = ServerOptions {
         data_dir: Some(data.clone()),
-        database_url: Some(url.clone()),
+        database_url,
         ..Default::default()
     };
     let fx = start(opts).await;
