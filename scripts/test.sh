@@ -2,7 +2,8 @@
 # Capstan's one test command: installs the system packages the tests need (when run as root on
 # Debian/Ubuntu), then checks formatting and lints, builds every binary and runs every test —
 # unit, storage (SQLite and a throwaway PostgreSQL the harness starts), API, CLI snapshots and
-# end-to-end tests with real server and agent processes and real dpkg packages.
+# end-to-end tests with real server and agent processes and real dpkg packages, and package
+# metadata parsing of .deb and .rpm files built here with dpkg-deb and rpmbuild.
 #
 #   ./scripts/test.sh
 #
@@ -17,6 +18,9 @@ say() { printf '==> %s\n' "$*"; }
 need_pkgs=""
 have() { command -v "$1" >/dev/null 2>&1; }
 have dpkg-deb || need_pkgs="$need_pkgs dpkg-dev"
+have rpmbuild || need_pkgs="$need_pkgs rpm"
+have xz || need_pkgs="$need_pkgs xz-utils"
+have zstd || need_pkgs="$need_pkgs zstd"
 have curl || need_pkgs="$need_pkgs curl"
 have sha256sum || need_pkgs="$need_pkgs coreutils"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs="$need_pkgs postgresql"
