@@ -210,13 +210,19 @@ async fn get_device(
         .device(&id)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    let inventory = match state.store.inventory(&id).await? {
-        Some(row) => Some(
-            serde_json::from_str(&row.document)
-                .map_err(|e| ApiError::internal(format!("device {id}: stored inventory: {e}")))?,
-        ),
-        None => None,
-    };
+    // The document, its digest and its time come from one read of the inventory row, so they
+    // always agree (the device row read above may predate an upload that landed meanwhile).
+    let (inventory, inventory_digest, inventory_updated_at) =
+        match state.store.inventory(&id).await? {
+            Some(row) => (
+                Some(serde_json::from_str(&row.document).map_err(|e| {
+                    ApiError::internal(format!("device {id}: stored inventory: {e}"))
+                })?),
+                Some(row.digest),
+                Some(row.updated_at),
+            ),
+            None => (None, None, None),
+        };
     let performance = match &d.performance {
         Some(p) => serde_json::from_str(p).ok(),
         None => None,
@@ -237,8 +243,8 @@ async fn get_device(
         summary: summary(&state, &d, now_ms()),
         identity_source: d.identity_source.clone(),
         boot_id: d.boot_id.clone(),
-        inventory_updated_at_ms: d.inventory_updated_at,
-        inventory_digest: d.inventory_digest.clone(),
+        inventory_updated_at_ms: inventory_updated_at,
+        inventory_digest,
         inventory,
         performance,
         custom_fields,
