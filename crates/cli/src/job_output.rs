@@ -749,26 +749,11 @@ mod tests {
 
     use super::*;
     use capstan_proto::jobs::JobPage;
-    use serde::de::DeserializeOwned;
 
-    /// 2026-01-01T00:00:00Z.
-    const NOW: i64 = 1_767_225_600_000;
-
-    fn fixture<T: DeserializeOwned>(name: &str) -> T {
-        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap();
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::test_support::{NOW, fixture};
 
     fn assert_terminal_safe(text: &str) {
-        for c in text.chars() {
-            assert!(
-                c == '\n'
-                    || c == '\t'
-                    || !(c.is_control() || crate::output::is_invisible_formatting(c)),
-                "raw {c:?} in output:\n{text}"
-            );
-        }
+        crate::test_support::assert_terminal_safe(text, &['\t']);
     }
 
     #[test]

@@ -11,6 +11,8 @@ mod job_output;
 mod output;
 mod params;
 mod prompt;
+#[cfg(test)]
+mod test_support;
 
 use std::process::ExitCode;
 
