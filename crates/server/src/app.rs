@@ -62,6 +62,7 @@ fn api_router(max_inventory_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(crate::audit::router())
         .merge(crate::jobs::router())
         .merge(crate::scripts::router())
+        .merge(crate::depot::router())
         .merge(crate::agent_api::router(max_inventory_bytes))
         .merge(crate::jobs::agent_router())
         .merge(system_router())

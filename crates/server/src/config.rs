@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// resets its circuit breaker (0 disables the breaker) [default: 5].
     #[arg(long, env = "CAPSTAN_JOB_BREAKER_THRESHOLD")]
     pub job_breaker_threshold: Option<u32>,
+    /// Largest accepted depot upload in bytes [default: 4 GiB].
+    #[arg(long, env = "CAPSTAN_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
 }
 
 /// The TOML file's shape; every key optional.
@@ -79,6 +82,7 @@ pub struct FileConfig {
     /// Create the predefined dynamic groups on first start (default true).
     pub predefined_groups: Option<bool>,
     pub job_breaker_threshold: Option<u32>,
+    pub max_upload_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +119,12 @@ pub struct Config {
     pub predefined_groups: bool,
     /// Consecutive failed job attempts that open a device's circuit breaker (0: never).
     pub job_breaker_threshold: u32,
+    /// Largest accepted depot upload (one blob) in bytes.
+    pub max_upload_bytes: u64,
 }
+
+/// Default of [`Config::max_upload_bytes`]: 4 GiB, room for large installers.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 4 << 30;
 
 impl Config {
     /// Defaults suitable for tests: a data dir, loopback on port 0, plain HTTP, SQLite.
@@ -135,6 +144,7 @@ impl Config {
             // Tests start from an empty group list unless they ask for these.
             predefined_groups: false,
             job_breaker_threshold: 5,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }
@@ -242,6 +252,13 @@ impl ServeArgs {
         if max_inventory_bytes < 64 << 10 {
             bail!("max inventory bytes must be at least 65536, got {max_inventory_bytes}");
         }
+        let max_upload_bytes = self
+            .max_upload_bytes
+            .or(file.max_upload_bytes)
+            .unwrap_or(DEFAULT_MAX_UPLOAD_BYTES);
+        if max_upload_bytes == 0 {
+            bail!("max upload bytes must be at least 1");
+        }
         Ok(Config {
             data_dir,
             listen,
@@ -263,6 +280,7 @@ impl ServeArgs {
                 .job_breaker_threshold
                 .or(file.job_breaker_threshold)
                 .unwrap_or(5),
+            max_upload_bytes,
         })
     }
 }
@@ -375,6 +393,28 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(args.resolve(&env_of(&[])).unwrap().tls, TlsMode::Off);
+    }
+
+    #[test]
+    fn upload_limit_defaults_to_4_gib_and_layers_like_the_rest() {
+        let cfg = ServeArgs::default().resolve(&env_of(&[])).unwrap();
+        assert_eq!(cfg.max_upload_bytes, 4 << 30);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(&file, "max_upload_bytes = 1048576\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        assert_eq!(
+            args.resolve(&env_of(&[])).unwrap().max_upload_bytes,
+            1 << 20
+        );
+        let args = ServeArgs {
+            max_upload_bytes: Some(0),
+            ..args
+        };
+        assert!(args.resolve(&env_of(&[])).is_err(), "a zero limit");
     }
 
     #[test]

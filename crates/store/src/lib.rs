@@ -6,6 +6,7 @@
 //! text, so the same Rust row types decode on both backends.
 
 mod audit;
+mod blobs;
 mod devices;
 mod dynamic;
 mod enrollment;
@@ -19,6 +20,7 @@ mod tags;
 mod users;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRow};
+pub use blobs::BlobRow;
 pub use devices::{
     CheckinRecord, CheckinRecorded, DeviceAuth, DeviceFilter, DeviceRow, DeviceSort, FieldMatch,
     InventoryRow, NewTimelineEntry, TimelineRow,

@@ -43,6 +43,12 @@ pub const MIGRATIONS: &[MigrationPair] = &[
         sqlite: include_str!("../migrations/sqlite/0004_jobs.sql"),
         postgres: include_str!("../migrations/postgres/0004_jobs.sql"),
     },
+    MigrationPair {
+        version: 5,
+        name: "depot",
+        sqlite: include_str!("../migrations/sqlite/0005_depot.sql"),
+        postgres: include_str!("../migrations/postgres/0005_depot.sql"),
+    },
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -46,6 +46,8 @@ permissions! {
     JobsRead => "jobs.read",
     JobsRun => "jobs.run",
     ScriptsManage => "scripts.manage",
+    DepotRead => "depot.read",
+    DepotManage => "depot.manage",
 }
 
 /// The built-in roles' permissions: viewer reads, operator also acts, admin may do everything
@@ -64,10 +66,12 @@ pub fn role_allows(role: Role, permission: &str) -> bool {
                 | "jobs.read"
                 | "jobs.run"
                 | "scripts.manage"
+                | "depot.read"
+                | "depot.manage"
         ),
         Role::Viewer => matches!(
             permission,
-            "session" | "devices.read" | "enrollment.read" | "jobs.read"
+            "session" | "devices.read" | "enrollment.read" | "jobs.read" | "depot.read"
         ),
     }
 }

@@ -1,0 +1,109 @@
+//! Records of the software depot's blobs (`depot_blobs`): which content-addressed blobs are
+//! part of the depot, how big they are and who uploaded them first. The bytes themselves live
+//! in the server's blob store; a row is what makes a stored file a blob (garbage collection
+//! removes files no row names), so a row is written only after its file is in place.
+
+use crate::BeginWrite;
+use crate::{AuditEntry, Result, Store, with_pool};
+
+/// One blob record.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BlobRow {
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+    pub size: i64,
+    pub created_at: i64,
+    /// `user:<username>` of the first uploader.
+    pub created_by: String,
+}
+
+impl Store {
+    /// Record a blob whose bytes are stored, with the upload's audit entry, in one
+    /// transaction. Returns `false` when the blob was already recorded (a de-duplicated upload:
+    /// the first record, with its uploader and time, stays).
+    pub async fn insert_blob(&self, row: &BlobRow, audit: &AuditEntry) -> Result<bool> {
+        let mut audit = audit.clone();
+        Ok(with_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let created = sqlx::query(
+                "INSERT INTO depot_blobs (sha256, size, created_at, created_by)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(&row.sha256)
+            .bind(row.size)
+            .bind(row.created_at)
+            .bind(&row.created_by)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if let serde_json::Value::Object(map) = &mut audit.details {
+                map.insert("created".into(), created.into());
+            }
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+            created
+        }))
+    }
+
+    /// The record of one blob.
+    pub async fn blob(&self, sha256: &str) -> Result<Option<BlobRow>> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT sha256, size, created_at, created_by FROM depot_blobs WHERE sha256 = $1",
+            )
+            .bind(sha256)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// One page of blob records, newest first, and the total number of records.
+    pub async fn list_blobs(&self, offset: i64, limit: i64) -> Result<(Vec<BlobRow>, i64)> {
+        Ok(with_pool!(self, |pool| {
+            let rows = sqlx::query_as(
+                "SELECT sha256, size, created_at, created_by FROM depot_blobs
+                 ORDER BY created_at DESC, sha256 LIMIT $1 OFFSET $2",
+            )
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await?;
+            let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM depot_blobs")
+                .fetch_one(pool)
+                .await?;
+            (rows, total)
+        }))
+    }
+
+    /// Every recorded blob's digest (for garbage collection).
+    pub async fn blob_digests(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = with_pool!(self, |pool| {
+            sqlx::query_as("SELECT sha256 FROM depot_blobs")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Delete a blob's record (`NotFound` when there is none), with its audit entry. The
+    /// caller removes the stored file afterwards.
+    pub async fn delete_blob(&self, sha256: &str, audit: &AuditEntry) -> Result<()> {
+        self.audited_change(
+            "DELETE FROM depot_blobs WHERE sha256 = $1",
+            sha256,
+            None,
+            None,
+            audit,
+        )
+        .await
+    }
+
+    /// Write the audit entry of a depot garbage collection (its changes are to stored files,
+    /// not to rows, so there is no transaction to share).
+    pub async fn record_depot_gc(&self, audit: &AuditEntry) -> Result<()> {
+        let _turn = self.write_turn().await;
+        with_pool!(self, |pool| audit.insert(pool).await?);
+        Ok(())
+    }
+}
