@@ -766,10 +766,13 @@ impl Cursor {
 /// of the job (so a late viewer sees everything) or, on reconnect, after the `Last-Event-ID`
 /// the browser sends.
 ///
-/// Known limit: the cursor is the row ids of the history and output tables. On PostgreSQL with
-/// concurrent writers an id can become visible after a higher one was already read, and that
-/// row is then not streamed (the run detail and run list always have it). Views that must be
-/// exact (the CLI's result collection) read the run list instead.
+/// The cursor is the row ids of the history and output tables. On PostgreSQL with concurrent
+/// writers an id can become visible after a higher one was already read; output is therefore
+/// also tracked by byte offset per stream — a chunk beyond the expected offset makes the
+/// stream read the skipped range first, a run that ends sends the rest of its output, and a
+/// chunk seen twice is sent once. A skipped *state* row only delays that run's event to its
+/// next change (its final state is in `finished`'s counts and the run list); views that must
+/// be exact (the CLI's result collection) read the run list.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, content_type = "text/event-stream", body = JobEvent), (status = 404, body = ErrorBody)))]
 async fn job_events(
@@ -797,6 +800,7 @@ async fn job_events(
         pending: std::collections::VecDeque::new(),
         finished_sent: false,
         first: true,
+        expected: std::collections::HashMap::new(),
     };
     let stream = futures_util::stream::unfold(init, |mut s| async move {
         loop {
@@ -834,12 +838,17 @@ struct EventsState {
     pending: std::collections::VecDeque<Event>,
     finished_sent: bool,
     first: bool,
+    /// Next expected byte offset per (run, attempt, stream): a chunk beyond it means rows the
+    /// cursor skipped (on PostgreSQL a lower id can commit after a higher one), which are then
+    /// read by offset; a chunk before it was already sent.
+    expected: std::collections::HashMap<(String, i64, String), i64>,
 }
 
 impl EventsState {
     /// Read what changed since the cursor into `pending`.
     async fn fill(&mut self) -> ApiResult<()> {
-        let store = &self.state.store;
+        // A handle of its own (cheap clone), so `self` stays free to take the events.
+        let store = self.state.store.clone();
         // Counts first: everything that made the job finished is then in the rows read
         // below, so `finished` never overtakes the last state change or output.
         let counts = counts_for(&self.state, std::slice::from_ref(&self.job))
@@ -855,10 +864,47 @@ impl EventsState {
         let mut changed_runs: Vec<String> = history.iter().map(|h| h.run_id.clone()).collect();
         changed_runs.sort();
         changed_runs.dedup();
-        let runs = store.runs_by_id(&changed_runs).await?;
+        let mut all_runs = changed_runs.clone();
+        all_runs.extend(output.iter().map(|o| o.run_id.clone()));
+        all_runs.sort();
+        all_runs.dedup();
+        let runs = store.runs_by_id(&all_runs).await?;
         let runs: BTreeMap<&str, &RunRow> = runs.iter().map(|r| (r.id.as_str(), r)).collect();
         if let Some(last) = history.last() {
             self.cursor.history = last.id;
+        }
+        for o in &output {
+            self.cursor.output = o.id;
+            let key = (o.run_id.clone(), o.attempt, o.stream.clone());
+            let next = self.expected.get(&key).copied().unwrap_or(0);
+            if o.off > next {
+                // Rows the cursor skipped: read them by offset, in order, before this one.
+                let gap = store
+                    .output_between(&o.run_id, o.attempt, &o.stream, next, Some(o.off))
+                    .await?;
+                for g in &gap {
+                    self.push_output(g, &runs)?;
+                }
+            }
+            self.push_output(o, &runs)?;
+        }
+        // A run that just ended: send whatever of its output the cursor has not delivered.
+        for run_id in &changed_runs {
+            let Some(r) = runs.get(run_id.as_str()) else {
+                continue;
+            };
+            if run_state(&r.state)?.is_terminal() {
+                for stream in ["stdout", "stderr"] {
+                    let key = (r.id.clone(), r.attempt, stream.to_string());
+                    let next = self.expected.get(&key).copied().unwrap_or(0);
+                    let tail = store
+                        .output_between(&r.id, r.attempt, stream, next, None)
+                        .await?;
+                    for t in &tail {
+                        self.push_output(t, &runs)?;
+                    }
+                }
+            }
         }
         // One `run` event per changed run with its current state (intermediate states are in
         // the run's history).
@@ -867,26 +913,6 @@ impl EventsState {
                 let ev = JobEvent::Run { run: run_info(r)? };
                 self.push(&ev)?;
             }
-        }
-        for o in &output {
-            self.cursor.output = o.id;
-            let device_id = runs
-                .get(o.run_id.as_str())
-                .map(|r| r.device_id.clone())
-                .unwrap_or_default();
-            let ev = JobEvent::Output {
-                run_id: o.run_id.clone(),
-                device_id,
-                attempt: to_u32(o.attempt),
-                stream: if o.stream == "stderr" {
-                    OutputStream::Stderr
-                } else {
-                    OutputStream::Stdout
-                },
-                offset: u64::try_from(o.off).unwrap_or(0),
-                data: o.data.clone(),
-            };
-            self.push(&ev)?;
         }
         let done = counts.total > 0 && counts.finished() == counts.total;
         let caught_up = history.len() < 500 && output.len() < 200;
@@ -897,6 +923,38 @@ impl EventsState {
             self.finished_sent = false;
         }
         Ok(())
+    }
+
+    /// Send one output row unless it was sent already (by offset), and advance its stream.
+    fn push_output(
+        &mut self,
+        o: &capstan_store::OutputRow,
+        runs: &BTreeMap<&str, &RunRow>,
+    ) -> ApiResult<()> {
+        let key = (o.run_id.clone(), o.attempt, o.stream.clone());
+        let next = self.expected.get(&key).copied().unwrap_or(0);
+        if o.off < next {
+            return Ok(());
+        }
+        self.expected
+            .insert(key, o.off.saturating_add(o.data.len() as i64));
+        let device_id = runs
+            .get(o.run_id.as_str())
+            .map(|r| r.device_id.clone())
+            .unwrap_or_default();
+        let ev = JobEvent::Output {
+            run_id: o.run_id.clone(),
+            device_id,
+            attempt: to_u32(o.attempt),
+            stream: if o.stream == "stderr" {
+                OutputStream::Stderr
+            } else {
+                OutputStream::Stdout
+            },
+            offset: u64::try_from(o.off).unwrap_or(0),
+            data: o.data.clone(),
+        };
+        self.push(&ev)
     }
 
     fn push(&mut self, ev: &JobEvent) -> ApiResult<()> {

@@ -1225,3 +1225,44 @@ async fn agents_that_announce_jobs_get_their_runs_with_the_check_in() {
     assert_eq!((p.device_id.as_str(), p.job_id.as_str()), (a.as_str(), id));
     assert_eq!(t.run(&admin, id, &a).await["state"], "delivered");
 }
+
+#[tokio::test]
+async fn the_live_stream_sends_output_in_offset_order_exactly_once() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (a, ta) = t.device(&admin, "a").await;
+    let job = t.create_job(&admin, echo(&[&a])).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let r = t.claim(&ta).await.remove(0);
+    t.start(&ta, &r.run_id, 1).await;
+    // The second chunk is stored first (as when a lower id commits late): the stream must
+    // still send "first " before "second", and each once.
+    for (off, data) in [(6, "second"), (0, "first ")] {
+        let (s, v) = t
+            .agent(
+                &ta,
+                &r.run_id,
+                "output",
+                json!({"attempt": 1, "chunks": [{"stream": "stdout", "offset": off, "data": data}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    t.finish(&ta, &r.run_id, 1, "succeeded", 0).await;
+    let req = Request::builder()
+        .uri(format!("/api/v1/jobs/{id}/events"))
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .body(Body::empty())
+        .unwrap();
+    let text = read_events(t.request(req).await, "event: finished").await;
+    let first = text.find("\"data\":\"first \"").expect("first chunk sent");
+    let second = text.find("\"data\":\"second\"").expect("second chunk sent");
+    assert!(first < second, "{text}");
+    assert_eq!(text.matches("\"data\":\"first \"").count(), 1, "{text}");
+    assert_eq!(text.matches("\"data\":\"second\"").count(), 1, "{text}");
+    let device = format!("\"device_id\":\"{a}\"");
+    assert!(
+        text.matches(&device).count() >= 3,
+        "output events name the device: {text}"
+    );
+}

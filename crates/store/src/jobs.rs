@@ -636,6 +636,31 @@ impl Store {
         .await?))
     }
 
+    /// Output of one stream of an attempt from byte `from` (and before `to`), by offset: what a
+    /// live view fills a gap with.
+    pub async fn output_between(
+        &self,
+        run_id: &str,
+        attempt: i64,
+        stream: &str,
+        from: i64,
+        to: Option<i64>,
+    ) -> Result<Vec<OutputRow>> {
+        Ok(with_pool!(self, |pool| sqlx::query_as(
+            "SELECT id, job_id, run_id, attempt, stream, off, data FROM job_output
+             WHERE run_id = $1 AND attempt = $2 AND stream = $3 AND off >= $4
+               AND ($5 IS NULL OR off < $5)
+             ORDER BY off LIMIT 1000"
+        )
+        .bind(run_id)
+        .bind(attempt)
+        .bind(stream)
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await?))
+    }
+
     /// History rows of a job after `after` (by id), oldest first.
     pub async fn job_history_after(
         &self,
