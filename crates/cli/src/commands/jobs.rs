@@ -3,7 +3,7 @@
 //! and retry jobs; circuit breakers.
 //!
 //! Results are collected by polling, not from the live event stream: the job's counts are read
-//! every 300 ms (backing off to 2 s while nothing changes), and when the count of a terminal
+//! every 100 ms (backing off to 2 s while nothing changes), and when the count of a terminal
 //! state moved, that state's runs are listed and the new ones printed with their output. A
 //! run is printed once (by run id) and, before finishing, one sweep over every run makes sure
 //! none was missed — the run list is exact where the event stream's cursor is not (see the
@@ -28,7 +28,7 @@ use crate::output;
 use crate::params::shebang_interpreter;
 
 /// Fastest poll of a watched job, and the slowest it backs off to while nothing changes.
-const MIN_POLL: Duration = Duration::from_millis(300);
+const MIN_POLL: Duration = Duration::from_millis(100);
 const MAX_POLL: Duration = Duration::from_secs(2);
 /// Run details fetched at once when many runs end together.
 const DETAIL_CONCURRENCY: usize = 8;
