@@ -104,6 +104,13 @@ impl Fx {
         self.agent_with(&[]).await
     }
 
+    /// A static group named `name` with `members`.
+    async fn group(&self, name: &str, members: &[String]) {
+        let g = self.post("/api/v1/groups", json!({"name": name})).await;
+        let path = format!("/api/v1/groups/{}/members", g["id"].as_str().unwrap());
+        self.post(&path, json!({"device_ids": members})).await;
+    }
+
     async fn job(&self, body: Value) -> String {
         let v = self.post("/api/v1/jobs", body).await;
         v["id"].as_str().unwrap().to_string()
@@ -199,12 +206,7 @@ async fn fan_out_to_five_agents(opts: ServerOptions) {
         agents.push(fx.agent().await);
     }
     let ids: Vec<String> = agents.iter().map(|a| a.device_id().unwrap()).collect();
-    let g = fx.post("/api/v1/groups", json!({"name": "fleet"})).await;
-    fx.post(
-        &format!("/api/v1/groups/{}/members", g["id"].as_str().unwrap()),
-        json!({"device_ids": ids}),
-    )
-    .await;
+    fx.group("fleet", &ids).await;
     // Let every agent reach its long-poll, then time the fan-out.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let t0 = Instant::now();
@@ -663,14 +665,7 @@ async fn capstan_run_prints_every_device_result_as_it_arrives() {
         agents.push(fx.agent().await);
     }
     let ids: Vec<String> = agents.iter().map(|a| a.device_id().unwrap()).collect();
-    let g = fx
-        .post("/api/v1/groups", json!({"name": "cli-fleet"}))
-        .await;
-    fx.post(
-        &format!("/api/v1/groups/{}/members", g["id"].as_str().unwrap()),
-        json!({"device_ids": ids}),
-    )
-    .await;
+    fx.group("cli-fleet", &ids).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let fx = std::sync::Arc::new(fx);
     let f2 = fx.clone();

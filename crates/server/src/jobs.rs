@@ -1232,20 +1232,17 @@ pub async fn tick(state: &AppState, last: i64, now: i64) -> ApiResult<()> {
     }
     let due = state.store.devices_with_due_runs(last, now).await?;
     state.wake_devices(&due).await;
-    let candidates = state.store.follow_candidates(now, 1000).await?;
-    if !candidates.is_empty() {
-        let created = state.store.add_follow_runs(&candidates, now).await?;
-        if !created.is_empty() {
-            let mut devices: Vec<String> = created.into_iter().map(|(_, d)| d).collect();
-            devices.sort();
-            devices.dedup();
-            tracing::info!(
-                devices = devices.len(),
-                "devices that joined followed groups got job runs"
-            );
-            state.wake_devices(&devices).await;
-            state.jobs.changed();
-        }
+    let created = state.store.add_follow_runs(now, 1000).await?;
+    if !created.is_empty() {
+        let mut devices: Vec<String> = created.into_iter().map(|(_, d)| d).collect();
+        devices.sort();
+        devices.dedup();
+        tracing::info!(
+            devices = devices.len(),
+            "devices that joined followed groups got job runs"
+        );
+        state.wake_devices(&devices).await;
+        state.jobs.changed();
     }
     Ok(())
 }

@@ -121,6 +121,36 @@ impl T {
         .await
     }
 
+    /// A static group (`body` as the API takes it) with `members`; its JSON.
+    async fn static_group(&self, admin: &str, body: Value, members: &[&String]) -> Value {
+        let g = self
+            .ok(
+                StatusCode::CREATED,
+                POST,
+                "/api/v1/groups",
+                admin,
+                Some(body),
+            )
+            .await;
+        self.add_members(admin, &g, members).await;
+        g
+    }
+
+    async fn add_members(&self, admin: &str, group: &Value, members: &[&String]) {
+        if members.is_empty() {
+            return;
+        }
+        let path = format!("/api/v1/groups/{}/members", group["id"].as_str().unwrap());
+        self.ok(
+            StatusCode::OK,
+            POST,
+            &path,
+            admin,
+            Some(json!({"device_ids": members})),
+        )
+        .await;
+    }
+
     async fn tick_at(&self, last: i64, at: i64) {
         capstan_server::jobs::tick(&self.state, last, at)
             .await
@@ -150,22 +180,8 @@ async fn a_job_fans_out_is_delivered_signed_and_reports_back() {
     let (b, tb) = t.device(&admin, "b").await;
     let (c, tc) = t.device(&admin, "c").await;
     // A static group with b and c; the job targets a by id and the group by name.
-    t.ok(
-        StatusCode::CREATED,
-        POST,
-        "/api/v1/groups",
-        &admin,
-        Some(json!({"name": "web"})),
-    )
-    .await;
-    t.ok(
-        StatusCode::OK,
-        POST,
-        "/api/v1/groups/web/members",
-        &admin,
-        Some(json!({"device_ids": [b, c]})),
-    )
-    .await;
+    t.static_group(&admin, json!({"name": "web"}), &[&b, &c])
+        .await;
     assert!(!t.checkin_pending(&ta).await);
     let job = t
         .create_job(
@@ -649,14 +665,7 @@ async fn bad_job_requests_are_refused_and_create_nothing() {
     let t = setup().await;
     let admin = t.admin().await;
     let (a, ta) = t.device(&admin, "a").await;
-    t.ok(
-        StatusCode::CREATED,
-        POST,
-        "/api/v1/groups",
-        &admin,
-        Some(json!({"name": "empty"})),
-    )
-    .await;
+    t.static_group(&admin, json!({"name": "empty"}), &[]).await;
     let cmd = json!({"type": "command", "argv": ["true"]});
     let cases: Vec<(&str, Value, StatusCode, &str, &str)> = vec![
         (
@@ -1003,30 +1012,15 @@ async fn jobs_following_a_group_reach_devices_that_join_it() {
     let (a, _ta) = t.device(&admin, "a").await;
     let (b, tb) = t.device(&admin, "b").await;
     let pilot = t
-        .ok(
-            StatusCode::CREATED,
-            POST,
-            "/api/v1/groups",
+        .static_group(&admin, json!({"name": "pilot"}), &[&a])
+        .await;
+    let pilot_eu = t
+        .static_group(
             &admin,
-            Some(json!({"name": "pilot"})),
+            json!({"name": "pilot-eu", "parent_id": pilot["id"]}),
+            &[],
         )
         .await;
-    t.ok(
-        StatusCode::CREATED,
-        POST,
-        "/api/v1/groups",
-        &admin,
-        Some(json!({"name": "pilot-eu", "parent_id": pilot["id"]})),
-    )
-    .await;
-    t.ok(
-        StatusCode::OK,
-        POST,
-        "/api/v1/groups/pilot/members",
-        &admin,
-        Some(json!({"device_ids": [a]})),
-    )
-    .await;
     let job = t
         .create_job(
             &admin,
@@ -1037,14 +1031,7 @@ async fn jobs_following_a_group_reach_devices_that_join_it() {
     let id = job["id"].as_str().unwrap();
     assert_eq!(job["counts"]["total"], 1);
     // b joins a child group of the followed one.
-    t.ok(
-        StatusCode::OK,
-        POST,
-        "/api/v1/groups/pilot-eu/members",
-        &admin,
-        Some(json!({"device_ids": [b]})),
-    )
-    .await;
+    t.add_members(&admin, &pilot_eu, &[&b]).await;
     t.tick_at(0, now()).await;
     assert_eq!(t.job(&admin, id).await["counts"]["total"], 2);
     let r = t.claim(&tb).await;
@@ -1054,9 +1041,31 @@ async fn jobs_following_a_group_reach_devices_that_join_it() {
         run["history"][0]["reason"],
         "the device joined a target group"
     );
-    // A second pass creates nothing twice; a job that does not follow stays as it was.
+    // A second pass creates nothing twice.
     t.tick_at(0, now()).await;
     assert_eq!(t.job(&admin, id).await["counts"]["total"], 2);
+    // A job that does not follow, and a followed job once cancelled, give joiners nothing.
+    let fixed = t
+        .create_job(
+            &admin,
+            json!({"spec": {"action": {"type": "command", "argv": ["true"]}},
+                   "targets": {"groups": ["pilot"]}}),
+        )
+        .await;
+    t.ok(
+        StatusCode::OK,
+        POST,
+        &format!("/api/v1/jobs/{id}/cancel"),
+        &admin,
+        None,
+    )
+    .await;
+    let (c, _tc) = t.device(&admin, "c").await;
+    t.add_members(&admin, &pilot_eu, &[&c]).await;
+    t.tick_at(0, now()).await;
+    assert_eq!(t.job(&admin, id).await["counts"]["total"], 2);
+    let fixed = t.job(&admin, fixed["id"].as_str().unwrap()).await;
+    assert_eq!(fixed["counts"]["total"], 2, "a and b, resolved at creation");
 }
 
 /// Read SSE frames from a response body until `until` appears or time runs out.

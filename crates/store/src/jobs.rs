@@ -118,7 +118,7 @@ pub struct BreakerRow {
     pub held_runs: i64,
 }
 
-/// A run handed to the agent by [`Store::claim_runs`].
+/// A run handed to the agent by [`Store::claim_runs_batch`].
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ClaimedRun {
     pub run_id: String,
@@ -136,7 +136,7 @@ pub struct Control {
     pub cancel: bool,
 }
 
-/// What [`Store::finish_run`] did.
+/// What [`Store::finish_runs_batch`] did with one report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinishOutcome {
     /// The run's state afterwards.
@@ -697,36 +697,10 @@ impl Store {
         .await?))
     }
 
-    /// Whether the device has a run it could claim now.
-    pub async fn runs_pending(&self, device_id: &str, now: i64) -> Result<bool> {
-        let row: Option<(String,)> = with_pool!(self, |pool| sqlx::query_as(
-            "SELECT id FROM job_runs WHERE device_id = $1 AND state IN ('queued', 'delivered')
-             AND not_before <= $2 AND expires_at > $2 LIMIT 1"
-        )
-        .bind(device_id)
-        .bind(now)
-        .fetch_optional(pool)
-        .await?);
-        Ok(row.is_some())
-    }
-
-    /// Hand the device its runnable runs: queued ones become delivered (their attempt row and
+    /// Hand each device its runnable runs: queued ones become delivered (their attempt row and
     /// history are written); runs delivered before but never started are handed out again with
-    /// the same attempt, which the agent recognises by the idempotency key.
-    pub async fn claim_runs(
-        &self,
-        device_id: &str,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<ClaimedRun>> {
-        let mut out = self
-            .claim_runs_batch(&[device_id.to_string()], now, limit)
-            .await?;
-        Ok(out.pop().unwrap_or_default())
-    }
-
-    /// [`Store::claim_runs`] for many devices in one transaction with a handful of set-based
-    /// statements (a fan-out wakes thousands of agents at once; per-device transactions would
+    /// the same attempt, which the agent recognises by the idempotency key. One transaction
+    /// with a handful of set-based statements for all devices (a fan-out wakes thousands of agents at once; per-device transactions would
     /// queue behind each other). Returns one list per device, in order.
     pub async fn claim_runs_batch(
         &self,
@@ -809,28 +783,8 @@ impl Store {
             .collect())
     }
 
-    /// The agent is starting the attempt. `NotFound` unless the run is this device's.
-    pub async fn start_run(
-        &self,
-        device_id: &str,
-        run_id: &str,
-        attempt: i64,
-        started_at: i64,
-        now: i64,
-    ) -> Result<Control> {
-        let item = StartReport {
-            device_id: device_id.to_string(),
-            run_id: run_id.to_string(),
-            attempt,
-            started_at,
-        };
-        self.start_runs_batch(std::slice::from_ref(&item), now)
-            .await?
-            .pop()
-            .unwrap_or(Err(StoreError::NotFound))
-    }
-
-    /// [`Store::start_run`] for many reports in one transaction; one result per report.
+    /// The agents are starting these attempts, in one transaction; one result per report
+    /// (`NotFound` unless the run is the reporting device's; `cancel` when it must not start).
     pub async fn start_runs_batch(
         &self,
         items: &[StartReport],
@@ -960,26 +914,6 @@ impl Store {
         })
     }
 
-    /// Bytes of output stored so far for (attempt, stream): the end of the furthest chunk.
-    pub async fn output_extent(
-        &self,
-        run_id: &str,
-        attempt: i64,
-        stream: OutputStream,
-    ) -> Result<i64> {
-        let row: (Option<i64>,) = with_pool!(self, |pool| {
-            sqlx::query_as(
-            "SELECT MAX(off + len) FROM job_output WHERE run_id = $1 AND attempt = $2 AND stream = $3"
-        )
-        .bind(run_id)
-        .bind(attempt)
-        .bind(stream_name(stream))
-        .fetch_one(pool)
-        .await?
-        });
-        Ok(row.0.unwrap_or(0))
-    }
-
     /// The attempt asked for a reboot that is about to happen.
     pub async fn rebooting_run(
         &self,
@@ -1028,30 +962,10 @@ impl Store {
         Ok(Control { cancel: false })
     }
 
-    /// Record an attempt's result and move the run on: finish it, or queue the next attempt
-    /// by the job's retry policy, counting the device's consecutive failures for its circuit
-    /// breaker (`breaker_threshold`).
-    pub async fn finish_run(
-        &self,
-        device_id: &str,
-        run_id: &str,
-        report: &RunFinished,
-        breaker_threshold: u32,
-        now: i64,
-    ) -> Result<FinishOutcome> {
-        let item = FinishReport {
-            device_id: device_id.to_string(),
-            run_id: run_id.to_string(),
-            report: report.clone(),
-        };
-        self.finish_runs_batch(std::slice::from_ref(&item), breaker_threshold, now)
-            .await?
-            .pop()
-            .unwrap_or(Err(StoreError::NotFound))
-    }
-
-    /// [`Store::finish_run`] for many reports in one transaction: the reports are decided one
-    /// after the other in memory (so two reports of one device count for its breaker in order)
+    /// Record attempts' results and move their runs on: finish them, or queue the next attempt
+    /// by the job's retry policy, counting the devices' consecutive failures for their circuit
+    /// breakers (`breaker_threshold`). One transaction: the reports are decided one after the
+    /// other in memory (so two reports of one device count for its breaker in order)
     /// and written with a few set-based statements. One result per report.
     pub async fn finish_runs_batch(
         &self,
@@ -1582,96 +1496,65 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
-    /// Give `devices` runs of every active job that follows a group they are now in (directly
-    /// or through a descendant group) and that has no run for them yet. Returns the (job,
-    /// device) pairs created.
-    pub async fn add_follow_runs(
-        &self,
-        devices: &[String],
-        now: i64,
-    ) -> Result<Vec<(String, String)>> {
-        let mut created = Vec::new();
-        for chunk in devices.chunks(CHUNK) {
-            let sql = sqlx::AssertSqlSafe(format!(
-                "WITH RECURSIVE tree(root, id) AS (
-                     SELECT id, id FROM device_groups
-                     UNION SELECT tree.root, g.id FROM device_groups g JOIN tree ON g.parent_id = tree.id)
-                 SELECT DISTINCT j.id, m.device_id, j.expires_at FROM jobs j
-                 JOIN job_follow_groups f ON f.job_id = j.id
-                 JOIN tree ON tree.root = f.group_id
-                 JOIN group_members m ON m.group_id = tree.id
-                 WHERE j.cancelled_at IS NULL AND j.expires_at > $1
-                   AND m.device_id IN ({})
-                   AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = j.id AND r.device_id = m.device_id)",
-                placeholders(2, chunk.len())
-            ));
-            let pairs: Vec<(String, String, i64)> = with_pool!(self, |pool| {
-                let mut q = sqlx::query_as(sql).bind(now);
-                for d in chunk {
-                    q = q.bind(d);
-                }
-                q.fetch_all(pool).await?
-            });
-            if pairs.is_empty() {
-                continue;
-            }
-            with_pool!(self, |pool| {
-                let mut tx = pool.begin_write().await?;
-                for (job, device, expires_at) in &pairs {
-                    let run_id = uuid::Uuid::now_v7().to_string();
-                    let inserted = sqlx::query(
-                        "INSERT INTO job_runs (id, job_id, device_id, state, attempt, not_before, expires_at, updated_at)
-                         VALUES ($1, $2, $3, 'queued', 1, $4, $5, $4)
-                         ON CONFLICT (job_id, device_id) DO NOTHING",
-                    )
-                    .bind(&run_id)
-                    .bind(job)
-                    .bind(device)
-                    .bind(now)
-                    .bind(expires_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    if inserted.rows_affected() == 1 {
-                        history!(
-                            tx,
-                            job,
-                            &run_id,
-                            1i64,
-                            "queued",
-                            now,
-                            Some("the device joined a target group".to_string())
-                        );
-                        created.push((job.clone(), device.clone()));
-                    }
-                }
-                tx.commit().await?;
-            });
-        }
-        Ok(created)
-    }
-
-    /// Devices that are members of a followed group of an active job but have no run (the
-    /// periodic catch-up of the join follower).
-    pub async fn follow_candidates(&self, now: i64, limit: i64) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = with_pool!(self, |pool| {
+    /// Give runs to devices that are now members of a group an active job follows (directly or
+    /// through a descendant group) and have no run of that job yet — at most `limit` per call.
+    /// The tree walk starts from the followed groups only, so without such jobs it is empty.
+    /// Returns the (job, device) pairs created.
+    pub async fn add_follow_runs(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>> {
+        let pairs: Vec<(String, String, i64)> = with_pool!(self, |pool| {
             sqlx::query_as(
-            "WITH RECURSIVE tree(root, id) AS (
-                 SELECT id, id FROM device_groups
-                 UNION SELECT tree.root, g.id FROM device_groups g JOIN tree ON g.parent_id = tree.id)
-             SELECT DISTINCT m.device_id FROM jobs j
-             JOIN job_follow_groups f ON f.job_id = j.id
-             JOIN tree ON tree.root = f.group_id
-             JOIN group_members m ON m.group_id = tree.id
-             WHERE j.cancelled_at IS NULL AND j.expires_at > $1
-               AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = j.id AND r.device_id = m.device_id)
-             LIMIT $2"
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?
+                "WITH RECURSIVE tree(job, id) AS (
+                     SELECT f.job_id, f.group_id FROM job_follow_groups f
+                     JOIN jobs j ON j.id = f.job_id
+                     WHERE j.cancelled_at IS NULL AND j.expires_at > $1
+                     UNION SELECT tree.job, g.id FROM device_groups g JOIN tree ON g.parent_id = tree.id)
+                 SELECT DISTINCT j.id, m.device_id, j.expires_at FROM tree
+                 JOIN jobs j ON j.id = tree.job
+                 JOIN group_members m ON m.group_id = tree.id
+                 WHERE NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = j.id AND r.device_id = m.device_id)
+                 LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
         });
-        Ok(rows.into_iter().map(|r| r.0).collect())
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut created = Vec::new();
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            for (job, device, expires_at) in &pairs {
+                let run_id = uuid::Uuid::now_v7().to_string();
+                let inserted = sqlx::query(
+                    "INSERT INTO job_runs (id, job_id, device_id, state, attempt, not_before, expires_at, updated_at)
+                     VALUES ($1, $2, $3, 'queued', 1, $4, $5, $4)
+                     ON CONFLICT (job_id, device_id) DO NOTHING",
+                )
+                .bind(&run_id)
+                .bind(job)
+                .bind(device)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 1 {
+                    history!(
+                        tx,
+                        job,
+                        &run_id,
+                        1i64,
+                        "queued",
+                        now,
+                        Some("the device joined a target group".to_string())
+                    );
+                    created.push((job.clone(), device.clone()));
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(created)
     }
 
     /// Circuit breakers (only open ones with `open_only`).

@@ -157,13 +157,14 @@ fn sqlite_gate(pool: &SqlitePool) -> std::sync::Arc<tokio::sync::Mutex<()>> {
     use std::sync::{Arc, LazyLock, Mutex};
     static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
         LazyLock::new(Default::default);
-    let file = pool.connect_options().get_filename().to_path_buf();
-    GATES
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(file)
-        .or_default()
-        .clone()
+    let options = pool.connect_options();
+    let file = options.get_filename();
+    let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
+    // Every write asks: look up without allocating, insert only the first time.
+    if let Some(gate) = gates.get(file) {
+        return gate.clone();
+    }
+    gates.entry(file.to_path_buf()).or_default().clone()
 }
 
 impl BeginWrite for SqlitePool {
