@@ -355,6 +355,24 @@ fn action_text(a: &JobAction) -> String {
             s
         }
         JobAction::Reboot => "reboot".into(),
+        JobAction::SoftwareInstall {
+            package, version, ..
+        } => format!(
+            "install {package}{}",
+            version
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default()
+        ),
+        JobAction::SoftwareUninstall {
+            package, version, ..
+        } => format!(
+            "uninstall {package}{}",
+            version
+                .as_deref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default()
+        ),
     }
 }
 

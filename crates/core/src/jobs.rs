@@ -111,6 +111,9 @@ pub fn validate_spec(spec: &JobSpec) -> Vec<Problem> {
             check_body("/action/body", body, &mut out);
             check_args("/action/args", args, &mut out);
         }
+        JobAction::SoftwareInstall { .. } | JobAction::SoftwareUninstall { .. } => {
+            out.extend(crate::software::validate_action(&spec.action));
+        }
         JobAction::Reboot => {
             if spec.pre_script.is_some() || spec.post_script.is_some() {
                 out.push(problem(

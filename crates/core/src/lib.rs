@@ -7,4 +7,5 @@
 pub mod inventory;
 pub mod jobs;
 pub mod rules;
+pub mod software;
 pub mod version;

@@ -104,6 +104,28 @@ pub enum JobAction {
     },
     /// Reboot the device; the run succeeds when the agent reports from a new boot.
     Reboot,
+    /// Install a package version from the depot (with its dependencies, replacing what it
+    /// supersedes). The operator names `package` (and optionally `version`); the server
+    /// resolves it and stores the `plan` in the job — a plan sent by a client is refused.
+    SoftwareInstall {
+        package: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        /// Install even when detection finds the version present.
+        #[serde(default)]
+        force: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<crate::software::SoftwarePlan>,
+    },
+    /// Uninstall a package version (the newest when `version` is absent; its own detection
+    /// rule decides whether anything is present).
+    SoftwareUninstall {
+        package: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<crate::software::SoftwarePlan>,
+    },
 }
 
 impl JobAction {
@@ -112,6 +134,8 @@ impl JobAction {
             JobAction::Command { .. } => "command",
             JobAction::Script { .. } => "script",
             JobAction::Reboot => "reboot",
+            JobAction::SoftwareInstall { .. } => "software_install",
+            JobAction::SoftwareUninstall { .. } => "software_uninstall",
         }
     }
 }
@@ -360,6 +384,10 @@ pub struct RunPayload {
     pub spec: JobSpec,
     /// Unix ms; the agent does not start an attempt after this.
     pub expires_at_ms: i64,
+    /// For software runs: where to download artifacts from, in order (the device's fallback
+    /// order; the server itself last unless the device's sources exclude it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::software::DownloadSource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -9,6 +9,7 @@ pub mod depot;
 pub mod error;
 pub mod inventory;
 pub mod jobs;
+pub mod software;
 
 /// Version of the agent protocol spoken under `/agent/v1`. Bumped only for additive changes;
 /// agents announce what they support through capabilities, so old agents keep working.

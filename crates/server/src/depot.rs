@@ -143,6 +143,9 @@ pub trait StagedBlob: Send {
     /// Lowercase hex SHA-256 of the bytes.
     fn sha256(&self) -> &str;
     fn size(&self) -> u64;
+    /// A local file holding the staged bytes, so they can be inspected (package metadata)
+    /// before they become a blob. Every backend stages on local disk.
+    fn local_path(&self) -> &FsPath;
 }
 
 /// Blobs as files: `<root>/blobs/sha256/<aa>/<bb>/<digest>`, uploads staged in `<root>/tmp/`
@@ -183,6 +186,10 @@ impl StagedBlob for FsStaged {
     }
     fn size(&self) -> u64 {
         self.size
+    }
+    fn local_path(&self) -> &FsPath {
+        // The path is only taken when the file is renamed into place, which consumes `self`.
+        self.temp.0.as_deref().unwrap_or(FsPath::new(""))
     }
 }
 
@@ -637,6 +644,25 @@ async fn upload_blob(
         }
         other => other,
     };
+    let staged = stage_request(&state, &headers, body).await?;
+    if let Some(want) = expected
+        && staged.sha256() != want
+    {
+        return Err(ApiError::validation(format!(
+            "the upload's SHA-256 is {}, not the expected {want}; nothing was stored",
+            staged.sha256()
+        )));
+    }
+    let uploaded = commit_and_record(&state, staged, &auth.operator).await?;
+    Ok((StatusCode::CREATED, Json(uploaded)))
+}
+
+/// The staged upload type of this server's blob store.
+pub type Staged = FsStaged;
+
+/// Checks an upload request's content type and announced length and stages its body
+/// (hashed, counted, not yet visible). Dropping the result discards the bytes.
+pub async fn stage_request(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Staged> {
     let mime = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -650,24 +676,25 @@ async fn upload_blob(
         ));
     }
     let limit = state.config.max_upload_bytes;
-    match content_length(&headers) {
+    match content_length(headers) {
         Some(n) if n > limit => return Err(depot_failure(DepotError::TooLarge { limit })),
         Some(0) => return Err(depot_failure(DepotError::Empty)),
         _ => {}
     }
-    let store = blob_store(&state);
-    let staged = store
+    blob_store(state)
         .stage(body.into_data_stream(), limit)
         .await
-        .map_err(depot_failure)?;
-    if let Some(want) = expected
-        && staged.sha256() != want
-    {
-        return Err(ApiError::validation(format!(
-            "the upload's SHA-256 is {}, not the expected {want}; nothing was stored",
-            staged.sha256()
-        )));
-    }
+        .map_err(depot_failure)
+}
+
+/// Makes a staged upload a blob and records it (with its audit row); a blob already held is
+/// de-duplicated (`created: false`).
+pub async fn commit_and_record(
+    state: &AppState,
+    staged: Staged,
+    operator: &crate::auth::Operator,
+) -> ApiResult<BlobUploaded> {
+    let store = blob_store(state);
     let (sha256, size) = (staged.sha256().to_string(), staged.size());
     let lock = depot_lock(&store.root);
     let _guard = lock.lock().await;
@@ -676,11 +703,9 @@ async fn upload_blob(
         sha256: sha256.clone(),
         size: i64::try_from(size).unwrap_or(i64::MAX),
         created_at: now_ms(),
-        created_by: auth.operator.actor(),
+        created_by: operator.actor(),
     };
-    let audit = auth
-        .operator
-        .audit("depot_blob.upload", Some(&sha256), json!({"size": size}));
+    let audit = operator.audit("depot_blob.upload", Some(&sha256), json!({"size": size}));
     let created = match state.store.insert_blob(&row, &audit).await {
         Ok(created) => created,
         Err(e) => {
@@ -691,14 +716,11 @@ async fn upload_blob(
             return Err(e.into());
         }
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(BlobUploaded {
-            sha256,
-            size,
-            created,
-        }),
-    ))
+    Ok(BlobUploaded {
+        sha256,
+        size,
+        created,
+    })
 }
 
 /// The depot's blobs, newest first, paged by `offset` and `limit`.
@@ -812,7 +834,17 @@ async fn download_blob(
 ) -> ApiResult<Response> {
     let sha256 = digest(&sha256)?;
     find(&state, sha256).await?;
-    let store = blob_store(&state);
+    serve_blob(&state, sha256, &headers).await
+}
+
+/// Streams a recorded blob (validated digest) with `ETag` and `Range` support; shared by the
+/// console download and the agent download route.
+pub async fn serve_blob(
+    state: &AppState,
+    sha256: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let store = blob_store(state);
     let missing = || {
         ApiError::internal(format!(
             "blob {sha256} is recorded but its file is missing (see depot gc)"

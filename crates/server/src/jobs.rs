@@ -216,6 +216,12 @@ fn default_name(spec: &JobSpec) -> String {
             format!("{} script: {}", interpreter.as_str(), first.trim())
         }
         JobAction::Reboot => "reboot".to_string(),
+        JobAction::SoftwareInstall {
+            package, version, ..
+        } => format!("install {package} {}", version.as_deref().unwrap_or("")),
+        JobAction::SoftwareUninstall {
+            package, version, ..
+        } => format!("uninstall {package} {}", version.as_deref().unwrap_or("")),
     };
     let mut out: String = s.chars().filter(|c| !c.is_control()).take(120).collect();
     if out.is_empty() {
@@ -1016,6 +1022,7 @@ pub(crate) async fn claim_for(state: &AppState, device_id: &str) -> ApiResult<Ve
                 idempotency_key: format!("{}:{attempt}", c.run_id),
                 spec,
                 expires_at_ms: c.expires_at,
+                sources: Vec::new(),
             },
         )?);
     }

@@ -471,6 +471,9 @@ fn prepare(attempt: &Attempt<'_>, opts: &ExecOptions) -> Result<Prepared, String
             Some(interpreter_argv(*interpreter, &path, args, windows)?)
         }
         JobAction::Reboot => None,
+        JobAction::SoftwareInstall { .. } | JobAction::SoftwareUninstall { .. } => {
+            return Err("software runs are not executed as processes".to_string());
+        }
     };
     let cwd = spec
         .working_dir

@@ -114,6 +114,7 @@ pub(crate) mod tests {
             idempotency_key: format!("{run_id}:{attempt}"),
             spec,
             expires_at_ms: i64::MAX,
+            sources: Vec::new(),
         }
     }
 
