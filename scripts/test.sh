@@ -22,6 +22,10 @@ have rpmbuild || need_pkgs="$need_pkgs rpm"
 have xz || need_pkgs="$need_pkgs xz-utils"
 have zstd || need_pkgs="$need_pkgs zstd"
 have curl || need_pkgs="$need_pkgs curl"
+have wixl || need_pkgs="$need_pkgs wixl"
+have bsdtar || need_pkgs="$need_pkgs libarchive-tools"
+have nginx || need_pkgs="$need_pkgs nginx"
+have gzip || need_pkgs="$need_pkgs gzip"
 have sha256sum || need_pkgs="$need_pkgs coreutils"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs="$need_pkgs postgresql"
 if [ -n "$need_pkgs" ]; then
@@ -60,8 +64,8 @@ say "running the API suite again on PostgreSQL"
 # The API tests run on SQLite above; the same requests on PostgreSQL catch backend-specific
 # failures (e.g. text PostgreSQL cannot store).
 if cargo nextest --version >/dev/null 2>&1; then
-    CAPSTAN_API_TEST_DB=postgres cargo nextest run -p capstan-server --test api --test jobs_api --test depot_api --locked --no-fail-fast
+    CAPSTAN_API_TEST_DB=postgres cargo nextest run -p capstan-server --test api --test jobs_api --test depot_api --test packages_api --locked --no-fail-fast
 else
-    CAPSTAN_API_TEST_DB=postgres cargo test -p capstan-server --test api --test jobs_api --test depot_api --locked --no-fail-fast
+    CAPSTAN_API_TEST_DB=postgres cargo test -p capstan-server --test api --test jobs_api --test depot_api --test packages_api --locked --no-fail-fast
 fi
 say "all tests passed"

@@ -8,6 +8,7 @@
 //! `windows/` and is portable (tested here); the few OS calls are behind `cfg(windows)`.
 
 mod command;
+pub mod detect;
 #[cfg(target_os = "linux")]
 mod linux;
 mod root;

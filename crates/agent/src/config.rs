@@ -42,6 +42,9 @@ pub struct FileConfig {
     /// Seconds between SIGTERM and SIGKILL when a job's process group is stopped (timeout,
     /// cancel, agent shutdown).
     pub job_kill_grace_secs: u64,
+    /// Size limit of the downloaded-artifact cache in MiB (least recently used files are
+    /// evicted beyond it; an artifact larger than the limit is still downloaded).
+    pub software_cache_max_mb: u64,
 }
 
 impl Default for FileConfig {
@@ -54,6 +57,7 @@ impl Default for FileConfig {
             reboot_command: None,
             boot_id_path: None,
             job_kill_grace_secs: 5,
+            software_cache_max_mb: 4096,
         }
     }
 }
@@ -62,6 +66,7 @@ impl Default for FileConfig {
 pub const ENV_REBOOT_COMMAND: &str = "CAPSTAN_AGENT_REBOOT_COMMAND";
 pub const ENV_BOOT_ID_PATH: &str = "CAPSTAN_AGENT_BOOT_ID_PATH";
 pub const ENV_JOB_KILL_GRACE_SECS: &str = "CAPSTAN_AGENT_JOB_KILL_GRACE_SECS";
+pub const ENV_SOFTWARE_CACHE_MAX_MB: &str = "CAPSTAN_AGENT_SOFTWARE_CACHE_MAX_MB";
 
 /// A command line from the environment: a JSON array of strings (`["/opt/reboot", "--now"]`)
 /// or, for simple cases, words separated by spaces.
@@ -109,8 +114,9 @@ impl FileConfig {
         Ok(())
     }
 
-    /// Apply `CAPSTAN_AGENT_REBOOT_COMMAND`, `CAPSTAN_AGENT_BOOT_ID_PATH` and
-    /// `CAPSTAN_AGENT_JOB_KILL_GRACE_SECS` (read through `get`), which win over the file.
+    /// Apply `CAPSTAN_AGENT_REBOOT_COMMAND`, `CAPSTAN_AGENT_BOOT_ID_PATH`,
+    /// `CAPSTAN_AGENT_JOB_KILL_GRACE_SECS` and `CAPSTAN_AGENT_SOFTWARE_CACHE_MAX_MB` (read
+    /// through `get`), which win over the file.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
         if let Some(v) = get(ENV_REBOOT_COMMAND).filter(|v| !v.trim().is_empty()) {
             self.reboot_command = Some(parse_command_env(&v)?);
@@ -124,6 +130,12 @@ impl FileConfig {
                 .parse()
                 .map_err(|e| format!("{ENV_JOB_KILL_GRACE_SECS}={v:?}: {e}"))?;
         }
+        if let Some(v) = get(ENV_SOFTWARE_CACHE_MAX_MB).filter(|v| !v.trim().is_empty()) {
+            self.software_cache_max_mb = v
+                .trim()
+                .parse()
+                .map_err(|e| format!("{ENV_SOFTWARE_CACHE_MAX_MB}={v:?}: {e}"))?;
+        }
         self.validate()
     }
 
@@ -136,6 +148,11 @@ impl FileConfig {
 
     pub fn job_kill_grace(&self) -> Duration {
         Duration::from_secs(self.job_kill_grace_secs)
+    }
+
+    /// The artifact cache's size limit in bytes.
+    pub fn software_cache_max_bytes(&self) -> u64 {
+        self.software_cache_max_mb.saturating_mul(1024 * 1024)
     }
 
     /// Load the explicitly given file (which must exist), or the default file if it exists,
@@ -290,6 +307,24 @@ mod tests {
         ] {
             assert!(FileConfig::parse(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn software_cache_limit_comes_from_the_file_and_the_environment_wins() {
+        assert_eq!(
+            FileConfig::default().software_cache_max_bytes(),
+            4096 * 1024 * 1024
+        );
+        let mut cfg = FileConfig::parse("software_cache_max_mb = 10").unwrap();
+        assert_eq!(cfg.software_cache_max_bytes(), 10 * 1024 * 1024);
+        cfg.apply_env(|k| (k == ENV_SOFTWARE_CACHE_MAX_MB).then(|| " 3 ".to_string()))
+            .unwrap();
+        assert_eq!(cfg.software_cache_max_mb, 3);
+        let err = cfg
+            .apply_env(|k| (k == ENV_SOFTWARE_CACHE_MAX_MB).then(|| "lots".to_string()))
+            .unwrap_err();
+        assert!(err.contains(ENV_SOFTWARE_CACHE_MAX_MB), "{err}");
+        assert!(FileConfig::parse("software_cache_max_mb = -1").is_err());
     }
 
     #[test]

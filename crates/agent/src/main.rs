@@ -6,9 +6,11 @@
 
 mod config;
 mod daemon;
+mod fetch;
 mod identity;
 mod jobs;
 mod machine;
+mod software;
 mod state;
 
 use std::io::{IsTerminal, Write};
@@ -309,6 +311,33 @@ async fn run(file: &FileConfig, args: StateArgs) -> anyhow::Result<ExitCode> {
     jobs.reboot.command = file.reboot_command.clone();
     jobs.reboot.boot_id_path = file.boot_id_path();
     jobs.exec.kill_grace = file.job_kill_grace();
+    // Downloads get their own clients: an artifact may take far longer than an API call, and
+    // mirrors must never see the device credential.
+    let download_client = AgentClient::new(
+        &creds.server_url,
+        &ClientOptions {
+            timeout: Some(Duration::from_secs(6 * 3600)),
+            ..client_options(creds.fingerprint.as_deref())?
+        },
+    )
+    .map_err(|e| FatalConfig(format!("credentials.json: {e}")))?
+    .with_device_token(creds.device_token.clone());
+    let mirror_client = capstan_client::tls::build_http_client(&ClientOptions {
+        pin: None,
+        timeout: Some(Duration::from_secs(6 * 3600)),
+        user_agent: Some(format!("capstan-agent/{}", env!("CARGO_PKG_VERSION"))),
+    })
+    .map_err(|e| FatalConfig(format!("HTTP client for mirrors: {e}")))?;
+    jobs.software = Some(software::SoftwareContext {
+        fetcher: fetch::Fetcher::new(
+            state_dir.join("cache"),
+            file.software_cache_max_bytes(),
+            download_client,
+            mirror_client,
+        ),
+        node: software::NodeFacts::of_this_machine(),
+        probe: std::sync::Arc::new(capstan_agent_platform::detect::host_probe),
+    });
     let settings = daemon::RunSettings {
         device_id: creds.device_id.clone(),
         inventory_interval: file.inventory_interval(),

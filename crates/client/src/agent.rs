@@ -22,6 +22,10 @@ use crate::{Error, Result, json_or_error};
 /// answers at `timeout_secs`, and the margin covers its scheduling and a slow network.
 const WAIT_MARGIN: Duration = Duration::from_secs(15);
 
+/// Upper bound of one blob download, body included: generous enough for gigabytes over a slow
+/// link (the downloader resumes with a range request when it is hit).
+pub const BLOB_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
 /// Client of the agent API for one server (and, after [`AgentClient::with_device_token`], one
 /// device).
 #[derive(Debug, Clone)]
@@ -177,6 +181,37 @@ impl AgentClient {
             .map_err(|source| Error::Transport { url, source })?;
         crate::empty_or_error(resp).await
     }
+
+    /// Start downloading the depot blob `sha256` at byte `offset` (a `Range: bytes=<offset>-`
+    /// request when `offset > 0`). Returns the raw response of any 2xx answer — 206 continues
+    /// at `offset`, 200 starts over from byte 0 — for the caller to stream and verify; other
+    /// statuses become [`Error`] with the server's error code (416 when `offset` is past the
+    /// end). The client's usual whole-request timeout would cut off a large download, so
+    /// this request gets [`BLOB_TIMEOUT`] instead; the caller should bound idle time between
+    /// chunks itself.
+    pub async fn blob(&self, sha256: &str, offset: u64) -> Result<reqwest::Response> {
+        // The hash becomes a path segment: only lowercase hex of the right length reaches it.
+        if sha256.len() != 64
+            || !sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(Error::Config(format!("invalid blob sha256 {sha256:?}")));
+        }
+        let url = self.url(&format!("/agent/v1/depot/blobs/{sha256}"));
+        let mut builder = self.authorized(self.http.get(&url).timeout(BLOB_TIMEOUT));
+        if offset > 0 {
+            builder = builder.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let resp = builder
+            .send()
+            .await
+            .map_err(|source| Error::Transport { url, source })?;
+        if !resp.status().is_success() {
+            return Err(crate::error_from_response(resp).await);
+        }
+        Ok(resp)
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +306,49 @@ mod tests {
                 .contains("authorization: bearer capd_d1_s"),
             "{head}"
         );
+    }
+
+    #[tokio::test]
+    async fn blob_asks_for_the_rest_with_a_range_and_returns_the_raw_body() {
+        let sha = "ab".repeat(32);
+        let (base, server) = one_shot_server("206 Partial Content", "tail").await;
+        let client = AgentClient::new(&base, &ClientOptions::default())
+            .unwrap()
+            .with_device_token("capd_d1_s".to_string());
+        let resp = client.blob(&sha, 1000).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 206);
+        assert_eq!(resp.text().await.unwrap(), "tail");
+        let head = server.await.unwrap().to_ascii_lowercase();
+        assert!(
+            head.starts_with(&format!("get /agent/v1/depot/blobs/{sha} ")),
+            "{head}"
+        );
+        assert!(head.contains("range: bytes=1000-"), "{head}");
+        assert!(head.contains("authorization: bearer capd_d1_s"), "{head}");
+
+        // From the start: no Range header.
+        let (base, server) = one_shot_server("200 OK", "all").await;
+        let client = AgentClient::new(&base, &ClientOptions::default()).unwrap();
+        client.blob(&sha, 0).await.unwrap();
+        let head = server.await.unwrap().to_ascii_lowercase();
+        assert!(!head.contains("range:"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn blob_maps_errors_and_refuses_names_that_are_not_hashes() {
+        let (base, server) = one_shot_server(
+            "404 Not Found",
+            r#"{"status":404,"code":"not_found","message":"no such blob"}"#,
+        )
+        .await;
+        let client = AgentClient::new(&base, &ClientOptions::default()).unwrap();
+        let err = client.blob(&"0".repeat(64), 0).await.unwrap_err();
+        assert_eq!(err.code(), Some(capstan_proto::error::ErrorCode::NotFound));
+        server.await.unwrap();
+        for bad in ["../x", &"A".repeat(64), &"0".repeat(63)] {
+            let err = client.blob(bad, 0).await.unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{bad}: {err:?}");
+        }
     }
 
     #[tokio::test]

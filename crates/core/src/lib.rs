@@ -4,6 +4,7 @@
 //! sending has changed, the field-level inventory diff behind the device history, version
 //! comparison per package source, and the dynamic-group rule engine.
 
+pub mod detection;
 pub mod inventory;
 pub mod jobs;
 pub mod rules;

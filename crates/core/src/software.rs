@@ -81,3 +81,536 @@ pub fn validate_plan(plan: &SoftwarePlan) -> Vec<Problem> {
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// Version specs: validation and defaults
+// ---------------------------------------------------------------------------------------------
+
+use capstan_proto::jobs::ScriptBody;
+use capstan_proto::software::{
+    Detection, InstallerType, ManagerPackage, PackageManagerKind, VersionCheck, VersionOp,
+    VersionSpec,
+};
+
+/// Placeholders a command template may use.
+pub const PLACEHOLDERS: [&str; 6] = ["file", "dir", "log", "package", "version", "product_code"];
+
+/// Values for a template's placeholders; absent ones make rendering fail with a clear error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateValues {
+    pub file: Option<String>,
+    pub dir: Option<String>,
+    pub log: Option<String>,
+    pub package: Option<String>,
+    pub version: Option<String>,
+    pub product_code: Option<String>,
+}
+
+impl TemplateValues {
+    fn get(&self, name: &str) -> Option<&str> {
+        match name {
+            "file" => self.file.as_deref(),
+            "dir" => self.dir.as_deref(),
+            "log" => self.log.as_deref(),
+            "package" => self.package.as_deref(),
+            "version" => self.version.as_deref(),
+            "product_code" => self.product_code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// The pieces of one template argument: literal text and placeholder names. `{{` and `}}` are
+/// literal braces. Errors name the problem (an unknown placeholder, an unclosed brace).
+fn parse_arg(arg: &str) -> Result<Vec<(bool, String)>, String> {
+    let mut out: Vec<(bool, String)> = Vec::new();
+    let mut lit = String::new();
+    let mut chars = arg.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                lit.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                lit.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(ch) if name.len() < 32 => name.push(ch),
+                        _ => return Err(format!("unclosed placeholder in {arg:?}")),
+                    }
+                }
+                if !PLACEHOLDERS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "unknown placeholder {{{name}}} (known: {})",
+                        PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")
+                    ));
+                }
+                if !lit.is_empty() {
+                    out.push((false, std::mem::take(&mut lit)));
+                }
+                out.push((true, name));
+            }
+            '}' => return Err(format!("a lone }} in {arg:?} (write }}}} for a brace)")),
+            other => lit.push(other),
+        }
+    }
+    if !lit.is_empty() || out.is_empty() {
+        out.push((false, lit));
+    }
+    Ok(out)
+}
+
+/// Renders a command template into an argv. Each argument stays one argument whatever the
+/// values contain: values are data, never split or interpreted.
+pub fn render_template(
+    template: &[String],
+    values: &TemplateValues,
+) -> Result<Vec<String>, String> {
+    let mut argv = Vec::with_capacity(template.len());
+    for arg in template {
+        let mut s = String::new();
+        for (is_placeholder, text) in parse_arg(arg)? {
+            if is_placeholder {
+                let v = values
+                    .get(&text)
+                    .ok_or_else(|| format!("{{{text}}} has no value for this package"))?;
+                s.push_str(v);
+            } else {
+                s.push_str(&text);
+            }
+        }
+        argv.push(s);
+    }
+    if argv.first().is_none_or(|p| p.is_empty()) {
+        return Err("the command is empty".into());
+    }
+    Ok(argv)
+}
+
+fn check_template(path: &str, t: &[String], out: &mut Vec<Problem>) {
+    if t.len() > limits::MAX_COMMAND_ARGS {
+        out.push(problem(
+            path,
+            format!("at most {} arguments", limits::MAX_COMMAND_ARGS),
+        ));
+    }
+    for (i, a) in t.iter().enumerate() {
+        if a.len() > limits::MAX_COMMAND_ARG_BYTES || a.contains('\0') {
+            out.push(problem(
+                format!("{path}/{i}"),
+                format!(
+                    "an argument is at most {} bytes without NUL",
+                    limits::MAX_COMMAND_ARG_BYTES
+                ),
+            ));
+        } else if let Err(e) = parse_arg(a) {
+            out.push(problem(format!("{path}/{i}"), e));
+        }
+    }
+    if t.first().is_some_and(|p| p.trim().is_empty()) {
+        out.push(problem(format!("{path}/0"), "the program name is empty"));
+    }
+}
+
+/// A name in a package manager's repositories or database: no leading `-` (it would be read
+/// as an option), no whitespace or control characters, bounded.
+pub fn is_manager_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= limits::MAX_NAME_BYTES
+        && !s.starts_with('-')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn is_version_text(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= limits::MAX_VERSION_BYTES
+        && !s.starts_with('-')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Whether `s` is an MSI product code: `{8-4-4-4-12 hex}` (either case).
+pub fn is_product_code(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 38 || b[0] != b'{' || b[37] != b'}' {
+        return false;
+    }
+    b[1..37].iter().enumerate().all(|(i, c)| match i {
+        8 | 13 | 18 | 23 => *c == b'-',
+        _ => c.is_ascii_hexdigit(),
+    })
+}
+
+fn check_hook(path: &str, s: &ScriptBody, out: &mut Vec<Problem>) {
+    if s.body.trim().is_empty() {
+        out.push(problem(path, "the script is empty"));
+    } else if s.body.len() > capstan_proto::jobs::limits::MAX_SCRIPT_BYTES || s.body.contains('\0')
+    {
+        out.push(problem(
+            path,
+            format!(
+                "a script is at most {} bytes without NUL",
+                capstan_proto::jobs::limits::MAX_SCRIPT_BYTES
+            ),
+        ));
+    }
+}
+
+fn check_codes(path: &str, codes: &[i32], out: &mut Vec<Problem>) {
+    if codes.len() > limits::MAX_EXIT_CODES {
+        out.push(problem(
+            path,
+            format!("at most {} exit codes", limits::MAX_EXIT_CODES),
+        ));
+    }
+}
+
+/// The default unattended install and uninstall commands of an installer type (empty where
+/// there is no sensible default: `.exe` installers differ by vendor).
+pub fn default_commands(spec: &VersionSpec) -> (Vec<String>, Vec<String>) {
+    let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match spec.installer_type {
+        InstallerType::Deb => (
+            v(&["dpkg", "--install", "{file}"]),
+            v(&["dpkg", "--remove", "{package}"]),
+        ),
+        InstallerType::Rpm => (
+            v(&["rpm", "--upgrade", "--replacepkgs", "{file}"]),
+            v(&["rpm", "--erase", "{package}"]),
+        ),
+        InstallerType::Pacman => (
+            v(&["pacman", "--upgrade", "--noconfirm", "{file}"]),
+            v(&["pacman", "--remove", "--noconfirm", "{package}"]),
+        ),
+        InstallerType::Msi => (
+            v(&[
+                "msiexec",
+                "/i",
+                "{file}",
+                "/qn",
+                "/norestart",
+                "/l*v",
+                "{log}",
+            ]),
+            v(&[
+                "msiexec",
+                "/x",
+                "{product_code}",
+                "/qn",
+                "/norestart",
+                "/l*v",
+                "{log}",
+            ]),
+        ),
+        InstallerType::Exe | InstallerType::ScriptArchive => (Vec::new(), Vec::new()),
+        InstallerType::PackageManager => match &spec.manager_package {
+            Some(m) => manager_commands(m),
+            None => (Vec::new(), Vec::new()),
+        },
+    }
+}
+
+/// Install and uninstall argv of a package-manager reference. Names and versions were checked
+/// by [`is_manager_name`]; each is one argument.
+pub fn manager_commands(m: &ManagerPackage) -> (Vec<String>, Vec<String>) {
+    let n = m.name.clone();
+    let s = |x: &str| x.to_string();
+    let pinned = |sep: &str| match &m.version {
+        Some(v) => format!("{n}{sep}{v}"),
+        None => n.clone(),
+    };
+    match m.manager {
+        PackageManagerKind::Apt => (
+            vec![
+                s("apt-get"),
+                s("install"),
+                s("--yes"),
+                s("--allow-downgrades"),
+                pinned("="),
+            ],
+            vec![s("apt-get"), s("remove"), s("--yes"), n.clone()],
+        ),
+        PackageManagerKind::Dnf => (
+            vec![s("dnf"), s("install"), s("--assumeyes"), pinned("-")],
+            vec![s("dnf"), s("remove"), s("--assumeyes"), n.clone()],
+        ),
+        PackageManagerKind::Zypper => (
+            vec![
+                s("zypper"),
+                s("--non-interactive"),
+                s("install"),
+                pinned("="),
+            ],
+            vec![s("zypper"), s("--non-interactive"), s("remove"), n.clone()],
+        ),
+        PackageManagerKind::Pacman => (
+            vec![
+                s("pacman"),
+                s("--sync"),
+                s("--noconfirm"),
+                s("--needed"),
+                n.clone(),
+            ],
+            vec![s("pacman"), s("--remove"), s("--noconfirm"), n.clone()],
+        ),
+        PackageManagerKind::Winget => {
+            let mut i = vec![
+                s("winget"),
+                s("install"),
+                s("--exact"),
+                s("--id"),
+                n.clone(),
+            ];
+            if let Some(v) = &m.version {
+                i.extend([s("--version"), v.clone()]);
+            }
+            i.extend([
+                s("--silent"),
+                s("--accept-package-agreements"),
+                s("--accept-source-agreements"),
+            ]);
+            (
+                i,
+                vec![
+                    s("winget"),
+                    s("uninstall"),
+                    s("--exact"),
+                    s("--id"),
+                    n.clone(),
+                    s("--silent"),
+                ],
+            )
+        }
+        PackageManagerKind::Choco => {
+            let mut i = vec![s("choco"), s("install"), n.clone(), s("--yes")];
+            if let Some(v) = &m.version {
+                i.extend([s("--version"), v.clone()]);
+            }
+            (i, vec![s("choco"), s("uninstall"), n.clone(), s("--yes")])
+        }
+    }
+}
+
+/// The detection rule a package-manager reference gets when none is given: the node's
+/// package database has the package (at exactly the pinned version for dnf/winget/choco
+/// pins; apt and zypper pins may be patterns, so only presence is checked).
+pub fn manager_detection(m: &ManagerPackage) -> Detection {
+    use capstan_proto::software::DetectionManager as D;
+    let (manager, exact) = match m.manager {
+        PackageManagerKind::Apt => (D::Dpkg, false),
+        PackageManagerKind::Dnf => (D::Rpm, false),
+        PackageManagerKind::Zypper => (D::Rpm, false),
+        PackageManagerKind::Pacman => (D::Pacman, false),
+        PackageManagerKind::Winget => (D::Winget, true),
+        PackageManagerKind::Choco => (D::Choco, true),
+    };
+    let version = match (&m.version, exact) {
+        (Some(v), true) => Some(VersionCheck {
+            op: VersionOp::Eq,
+            version: v.clone(),
+        }),
+        _ => None,
+    };
+    Detection::Package {
+        manager,
+        name: m.name.clone(),
+        version,
+    }
+}
+
+/// Fills what a spec leaves to defaults (commands, exit codes), so the stored version shows
+/// exactly what runs.
+pub fn fill_defaults(spec: &mut VersionSpec) {
+    let (install, uninstall) = default_commands(spec);
+    if spec.install_command.is_empty() {
+        spec.install_command = install;
+    }
+    if spec.uninstall_command.is_empty() {
+        spec.uninstall_command = uninstall;
+    }
+    let msi = spec.installer_type == InstallerType::Msi;
+    if spec.success_exit_codes.is_empty() {
+        spec.success_exit_codes = if msi { vec![0, 1707] } else { vec![0] };
+    }
+    if spec.soft_reboot_exit_codes.is_none() {
+        spec.soft_reboot_exit_codes = Some(if msi { vec![3010] } else { Vec::new() });
+    }
+    if spec.hard_reboot_exit_codes.is_none() {
+        spec.hard_reboot_exit_codes = Some(if msi { vec![1641] } else { Vec::new() });
+    }
+}
+
+/// Every problem of a version spec (paths relative to the spec). `detection_problems` checks
+/// the detection rule (the detection module's validator).
+pub fn validate_version_spec(
+    spec: &VersionSpec,
+    detection_problems: impl Fn(&Detection) -> Vec<Problem>,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let t = spec.installer_type;
+    match (&spec.manager_package, t) {
+        (None, InstallerType::PackageManager) => out.push(problem(
+            "/manager_package",
+            "a package-manager version names the manager and the package",
+        )),
+        (Some(_), other) if other != InstallerType::PackageManager => out.push(problem(
+            "/manager_package",
+            "only package-manager versions name a manager package",
+        )),
+        (Some(m), _) => {
+            if !is_manager_name(&m.name) {
+                out.push(problem(
+                    "/manager_package/name",
+                    "a package name without spaces or control characters, not starting with -",
+                ));
+            }
+            if let Some(v) = &m.version
+                && !is_version_text(v)
+            {
+                out.push(problem(
+                    "/manager_package/version",
+                    "a version without spaces or control characters, not starting with -",
+                ));
+            }
+            if m.manager == PackageManagerKind::Pacman && m.version.is_some() {
+                out.push(problem(
+                    "/manager_package/version",
+                    "pacman installs the repository's version; a pin is not possible (upload the package file instead)",
+                ));
+            }
+        }
+        (None, _) => {}
+    }
+    if let Some(p) = &spec.package_id
+        && !is_manager_name(p)
+    {
+        out.push(problem(
+            "/package_id",
+            "a package name without spaces or control characters, not starting with -",
+        ));
+    }
+    if let Some(p) = &spec.product_code
+        && !is_product_code(p)
+    {
+        out.push(problem(
+            "/product_code",
+            "an MSI product code looks like {12345678-ABCD-ABCD-ABCD-1234567890AB}",
+        ));
+    }
+    if matches!(
+        t,
+        InstallerType::Deb | InstallerType::Rpm | InstallerType::Pacman
+    ) && spec.package_id.is_none()
+    {
+        out.push(problem(
+            "/package_id",
+            "the name the package database knows is needed to uninstall",
+        ));
+    }
+    check_template("/install_command", &spec.install_command, &mut out);
+    check_template("/uninstall_command", &spec.uninstall_command, &mut out);
+    let (default_install, _) = default_commands(spec);
+    if spec.install_command.is_empty() && default_install.is_empty() {
+        out.push(problem(
+            "/install_command",
+            format!(
+                "{} installers have no default command; give one (e.g. [\"{{file}}\", \"/S\"])",
+                t.as_str()
+            ),
+        ));
+    }
+    check_codes("/success_exit_codes", &spec.success_exit_codes, &mut out);
+    let mut filled = spec.clone();
+    fill_defaults(&mut filled);
+    let success = &filled.success_exit_codes;
+    for (path, codes) in [
+        ("/soft_reboot_exit_codes", &spec.soft_reboot_exit_codes),
+        ("/hard_reboot_exit_codes", &spec.hard_reboot_exit_codes),
+    ] {
+        if let Some(codes) = codes {
+            check_codes(path, codes, &mut out);
+            if codes.iter().any(|c| success.contains(c)) {
+                out.push(problem(
+                    path,
+                    "a code cannot mean both plain success and reboot",
+                ));
+            }
+        }
+    }
+    if spec.timeout_secs == 0 || spec.timeout_secs > 24 * 3600 {
+        out.push(problem("/timeout_secs", "between 1 second and 24 hours"));
+    }
+    if let Some(v) = &spec.requirements.min_os_version
+        && !is_version_text(v)
+    {
+        out.push(problem(
+            "/requirements/min_os_version",
+            "a dotted version like 12 or 10.0.19045",
+        ));
+    }
+    if spec.requirements.min_free_disk_mb == Some(0) {
+        out.push(problem(
+            "/requirements/min_free_disk_mb",
+            "leave it out instead of 0",
+        ));
+    }
+    if let Some(h) = &spec.pre_install {
+        check_hook("/pre_install", h, &mut out);
+    }
+    if let Some(h) = &spec.post_install {
+        check_hook("/post_install", h, &mut out);
+    }
+    if spec.dependencies.len() > limits::MAX_DEPENDENCIES {
+        out.push(problem(
+            "/dependencies",
+            format!("at most {}", limits::MAX_DEPENDENCIES),
+        ));
+    }
+    for (i, d) in spec.dependencies.iter().enumerate() {
+        if !is_package_name(&d.package) {
+            out.push(problem(
+                format!("/dependencies/{i}/package"),
+                "not a package name",
+            ));
+        }
+        if let Some(v) = &d.version
+            && !is_version_text(v)
+        {
+            out.push(problem(
+                format!("/dependencies/{i}/version"),
+                "not a version",
+            ));
+        }
+    }
+    if spec.supersedes.len() > limits::MAX_SUPERSEDES {
+        out.push(problem(
+            "/supersedes",
+            format!("at most {}", limits::MAX_SUPERSEDES),
+        ));
+    }
+    for (i, s) in spec.supersedes.iter().enumerate() {
+        if !is_package_name(&s.package) {
+            out.push(problem(
+                format!("/supersedes/{i}/package"),
+                "not a package name",
+            ));
+        }
+        if !is_version_text(&s.version) {
+            out.push(problem(format!("/supersedes/{i}/version"), "not a version"));
+        }
+    }
+    out.extend(
+        detection_problems(&spec.detection)
+            .into_iter()
+            .map(|mut p| {
+                p.path = format!("/detection{}", p.path);
+                p
+            }),
+    );
+    out
+}

@@ -349,7 +349,7 @@ fn zstd(data: &[u8], member: &str) -> Result<Vec<u8>, ErrorKind> {
 }
 
 /// The window size a zstd frame header asks the decoder to allocate.
-fn zstd_window(data: &[u8]) -> Result<u64, String> {
+pub(crate) fn zstd_window(data: &[u8]) -> Result<u64, String> {
     let cut = || "the zstd frame is truncated".to_owned();
     let head = data.get(..5).ok_or_else(cut)?;
     if head[..4] != [0x28, 0xb5, 0x2f, 0xfd] {

@@ -36,6 +36,14 @@ pub enum Format {
     Deb,
     /// An .rpm file.
     Rpm,
+    /// A pacman package.
+    Pacman,
+    /// An .msi file.
+    Msi,
+    /// A PE .exe file.
+    Exe,
+    /// A script archive (.zip or .tar.gz with a manifest).
+    ScriptArchive,
 }
 
 impl fmt::Display for Format {
@@ -43,6 +51,10 @@ impl fmt::Display for Format {
         f.write_str(match self {
             Format::Deb => ".deb",
             Format::Rpm => ".rpm",
+            Format::Pacman => "pacman package",
+            Format::Msi => ".msi",
+            Format::Exe => ".exe",
+            Format::ScriptArchive => "script archive",
         })
     }
 }
@@ -59,8 +71,10 @@ pub enum ErrorKind {
     /// The file has no bytes at all.
     #[error("the file is empty")]
     Empty,
-    /// Neither a .deb nor an .rpm magic number.
-    #[error("not a .deb or .rpm package (starts with {magic})")]
+    /// No magic number of a supported format.
+    #[error(
+        "not a supported package (.deb, .rpm, pacman, .msi, .exe, .zip or .tar.gz script archive); it starts with {magic}"
+    )]
     UnknownFormat {
         /// The first bytes, in hex.
         magic: String,
@@ -160,6 +174,32 @@ pub enum ErrorKind {
         value: String,
         /// Why it is rejected.
         reason: &'static str,
+    },
+    /// An archive entry that could escape the extraction directory, is not a plain file or
+    /// directory, or breaks a limit; `name` is the entry's name, escaped.
+    #[error("{format} entry {name:?} is refused: {reason}")]
+    UnsafeEntry {
+        /// The format being read.
+        format: Format,
+        /// The entry name, escaped and cut to 128 characters.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The script archive's manifest is not valid JSON of the expected shape, or names
+    /// something the archive lacks.
+    #[error("script archive manifest capstan-package.json is invalid: {message}")]
+    InvalidManifest {
+        /// What is wrong.
+        message: String,
+    },
+    /// The extraction destination is unusable, or writing below it failed.
+    #[error("cannot extract into {path}: {message}")]
+    Destination {
+        /// The directory or file concerned.
+        path: String,
+        /// What is wrong, with the system's error.
+        message: String,
     },
     /// A source package, which cannot be installed.
     #[error("{format} is a source package, not an installable binary package")]

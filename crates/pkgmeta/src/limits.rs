@@ -132,3 +132,57 @@ impl<I: Input> Cursor<I> {
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
+
+/// An [`Input`] as a `Read + Seek` stream, for decoders that want one (zip, gzip, the MSI
+/// reader). Reads past the end return 0 bytes, as a file does.
+pub(crate) struct InputReader<I> {
+    input: I,
+    pos: u64,
+}
+
+impl<I: Input> InputReader<I> {
+    pub(crate) fn new(input: I) -> Self {
+        InputReader { input, pos: 0 }
+    }
+}
+
+impl<I: Input> Read for InputReader<I> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.input.len().saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.input.read_at(self.pos, &mut buf[..n])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<I: Input> Seek for InputReader<I> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.input.len().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let target = target.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the file",
+            )
+        })?;
+        self.pos = target;
+        Ok(target)
+    }
+}
+
+impl<I: Input> Input for &mut I {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        (**self).read_at(offset, buf)
+    }
+}

@@ -5,7 +5,10 @@ mod common;
 
 use std::io::{Read, Seek, SeekFrom};
 
-use capstan_pkgmeta::{PackageFormat, PackageManager, VersionComparison, parse, parse_reader};
+use capstan_pkgmeta::{
+    PackageFormat, PackageManager, Platform, SuggestedDetection, VersionCheck, VersionOp, parse,
+    parse_reader,
+};
 use common::{build_deb, dpkg_field};
 
 /// Control files covering the shapes real packages have: epochs, tildes, multi-line
@@ -71,11 +74,19 @@ fn real_debs_match_dpkg_deb() {
             let depends = dpkg_field(&path, "Depends");
             let depends = depends.split_whitespace().collect::<Vec<_>>().join(" ");
             assert_eq!(meta.depends.as_deref().unwrap_or(""), depends, "{label}");
-            assert_eq!(meta.platform, "linux", "{label}");
-            assert_eq!(meta.suggested_detection.manager, PackageManager::Dpkg);
-            assert_eq!(meta.suggested_detection.package, meta.name);
-            assert_eq!(meta.suggested_detection.version, meta.version);
-            assert_eq!(meta.suggested_detection.op, VersionComparison::VersionGte);
+            assert_eq!(meta.platform, Platform::Linux, "{label}");
+            assert_eq!(
+                meta.suggested_detection,
+                Some(SuggestedDetection::Package {
+                    manager: PackageManager::Dpkg,
+                    name: meta.name.clone(),
+                    version: VersionCheck {
+                        op: VersionOp::Gte,
+                        version: meta.version.clone(),
+                    },
+                }),
+                "{label}"
+            );
         }
     }
 }
@@ -100,10 +111,10 @@ fn serialises_for_the_api() {
             "depends": "libssl3 (>= 3.0.0), libpcre2-8-0 (>= 10.22), zlib1g",
             "platform": "linux",
             "suggested_detection": {
+                "type": "package",
                 "manager": "dpkg",
-                "package": "nginx-capstan",
-                "op": "version_gte",
-                "version": "2:1.22.1~rc1-9+deb12u1"
+                "name": "nginx-capstan",
+                "version": { "op": "gte", "version": "2:1.22.1~rc1-9+deb12u1" }
             }
         })
     );

@@ -1,6 +1,10 @@
-//! Data-driven check of the committed fixture packages: every `fixtures/*.deb` and
-//! `fixtures/*.rpm` must parse to the JSON in the file of the same name plus `.json`. These run
-//! without dpkg-deb or rpmbuild installed. `UPDATE_FIXTURES=1 cargo test -p capstan-pkgmeta`
+//! Data-driven check of the committed fixture packages: every package in `fixtures/` (.deb,
+//! .rpm, pacman .pkg.tar.zst, .msi, .exe, script archives .zip and .tar.gz) must parse to the
+//! JSON in the file of the same name plus `.json`. These run without any packaging tool
+//! installed. How each was made: the .deb with dpkg-deb, the .rpm with rpmbuild, the pacman
+//! package with `bsdtar -cf - .BUILDINFO .PKGINFO usr | zstd -19`, the .msi with `wixl -a x64`,
+//! the .exe by the builder in `tests/pe.rs`, the .tar.gz with GNU tar and gzip, the .zip with
+//! Python's zipfile (Unix modes set). `UPDATE_FIXTURES=1 cargo test -p capstan-pkgmeta`
 //! rewrites the expectations (review the diff before committing).
 
 use std::path::Path;
@@ -12,10 +16,18 @@ fn fixtures_parse_to_their_expected_json() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).expect("fixtures dir") {
         let path = entry.expect("dir entry").path();
-        let is_package = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("deb" | "rpm")
-        );
+        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let is_package = [
+            ".deb",
+            ".rpm",
+            ".pkg.tar.zst",
+            ".msi",
+            ".exe",
+            ".zip",
+            ".tar.gz",
+        ]
+        .iter()
+        .any(|ext| file_name.ends_with(ext));
         if !is_package {
             continue;
         }
@@ -38,5 +50,5 @@ fn fixtures_parse_to_their_expected_json() {
         assert_eq!(actual, expected, "{name}");
         checked += 1;
     }
-    assert_eq!(checked, 2, "both fixtures were checked");
+    assert_eq!(checked, 7, "every fixture was checked");
 }

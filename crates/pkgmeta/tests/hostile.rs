@@ -76,7 +76,17 @@ fn cases() -> Vec<Case> {
         ("text file", b"#!/bin/sh\nrm -rf /\n".to_vec(), |k| {
             matches!(k, ErrorKind::UnknownFormat { .. })
         }),
-        ("zip file", b"PK\x03\x04garbage".to_vec(), |k| {
+        // A zip is read as a script archive, so a broken one says so.
+        ("broken zip", b"PK\x03\x04garbage".to_vec(), |k| {
+            matches!(
+                k,
+                ErrorKind::Malformed {
+                    format: capstan_pkgmeta::Format::ScriptArchive,
+                    ..
+                }
+            )
+        }),
+        ("ELF binary", b"\x7fELF\x02\x01\x01\0".to_vec(), |k| {
             matches!(k, ErrorKind::UnknownFormat { .. })
         }),
         // Deb container.

@@ -3,7 +3,9 @@
 
 mod common;
 
-use capstan_pkgmeta::{PackageFormat, PackageManager, parse};
+use capstan_pkgmeta::{
+    PackageFormat, PackageManager, Platform, SuggestedDetection, VersionCheck, VersionOp, parse,
+};
 use common::{build_rpm, rpm_query, rpm_requires};
 
 /// Spec preambles covering an epoch, a host-architecture build, explicit requirements with
@@ -73,10 +75,19 @@ fn real_rpms_match_rpm_query() {
             rpm_requires(&path),
             "{case}"
         );
-        assert_eq!(meta.platform, "linux", "{case}");
-        assert_eq!(meta.suggested_detection.manager, PackageManager::Rpm);
-        assert_eq!(meta.suggested_detection.package, meta.name);
-        assert_eq!(meta.suggested_detection.version, meta.version);
+        assert_eq!(meta.platform, Platform::Linux, "{case}");
+        assert_eq!(
+            meta.suggested_detection,
+            Some(SuggestedDetection::Package {
+                manager: PackageManager::Rpm,
+                name: meta.name.clone(),
+                version: VersionCheck {
+                    op: VersionOp::Gte,
+                    version: meta.version.clone(),
+                },
+            }),
+            "{case}"
+        );
     }
 }
 

@@ -268,9 +268,15 @@ pub enum RegistryCheck {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Detection {
     /// Every rule holds (an empty list is refused).
-    All { rules: Vec<Detection> },
+    All {
+        #[schema(no_recursion)]
+        rules: Vec<Detection>,
+    },
     /// At least one rule holds (an empty list is refused).
-    Any { rules: Vec<Detection> },
+    Any {
+        #[schema(no_recursion)]
+        rules: Vec<Detection>,
+    },
     /// An MSI product is installed (`{GUID}`), optionally at a version.
     MsiProduct {
         product_code: String,
@@ -507,9 +513,19 @@ pub struct CreatePackageRequest {
 pub struct UpdatePackageRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, nullable)]
     pub publisher: Option<Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, nullable)]
     pub description: Option<Option<String>>,
 }
 

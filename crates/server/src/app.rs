@@ -21,7 +21,7 @@ use crate::state::AppState;
 Errors always have the shape `ErrorBody {status, code, message}`; `code` is stable."),
     modifiers(&SecurityAddon),
     components(schemas(capstan_proto::error::ErrorBody, capstan_proto::error::ErrorCode)),
-    tags((name = "auth"), (name = "users"), (name = "enrollment"), (name = "devices"), (name = "groups"), (name = "tags"), (name = "custom-fields"), (name = "audit"), (name = "agent"), (name = "system"))
+    tags((name = "auth"), (name = "users"), (name = "enrollment"), (name = "devices"), (name = "groups"), (name = "tags"), (name = "custom-fields"), (name = "audit"), (name = "jobs"), (name = "scripts"), (name = "depot"), (name = "packages"), (name = "agent"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -63,6 +63,8 @@ fn api_router(max_inventory_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(crate::jobs::router())
         .merge(crate::scripts::router())
         .merge(crate::depot::router())
+        .merge(crate::packages::router())
+        .merge(crate::packages::agent_router())
         .merge(crate::agent_api::router(max_inventory_bytes))
         .merge(crate::jobs::agent_router())
         .merge(system_router())

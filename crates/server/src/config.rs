@@ -60,6 +60,26 @@ pub struct ServeArgs {
     /// Largest accepted depot upload in bytes [default: 4 GiB].
     #[arg(long, env = "CAPSTAN_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
+    /// Where depot blobs are stored: fs (under the data dir) or s3 [default: fs]. S3
+    /// credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN),
+    /// never from a flag.
+    #[arg(long, env = "CAPSTAN_DEPOT_BACKEND")]
+    pub depot_backend: Option<String>,
+    /// S3 bucket of the depot (required with --depot-backend s3).
+    #[arg(long, env = "CAPSTAN_DEPOT_S3_BUCKET")]
+    pub depot_s3_bucket: Option<String>,
+    /// Endpoint URL of an S3-compatible server [default: AWS S3 of the region].
+    #[arg(long, env = "CAPSTAN_DEPOT_S3_ENDPOINT")]
+    pub depot_s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long, env = "CAPSTAN_DEPOT_S3_REGION")]
+    pub depot_s3_region: Option<String>,
+    /// Key prefix of the depot's objects in the bucket [default: none].
+    #[arg(long, env = "CAPSTAN_DEPOT_S3_PREFIX")]
+    pub depot_s3_prefix: Option<String>,
+    /// Permit a plain-HTTP --depot-s3-endpoint (a test or loopback server).
+    #[arg(long, env = "CAPSTAN_DEPOT_S3_ALLOW_HTTP")]
+    pub depot_s3_allow_http: bool,
 }
 
 /// The TOML file's shape; every key optional.
@@ -83,6 +103,12 @@ pub struct FileConfig {
     pub predefined_groups: Option<bool>,
     pub job_breaker_threshold: Option<u32>,
     pub max_upload_bytes: Option<u64>,
+    pub depot_backend: Option<String>,
+    pub depot_s3_bucket: Option<String>,
+    pub depot_s3_endpoint: Option<String>,
+    pub depot_s3_region: Option<String>,
+    pub depot_s3_prefix: Option<String>,
+    pub depot_s3_allow_http: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +147,56 @@ pub struct Config {
     pub job_breaker_threshold: u32,
     /// Largest accepted depot upload (one blob) in bytes.
     pub max_upload_bytes: u64,
+    /// Where depot blobs are stored.
+    pub depot_backend: DepotBackend,
 }
+
+/// Where the depot keeps blob bytes (uploads are always staged under the data dir).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepotBackend {
+    /// Files under `<data_dir>/depot/blobs`.
+    Fs,
+    /// Objects in an S3 (or S3-compatible) bucket.
+    S3(S3Settings),
+}
+
+/// The S3 depot's bucket, endpoint and credentials. Its `Debug` hides the secrets, so a
+/// logged configuration does not leak them.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// `http(s)://host[:port]` of an S3-compatible server; `None` is AWS S3 itself.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Key prefix without leading or trailing `/` (empty: the bucket's root).
+    pub prefix: String,
+    pub allow_http: bool,
+    /// Static credentials (from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+    /// `AWS_SESSION_TOKEN`); without them the standard AWS chain (web identity, container or
+    /// instance credentials) is used.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("allow_http", &self.allow_http)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &hidden(&self.secret_access_key))
+            .field("session_token", &hidden(&self.session_token))
+            .finish()
+    }
+}
+
+/// Default of [`S3Settings::region`].
+pub const DEFAULT_S3_REGION: &str = "us-east-1";
 
 /// Default of [`Config::max_upload_bytes`]: 4 GiB, room for large installers.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 4 << 30;
@@ -145,6 +220,7 @@ impl Config {
             predefined_groups: false,
             job_breaker_threshold: 5,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            depot_backend: DepotBackend::Fs,
         }
     }
 }
@@ -189,6 +265,7 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
+        let depot_backend = self.depot_backend(&file, env)?;
 
         let data_dir = self
             .data_dir
@@ -281,7 +358,94 @@ impl ServeArgs {
                 .or(file.job_breaker_threshold)
                 .unwrap_or(5),
             max_upload_bytes,
+            depot_backend,
         })
+    }
+
+    /// The depot backend and, for S3, its checked settings. S3 options with the fs backend
+    /// are refused rather than ignored: they mean the operator expects S3.
+    fn depot_backend(
+        &self,
+        file: &FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<DepotBackend> {
+        let pick = |flag: &Option<String>, file: &Option<String>| {
+            flag.clone()
+                .or_else(|| file.clone())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let bucket = pick(&self.depot_s3_bucket, &file.depot_s3_bucket);
+        let endpoint = pick(&self.depot_s3_endpoint, &file.depot_s3_endpoint);
+        let region = pick(&self.depot_s3_region, &file.depot_s3_region);
+        let prefix = pick(&self.depot_s3_prefix, &file.depot_s3_prefix);
+        let allow_http = self.depot_s3_allow_http || file.depot_s3_allow_http.unwrap_or(false);
+        let backend = pick(&self.depot_backend, &file.depot_backend);
+        match backend.as_deref() {
+            None | Some("fs") => {
+                let given = [
+                    ("--depot-s3-bucket", bucket.is_some()),
+                    ("--depot-s3-endpoint", endpoint.is_some()),
+                    ("--depot-s3-region", region.is_some()),
+                    ("--depot-s3-prefix", prefix.is_some()),
+                    ("--depot-s3-allow-http", allow_http),
+                ];
+                if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+                    bail!("{flag} is set but the depot backend is fs; add --depot-backend s3");
+                }
+                Ok(DepotBackend::Fs)
+            }
+            Some("s3") => {
+                let Some(bucket) = bucket else {
+                    bail!(
+                        "the s3 depot backend needs a bucket: set --depot-s3-bucket \
+                         (CAPSTAN_DEPOT_S3_BUCKET)"
+                    );
+                };
+                if let Some(url) = &endpoint {
+                    let lower = url.to_ascii_lowercase();
+                    if lower.starts_with("http://") {
+                        if !allow_http {
+                            bail!(
+                                "--depot-s3-endpoint {url} is plain HTTP; add --depot-s3-allow-http \
+                                 if that is intended"
+                            );
+                        }
+                    } else if !lower.starts_with("https://") {
+                        bail!(
+                            "--depot-s3-endpoint must be an http:// or https:// URL, got {url:?}"
+                        );
+                    }
+                }
+                let prefix = prefix.unwrap_or_default();
+                let prefix = prefix.trim_matches('/');
+                if prefix
+                    .split('/')
+                    .any(|p| matches!(p, "." | "..") || (p.is_empty() && !prefix.is_empty()))
+                {
+                    bail!(
+                        "--depot-s3-prefix {prefix:?} must be key segments separated by single \
+                         slashes, without `.` or `..`"
+                    );
+                }
+                let key = env("AWS_ACCESS_KEY_ID").filter(|v| !v.is_empty());
+                let secret = env("AWS_SECRET_ACCESS_KEY").filter(|v| !v.is_empty());
+                if key.is_some() != secret.is_some() {
+                    bail!("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together");
+                }
+                Ok(DepotBackend::S3(S3Settings {
+                    bucket,
+                    endpoint: endpoint.map(|e| e.trim_end_matches('/').to_string()),
+                    region: region.unwrap_or_else(|| DEFAULT_S3_REGION.to_string()),
+                    prefix: prefix.to_string(),
+                    allow_http,
+                    access_key_id: key,
+                    secret_access_key: secret,
+                    session_token: env("AWS_SESSION_TOKEN").filter(|v| !v.is_empty()),
+                }))
+            }
+            Some(other) => bail!("unknown depot backend {other:?} (expected fs or s3)"),
+        }
     }
 }
 
@@ -424,5 +588,134 @@ mod tests {
             ..Default::default()
         };
         assert!(args.resolve(&env_of(&[])).is_err());
+    }
+
+    fn s3_args(bucket: Option<&str>) -> ServeArgs {
+        ServeArgs {
+            depot_backend: Some("s3".into()),
+            depot_s3_bucket: bucket.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_depot_defaults_to_the_file_system() {
+        let cfg = ServeArgs::default().resolve(&env_of(&[])).unwrap();
+        assert_eq!(cfg.depot_backend, DepotBackend::Fs);
+    }
+
+    #[test]
+    fn an_s3_depot_takes_its_settings_from_flags_file_and_aws_env() {
+        let env = env_of(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "very-secret"),
+        ]);
+        let args = ServeArgs {
+            depot_s3_endpoint: Some("http://127.0.0.1:9000/".into()),
+            depot_s3_prefix: Some("/capstan/depot/".into()),
+            depot_s3_allow_http: true,
+            ..s3_args(Some("software"))
+        };
+        let DepotBackend::S3(s3) = args.resolve(&env).unwrap().depot_backend else {
+            panic!("expected the s3 backend");
+        };
+        assert_eq!(s3.bucket, "software");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(s3.prefix, "capstan/depot");
+        assert_eq!(s3.access_key_id.as_deref(), Some("AKIDEXAMPLE"));
+        assert_eq!(s3.secret_access_key.as_deref(), Some("very-secret"));
+        let shown = format!("{s3:?}");
+        assert!(!shown.contains("very-secret"), "{shown}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(
+            &file,
+            "depot_backend = \"s3\"\ndepot_s3_bucket = \"from-file\"\ndepot_s3_region = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let DepotBackend::S3(s3) = args.resolve(&env_of(&[])).unwrap().depot_backend else {
+            panic!("expected the s3 backend from the file");
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.region.as_str()),
+            ("from-file", "eu-west-1")
+        );
+        assert_eq!(s3.access_key_id, None);
+    }
+
+    #[test]
+    fn bad_depot_settings_are_refused_at_start_up() {
+        /// Arguments, environment, and a part of the expected error.
+        type Case = (
+            ServeArgs,
+            &'static [(&'static str, &'static str)],
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            (s3_args(None), &[], "needs a bucket"),
+            (
+                ServeArgs {
+                    depot_backend: Some("gcs".into()),
+                    ..Default::default()
+                },
+                &[],
+                "unknown depot backend",
+            ),
+            (
+                ServeArgs {
+                    depot_s3_bucket: Some("b".into()),
+                    ..Default::default()
+                },
+                &[],
+                "add --depot-backend s3",
+            ),
+            (
+                ServeArgs {
+                    depot_s3_endpoint: Some("http://10.0.0.1:9000".into()),
+                    ..s3_args(Some("b"))
+                },
+                &[],
+                "--depot-s3-allow-http",
+            ),
+            (
+                ServeArgs {
+                    depot_s3_endpoint: Some("ftp://host".into()),
+                    ..s3_args(Some("b"))
+                },
+                &[],
+                "http:// or https://",
+            ),
+            (
+                ServeArgs {
+                    depot_s3_prefix: Some("a/../b".into()),
+                    ..s3_args(Some("b"))
+                },
+                &[],
+                "--depot-s3-prefix",
+            ),
+            (
+                ServeArgs {
+                    depot_s3_prefix: Some("a//b".into()),
+                    ..s3_args(Some("b"))
+                },
+                &[],
+                "--depot-s3-prefix",
+            ),
+            (
+                s3_args(Some("b")),
+                &[("AWS_ACCESS_KEY_ID", "AKID")],
+                "must be set together",
+            ),
+        ];
+        for (args, env, want) in cases {
+            let err = args.resolve(&env_of(env)).unwrap_err();
+            assert!(format!("{err:#}").contains(want), "{want}: {err:#}");
+        }
     }
 }

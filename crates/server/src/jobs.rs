@@ -22,9 +22,9 @@ use capstan_core::jobs::{Problem, validate_retry, validate_spec};
 use capstan_proto::error::{DetailedErrorBody, ErrorBody, ErrorDetail};
 use capstan_proto::jobs::{
     AttemptInfo, AttemptOutcome, BreakerInfo, ClaimResponse, CreateJobRequest, DeliveredRun,
-    JobEvent, JobInfo, JobPage, JobSpec, OutputReport, OutputStream, RunControl, RunCounts,
-    RunDetail, RunFinished, RunInfo, RunPage, RunPayload, RunRebooting, RunStarted, RunState,
-    RunTransition, RunsChanged, limits,
+    JobAction, JobEvent, JobInfo, JobPage, JobSpec, OutputReport, OutputStream, RunControl,
+    RunCounts, RunDetail, RunFinished, RunInfo, RunPage, RunPayload, RunRebooting, RunStarted,
+    RunState, RunTransition, RunsChanged, limits,
 };
 use capstan_store::{FinishReport, JobRow, NewJob, RunRow, StartReport, StoreError};
 
@@ -308,6 +308,20 @@ pub(crate) async fn create(
     }
     if !problems.is_empty() {
         return Err(problems_error("", problems));
+    }
+    let mut spec = spec;
+    if matches!(
+        spec.action,
+        JobAction::SoftwareInstall { .. } | JobAction::SoftwareUninstall { .. }
+    ) {
+        if spec.pre_script.is_some() || spec.post_script.is_some() || spec.run_as.is_some() {
+            return Err(ApiError::validation(
+                "/spec: software jobs run as the agent with the version's own hooks; pre/post scripts and run_as do not apply",
+            ));
+        }
+        let (action, timeout) = crate::packages::resolve(state, &spec.action).await?;
+        spec.action = action;
+        spec.timeout_secs = spec.timeout_secs.max(timeout);
     }
 
     // Resolve the targets now: explicit ids must all exist; groups by id or name.
@@ -1000,6 +1014,17 @@ fn agent_store_error(run: &str, e: StoreError) -> ApiError {
     }
 }
 
+/// Where the agent may download a run's artifacts from: the server itself for software runs
+/// (depot sources with per-group order arrive with the source routes), nothing otherwise.
+fn download_sources(spec: &JobSpec) -> Vec<capstan_proto::software::DownloadSource> {
+    match spec.action {
+        JobAction::SoftwareInstall { .. } | JobAction::SoftwareUninstall { .. } => {
+            vec![capstan_proto::software::DownloadSource::Server]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Claim the device's runnable runs and sign them (the claim route, and check-ins of agents
 /// that take their runs with the check-in).
 pub(crate) async fn claim_for(state: &AppState, device_id: &str) -> ApiResult<Vec<DeliveredRun>> {
@@ -1020,9 +1045,9 @@ pub(crate) async fn claim_for(state: &AppState, device_id: &str) -> ApiResult<Ve
                 device_id: device_id.to_string(),
                 attempt,
                 idempotency_key: format!("{}:{attempt}", c.run_id),
+                sources: download_sources(&spec),
                 spec,
                 expires_at_ms: c.expires_at,
-                sources: Vec::new(),
             },
         )?);
     }

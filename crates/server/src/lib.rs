@@ -17,6 +17,7 @@ pub mod groups;
 pub mod install;
 pub mod jobs;
 pub mod membership;
+pub mod packages;
 pub mod predefined;
 pub mod ratelimit;
 pub mod scripts;

@@ -28,6 +28,9 @@ pub struct Bootstrap {
 pub async fn bootstrap(config: &Config) -> anyhow::Result<(Store, SigningKey, Bootstrap)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    crate::depot::check_backend(config)
+        .await
+        .context("checking the depot storage")?;
     let store = Store::connect(&config.database_url, &ConnectOptions::default())
         .await
         .with_context(|| {

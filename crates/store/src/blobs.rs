@@ -4,7 +4,7 @@
 //! removes files no row names), so a row is written only after its file is in place.
 
 use crate::BeginWrite;
-use crate::{AuditEntry, Result, Store, with_pool};
+use crate::{AuditEntry, Result, Store, StoreError, with_pool};
 
 /// One blob record.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -86,17 +86,40 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
-    /// Delete a blob's record (`NotFound` when there is none), with its audit entry. The
-    /// caller removes the stored file afterwards.
+    /// Delete a blob's record (`NotFound` when there is none; `Conflict` naming the package
+    /// versions whose artifacts use it), with its audit entry. The caller removes the stored
+    /// file afterwards.
     pub async fn delete_blob(&self, sha256: &str, audit: &AuditEntry) -> Result<()> {
-        self.audited_change(
-            "DELETE FROM depot_blobs WHERE sha256 = $1",
-            sha256,
-            None,
-            None,
-            audit,
-        )
-        .await
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let users: Vec<(String, String)> = sqlx::query_as(
+                "SELECT p.name, v.version FROM package_artifacts a
+                   JOIN package_versions v ON v.id = a.version_id
+                   JOIN packages p ON p.id = v.package_id
+                  WHERE a.sha256 = $1 ORDER BY p.name, v.version LIMIT 10",
+            )
+            .bind(sha256)
+            .fetch_all(&mut *tx)
+            .await?;
+            if !users.is_empty() {
+                let names: Vec<String> = users.iter().map(|(p, v)| format!("{p} {v}")).collect();
+                return Err(StoreError::Conflict(format!(
+                    "the blob is an artifact of {}; delete those versions first",
+                    names.join(", ")
+                )));
+            }
+            let done = sqlx::query("DELETE FROM depot_blobs WHERE sha256 = $1")
+                .bind(sha256)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if done == 0 {
+                return Err(StoreError::NotFound);
+            }
+            audit.insert(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Write the audit entry of a depot garbage collection (its changes are to stored files,

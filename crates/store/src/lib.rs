@@ -15,7 +15,9 @@ mod groups;
 mod jobs;
 mod migrations;
 mod notify;
+mod packages;
 mod settings;
+mod sources;
 mod tags;
 mod users;
 
@@ -39,6 +41,8 @@ pub use jobs::{
 };
 pub use migrations::{MIGRATIONS, MigrationPair};
 pub use notify::{Subscription, WAKE_CHANNEL};
+pub use packages::{ArtifactRow, NewVersion, PackageRow, PackageUpdate, VersionRow};
+pub use sources::{CatalogueArtifactRow, SourceBlobRow, SourceRow};
 pub use users::{ApiTokenRow, NewUser, SessionRow, UserRow, UserUpdate};
 
 use std::str::FromStr;

@@ -49,6 +49,18 @@ pub const MIGRATIONS: &[MigrationPair] = &[
         sqlite: include_str!("../migrations/sqlite/0005_depot.sql"),
         postgres: include_str!("../migrations/postgres/0005_depot.sql"),
     },
+    MigrationPair {
+        version: 6,
+        name: "packages",
+        sqlite: include_str!("../migrations/sqlite/0006_packages.sql"),
+        postgres: include_str!("../migrations/postgres/0006_packages.sql"),
+    },
+    MigrationPair {
+        version: 7,
+        name: "depot_sources",
+        sqlite: include_str!("../migrations/sqlite/0007_depot_sources.sql"),
+        postgres: include_str!("../migrations/postgres/0007_depot_sources.sql"),
+    },
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

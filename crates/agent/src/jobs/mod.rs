@@ -66,6 +66,8 @@ pub struct RunnerSettings {
     /// First delay before results are sent again after the server was unreachable; doubled
     /// per failure up to 30 s.
     pub outbox_retry_base: Duration,
+    /// Downloads, cache and detection for software runs; without it they fail with a reason.
+    pub software: Option<crate::software::SoftwareContext>,
 }
 
 impl RunnerSettings {
@@ -80,6 +82,7 @@ impl RunnerSettings {
             retention: Retention::default(),
             max_concurrent: MAX_CONCURRENT,
             outbox_retry_base: Duration::from_secs(1),
+            software: None,
         }
     }
 
@@ -625,7 +628,18 @@ async fn attempt_body<A: RunApi>(
         attempt: payload.attempt,
         spec: &payload.spec,
     };
-    let mut result = exec::execute(&attempt, &ctx.settings.exec, &tx, stop.clone()).await;
+    let mut result = match crate::software::plan_of(&payload.spec) {
+        None => exec::execute(&attempt, &ctx.settings.exec, &tx, stop.clone()).await,
+        Some(_) => match &ctx.settings.software {
+            Some(sw) => {
+                crate::software::execute(sw, payload, &ctx.settings.exec, &tx, stop.clone()).await
+            }
+            None => ExecResult::not_started(
+                AttemptOutcome::Failed,
+                "this agent is not set up for software runs".into(),
+            ),
+        },
+    };
     drop(tx);
     drop(slot);
     if result.outcome == AttemptOutcome::Failed

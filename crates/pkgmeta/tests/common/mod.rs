@@ -202,3 +202,163 @@ pub fn rpm_requires(rpm: &Path) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// One entry of a tar archive written byte by byte: any name, type flag and mode. Names over
+/// 100 bytes get a GNU long-name header first, as GNU tar writes them.
+pub struct RawTar<'a> {
+    pub name: &'a [u8],
+    /// The tar type flag: `b'0'` file, `b'5'` directory, `b'2'` symlink, `b'1'` hard link,
+    /// `b'3'` character device, `b'6'` FIFO.
+    pub kind: u8,
+    pub mode: u32,
+    pub data: &'a [u8],
+    pub link: &'a [u8],
+    /// The size written in the header, when it should lie about `data`.
+    pub declared: Option<u64>,
+}
+
+impl<'a> RawTar<'a> {
+    pub fn file(name: &'a str, data: &'a [u8]) -> Self {
+        RawTar {
+            name: name.as_bytes(),
+            kind: b'0',
+            mode: 0o644,
+            data,
+            link: b"",
+            declared: None,
+        }
+    }
+
+    pub fn exec(name: &'a str, data: &'a [u8]) -> Self {
+        RawTar {
+            mode: 0o755,
+            ..RawTar::file(name, data)
+        }
+    }
+
+    pub fn dir(name: &'a str) -> Self {
+        RawTar {
+            kind: b'5',
+            mode: 0o755,
+            ..RawTar::file(name, b"")
+        }
+    }
+
+    pub fn special(name: &'a str, kind: u8, link: &'a str) -> Self {
+        RawTar {
+            kind,
+            link: link.as_bytes(),
+            ..RawTar::file(name, b"")
+        }
+    }
+}
+
+fn tar_header(name: &[u8], kind: u8, mode: u32, size: u64, link: &[u8]) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name);
+    h[100..107].copy_from_slice(format!("{mode:07o}").as_bytes());
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link);
+    h[257..265].copy_from_slice(b"ustar  \0");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    h
+}
+
+fn padded(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+/// A tar archive from [`RawTar`] entries, with the end-of-archive marker.
+pub fn raw_tar(entries: &[RawTar<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let mut name = e.name;
+        if name.len() > 100 {
+            let mut long = e.name.to_vec();
+            long.push(0);
+            out.extend_from_slice(&tar_header(
+                b"././@LongLink",
+                b'L',
+                0o644,
+                long.len() as u64,
+                b"",
+            ));
+            padded(&mut out, &long);
+            name = &e.name[..100];
+        }
+        let size = e.declared.unwrap_or(e.data.len() as u64);
+        out.extend_from_slice(&tar_header(name, e.kind, e.mode, size, e.link));
+        padded(&mut out, e.data);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// Gzip-compresses bytes.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("gzip in memory");
+    enc.finish().expect("gzip in memory")
+}
+
+/// One entry of a zip archive.
+pub enum ZipItem<'a> {
+    File(&'a str, &'a [u8], u32),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+}
+
+/// A deflate-compressed zip archive.
+pub fn zip(items: &[ZipItem<'_>]) -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for item in items {
+        match item {
+            ZipItem::File(name, data, mode) => {
+                let options = SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Deflated)
+                    .unix_permissions(*mode);
+                writer.start_file(*name, options).expect("zip entry");
+                writer.write_all(data).expect("zip data");
+            }
+            ZipItem::Dir(name) => {
+                writer
+                    .add_directory(*name, SimpleFileOptions::default())
+                    .expect("zip dir");
+            }
+            ZipItem::Symlink(name, target) => {
+                writer
+                    .add_symlink(*name, *target, SimpleFileOptions::default())
+                    .expect("zip symlink");
+            }
+        }
+    }
+    writer.finish().expect("zip finish").into_inner()
+}
+
+/// Replaces every occurrence of `from` with `to` (same length): names in a zip appear in both
+/// the local and the central header.
+pub fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    let mut replaced = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+            replaced += 1;
+        } else {
+            i += 1;
+        }
+    }
+    assert!(replaced > 0, "pattern present");
+    out
+}

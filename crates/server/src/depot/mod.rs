@@ -2,10 +2,13 @@
 //! named by the SHA-256 of their bytes. Uploads are streamed to a temporary file while they are
 //! hashed and counted, and only a complete, verified upload is renamed into place, so a failed,
 //! oversized or cancelled upload never leaves a partial blob visible. Downloads are streamed
-//! from the file with single-range support (resume). Storage sits behind [`BlobStore`];
-//! [`FsBlobStore`] keeps blobs under `<data_dir>/depot/`, and an object-store backend is meant
-//! to implement the same trait. The database records which blobs are part of the depot; garbage
-//! collection removes stored files no record names.
+//! from storage with single-range support (resume). Storage sits behind [`BlobStore`]:
+//! [`FsBlobStore`] keeps blobs under `<data_dir>/depot/` (the default) and
+//! [`S3BlobStore`](s3::S3BlobStore) in an S3 bucket (`--depot-backend s3`); [`DepotStore`] is
+//! the one configured. Either way uploads are staged on local disk. The database records which
+//! blobs are part of the depot; garbage collection removes stored blobs no record names.
+
+pub mod s3;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -31,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Authz, DepotManage, DepotRead};
+use crate::config::{Config, DepotBackend};
 use crate::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::state::{AppState, now_ms};
 
@@ -58,6 +62,11 @@ pub enum DepotError {
     Io {
         context: String,
         source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    ObjectStore {
+        context: String,
+        source: object_store::Error,
     },
 }
 
@@ -260,6 +269,32 @@ impl FsBlobStore {
     }
 }
 
+impl FsBlobStore {
+    /// Remove staged uploads not written to for `max_age` (abandoned by a crash; a live
+    /// upload keeps its file fresh).
+    async fn sweep_temp(
+        &self,
+        max_age: Duration,
+        out: &mut SweepOutcome,
+    ) -> Result<(), DepotError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(max_age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        for entry in list_dir(&self.temp_dir()).await? {
+            let Ok(meta) = entry.metadata().await else {
+                continue;
+            };
+            if !meta.is_file() || meta.modified().map_or(true, |m| m > cutoff) {
+                continue;
+            }
+            if remove_counted(&entry.path(), &mut out.bytes_freed).await? {
+                out.temp_files_removed += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl BlobStore for FsBlobStore {
     type Staged = FsStaged;
 
@@ -389,20 +424,7 @@ impl BlobStore for FsBlobStore {
         temp_max_age: Duration,
     ) -> Result<SweepOutcome, DepotError> {
         let mut out = SweepOutcome::default();
-        let cutoff = SystemTime::now()
-            .checked_sub(temp_max_age)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        for entry in list_dir(&self.temp_dir()).await? {
-            let Ok(meta) = entry.metadata().await else {
-                continue;
-            };
-            if !meta.is_file() || meta.modified().map_or(true, |m| m > cutoff) {
-                continue;
-            }
-            if remove_counted(&entry.path(), &mut out.bytes_freed).await? {
-                out.temp_files_removed += 1;
-            }
-        }
+        self.sweep_temp(temp_max_age, &mut out).await?;
         // Only names this store writes are considered; anything else in the tree is left
         // alone (and logged), never deleted on a guess.
         for level1 in list_dir(&self.blobs_dir()).await? {
@@ -459,23 +481,122 @@ async fn remove_counted(path: &FsPath, freed: &mut u64) -> Result<bool, DepotErr
     }
 }
 
-/// The blob store of this server. A configured object-store backend will be chosen here.
-fn blob_store(state: &AppState) -> FsBlobStore {
-    FsBlobStore::in_data_dir(&state.config.data_dir)
+/// The configured blob store: blobs as files or as S3 objects. Both stage uploads on local
+/// disk, so the staged type is the file store's.
+#[derive(Debug, Clone)]
+pub enum DepotStore {
+    Fs(FsBlobStore),
+    S3(s3::S3BlobStore),
 }
 
-/// Serialises the steps that must see files and records agree: making a blob visible and
-/// recording it, deleting a record and its file, and garbage collection (which would otherwise
-/// take a just-committed, not yet recorded file for an orphan). One lock per depot directory,
-/// so servers in one test process do not wait on each other. Replicas sharing one directory
-/// are not covered; the object-store backend brings its own answer to that.
-fn depot_lock(root: &FsPath) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+impl DepotStore {
+    /// The store `config` names. An S3 client is built once per distinct setting and then
+    /// shared, so calling this per request is cheap.
+    pub fn from_config(config: &Config) -> Result<DepotStore, DepotError> {
+        Ok(match &config.depot_backend {
+            DepotBackend::Fs => DepotStore::Fs(FsBlobStore::in_data_dir(&config.data_dir)),
+            DepotBackend::S3(settings) => {
+                DepotStore::S3(s3::S3BlobStore::new(settings, &config.data_dir)?)
+            }
+        })
+    }
+
+    /// Names the storage for [`depot_lock`]: servers sharing it share the lock.
+    fn lock_key(&self) -> String {
+        match self {
+            DepotStore::Fs(fs) => format!("fs:{}", fs.root.display()),
+            DepotStore::S3(s3) => s3.describe(),
+        }
+    }
+}
+
+// The S3 futures are boxed so that their state (an upload's parts in flight, the client's
+// request futures) does not enlarge every depot handler's future when S3 is not in use.
+impl BlobStore for DepotStore {
+    type Staged = FsStaged;
+
+    async fn stage<S, E>(&self, body: S, limit: u64) -> Result<FsStaged, DepotError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display + Send,
+    {
+        match self {
+            DepotStore::Fs(st) => st.stage(body, limit).await,
+            DepotStore::S3(st) => Box::pin(st.stage(body, limit)).await,
+        }
+    }
+
+    async fn commit(&self, staged: FsStaged) -> Result<bool, DepotError> {
+        match self {
+            DepotStore::Fs(st) => st.commit(staged).await,
+            DepotStore::S3(st) => Box::pin(st.commit(staged)).await,
+        }
+    }
+
+    async fn read(
+        &self,
+        sha256: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<BlobContent>, DepotError> {
+        match self {
+            DepotStore::Fs(st) => st.read(sha256, range).await,
+            DepotStore::S3(st) => Box::pin(st.read(sha256, range)).await,
+        }
+    }
+
+    async fn size(&self, sha256: &str) -> Result<Option<u64>, DepotError> {
+        match self {
+            DepotStore::Fs(st) => st.size(sha256).await,
+            DepotStore::S3(st) => Box::pin(st.size(sha256)).await,
+        }
+    }
+
+    async fn remove(&self, sha256: &str) -> Result<bool, DepotError> {
+        match self {
+            DepotStore::Fs(st) => st.remove(sha256).await,
+            DepotStore::S3(st) => Box::pin(st.remove(sha256)).await,
+        }
+    }
+
+    async fn sweep(
+        &self,
+        keep: &HashSet<String>,
+        temp_max_age: Duration,
+    ) -> Result<SweepOutcome, DepotError> {
+        match self {
+            DepotStore::Fs(st) => st.sweep(keep, temp_max_age).await,
+            DepotStore::S3(st) => Box::pin(st.sweep(keep, temp_max_age)).await,
+        }
+    }
+}
+
+/// Checks at start-up that the configured depot can be used: for S3, that the bucket answers
+/// with the given credentials, so a typo fails the start instead of the first upload.
+pub async fn check_backend(config: &Config) -> Result<(), DepotError> {
+    match DepotStore::from_config(config)? {
+        DepotStore::Fs(_) => Ok(()),
+        DepotStore::S3(s3) => s3.check_reachable().await,
+    }
+}
+
+/// The blob store of this server.
+fn blob_store(state: &AppState) -> ApiResult<DepotStore> {
+    DepotStore::from_config(&state.config).map_err(depot_failure)
+}
+
+/// Serialises the steps that must see stored blobs and records agree: making a blob visible
+/// and recording it, deleting a record and its blob, and garbage collection (which would
+/// otherwise take a just-committed, not yet recorded blob for an orphan). One lock per storage
+/// location, so servers in one test process do not wait on each other. Replicas sharing one
+/// location are not covered: a sweep in one can race an upload in another (the blob is then
+/// reported missing by the next gc and restored by uploading it again).
+fn depot_lock(key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
         LazyLock::new(Default::default);
     LOCKS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .entry(root.to_path_buf())
+        .entry(key.to_string())
         .or_default()
         .clone()
 }
@@ -592,7 +713,9 @@ fn depot_failure(e: DepotError) -> ApiError {
             ErrorCode::InvalidBody,
             format!("could not read the upload: {m}"),
         ),
-        e @ DepotError::Io { .. } => ApiError::internal(format!("depot: {e}")),
+        e @ (DepotError::Io { .. } | DepotError::ObjectStore { .. }) => {
+            ApiError::internal(format!("depot: {e}"))
+        }
     }
 }
 
@@ -681,7 +804,7 @@ pub async fn stage_request(state: &AppState, headers: &HeaderMap, body: Body) ->
         Some(0) => return Err(depot_failure(DepotError::Empty)),
         _ => {}
     }
-    blob_store(state)
+    blob_store(state)?
         .stage(body.into_data_stream(), limit)
         .await
         .map_err(depot_failure)
@@ -694,9 +817,9 @@ pub async fn commit_and_record(
     staged: Staged,
     operator: &crate::auth::Operator,
 ) -> ApiResult<BlobUploaded> {
-    let store = blob_store(state);
+    let store = blob_store(state)?;
     let (sha256, size) = (staged.sha256().to_string(), staged.size());
-    let lock = depot_lock(&store.root);
+    let lock = depot_lock(&store.lock_key());
     let _guard = lock.lock().await;
     let stored_now = store.commit(staged).await.map_err(depot_failure)?;
     let row = BlobRow {
@@ -792,8 +915,8 @@ async fn delete_blob(
 ) -> ApiResult<StatusCode> {
     let sha256 = digest(&sha256)?;
     let row = find(&state, sha256).await?;
-    let store = blob_store(&state);
-    let lock = depot_lock(&store.root);
+    let store = blob_store(&state)?;
+    let lock = depot_lock(&store.lock_key());
     let _guard = lock.lock().await;
     let audit = auth
         .operator
@@ -844,10 +967,10 @@ pub async fn serve_blob(
     sha256: &str,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let store = blob_store(state);
+    let store = blob_store(state)?;
     let missing = || {
         ApiError::internal(format!(
-            "blob {sha256} is recorded but its file is missing (see depot gc)"
+            "blob {sha256} is recorded but missing from the depot storage (see depot gc)"
         ))
     };
     let size = store
@@ -911,8 +1034,8 @@ async fn collect_garbage(
     State(state): State<AppState>,
     auth: Authz<DepotManage>,
 ) -> ApiResult<Json<GcReport>> {
-    let store = blob_store(&state);
-    let lock = depot_lock(&store.root);
+    let store = blob_store(&state)?;
+    let lock = depot_lock(&store.lock_key());
     let _guard = lock.lock().await;
     let recorded: HashSet<String> = state.store.blob_digests().await?.into_iter().collect();
     let swept = store

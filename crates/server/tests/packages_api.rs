@@ -1,0 +1,575 @@
+//! API tests of the package catalogue against the real router, on SQLite or PostgreSQL
+//! (`CAPSTAN_API_TEST_DB`): uploads of real `.deb` files parsed into pre-filled versions,
+//! version validation with paths, software jobs resolved into plans (dependencies first,
+//! superseded versions removed, cycles refused), the agent's artifact download, and what may
+//! not be deleted while in use.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use axum::http::{Method, StatusCode};
+use common::{T, assert_error, setup};
+use serde_json::{Value, json};
+
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const PUT: Method = Method::PUT;
+const PATCH: Method = Method::PATCH;
+const DELETE: Method = Method::DELETE;
+
+/// A real `.deb` built with `dpkg-deb`.
+fn deb(dir: &Path, name: &str, version: &str) -> Vec<u8> {
+    let root = dir.join(format!("{name}-{version}"));
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: amd64\n\
+             Maintainer: Tests <t@example.invalid>\nDescription: test package\n long text\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.join(format!("{name}_{version}.deb"));
+    let st = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&root)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    std::fs::read(out).unwrap()
+}
+
+async fn upload(
+    t: &T,
+    token: &str,
+    file_name: &str,
+    bytes: Vec<u8>,
+    create: bool,
+) -> (StatusCode, Value) {
+    t.raw(
+        POST,
+        &format!("/api/v1/packages/upload?file_name={file_name}&create={create}"),
+        Some(token),
+        Some("application/octet-stream"),
+        bytes,
+    )
+    .await
+}
+
+/// A package-manager version (no artifact), with the given dependencies and supersedence.
+fn apt_version(version: &str, pkg: &str, deps: Value, supersedes: Value) -> Value {
+    json!({"version": version, "spec": {
+        "installer_type": "package_manager",
+        "manager_package": {"manager": "apt", "name": pkg},
+        "dependencies": deps,
+        "supersedes": supersedes,
+        "detection": {"type": "package", "manager": "dpkg", "name": pkg}
+    }})
+}
+
+#[tokio::test]
+async fn an_uploaded_deb_becomes_a_prefilled_version() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = deb(dir.path(), "hello-tool", "1:2.10-3");
+    let (s, up) = upload(&t, &admin, "hello.deb", bytes.clone(), false).await;
+    assert_eq!(s, StatusCode::CREATED, "{up}");
+    assert_eq!(up["metadata"]["format"], "deb");
+    assert_eq!(up["metadata"]["version"], "1:2.10-3");
+    assert_eq!(up["package"], "hello-tool");
+    assert!(up.get("created").is_none(), "{up}");
+    let suggested = &up["suggested"];
+    assert_eq!(suggested["artifacts"][0]["arch"], "x86_64");
+    assert_eq!(suggested["artifacts"][0]["platform"], "linux");
+    assert_eq!(suggested["artifacts"][0]["file_name"], "hello.deb");
+    assert_eq!(suggested["spec"]["package_id"], "hello-tool");
+    assert_eq!(
+        suggested["spec"]["detection"],
+        json!({"type": "package", "manager": "dpkg", "name": "hello-tool",
+               "version": {"op": "gte", "version": "1:2.10-3"}})
+    );
+    // Nothing but the blob exists yet.
+    let pkgs = t
+        .ok(StatusCode::OK, GET, "/api/v1/packages", &admin, None)
+        .await;
+    assert_eq!(pkgs["total"], 0);
+
+    // With create=true the package and version appear, defaults filled in.
+    let (s, up) = upload(&t, &admin, "hello.deb", bytes, true).await;
+    assert_eq!(s, StatusCode::CREATED, "{up}");
+    let v = &up["created"];
+    assert_eq!(
+        v["spec"]["install_command"],
+        json!(["dpkg", "--install", "{file}"])
+    );
+    assert_eq!(
+        v["spec"]["uninstall_command"],
+        json!(["dpkg", "--remove", "{package}"])
+    );
+    assert_eq!(v["spec"]["success_exit_codes"], json!([0]));
+    assert_eq!(v["artifacts"][0]["size"], up["size"]);
+    let p = t
+        .ok(
+            StatusCode::OK,
+            GET,
+            "/api/v1/packages/hello-tool",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(p["version_count"], 1);
+    assert_eq!(p["latest_version"], "1:2.10-3");
+    assert_eq!(p["description"], "test package");
+    // Same version again: a conflict, and the answer says so.
+    let dir2 = tempfile::tempdir().unwrap();
+    let again = deb(dir2.path(), "hello-tool", "1:2.10-3");
+    let r = upload(&t, &admin, "hello.deb", again, true).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+}
+
+#[tokio::test]
+async fn versions_are_validated_with_paths_and_nothing_partial_is_stored() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    t.ok(
+        StatusCode::CREATED,
+        POST,
+        "/api/v1/packages",
+        &admin,
+        Some(json!({"name": "tool"})),
+    )
+    .await;
+    let bad = [
+        (
+            json!({"version": "1", "spec": {"installer_type": "deb", "detection": {"type": "file_exists", "path": "/x"}}}),
+            vec!["/artifacts", "/spec/package_id"],
+        ),
+        (
+            json!({"version": "1", "artifacts": [{"platform": "linux", "arch": "any", "sha256": "0".repeat(64), "file_name": "../x"}],
+                   "spec": {"installer_type": "exe", "detection": {"type": "file_exists", "path": "relative"}}}),
+            vec![
+                "/artifacts/0/file_name",
+                "/spec/install_command",
+                "/spec/detection/path",
+            ],
+        ),
+        (
+            json!({"version": "bad version", "spec": {"installer_type": "package_manager",
+                   "manager_package": {"manager": "apt", "name": "-oops"},
+                   "install_command": ["x", "{nope}"],
+                   "soft_reboot_exit_codes": [0],
+                   "detection": {"type": "all", "rules": []}}}),
+            vec![
+                "/version",
+                "/spec/manager_package/name",
+                "/spec/install_command/1",
+                "/spec/soft_reboot_exit_codes",
+                "/spec/detection/rules",
+            ],
+        ),
+    ];
+    for (body, paths) in bad {
+        let (s, v) = t
+            .call(
+                POST,
+                "/api/v1/packages/tool/versions",
+                Some(&admin),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        let got: Vec<&str> = v["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["path"].as_str().unwrap())
+            .collect();
+        for p in paths {
+            assert!(got.contains(&p), "{p} missing in {got:?} for {body}");
+        }
+    }
+    // An artifact whose blob the depot does not hold.
+    let r = t
+        .call(POST, "/api/v1/packages/tool/versions", Some(&admin), Some(json!({
+            "version": "1",
+            "artifacts": [{"platform": "linux", "arch": "any", "sha256": "a".repeat(64), "file_name": "t.deb"}],
+            "spec": {"installer_type": "deb", "package_id": "tool", "detection": {"type": "file_exists", "path": "/x"}}})))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
+    let v = t
+        .ok(
+            StatusCode::OK,
+            GET,
+            "/api/v1/packages/tool/versions",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(v, json!([]), "nothing was stored");
+    // Names with shell metacharacters are not package names.
+    for name in ["x;rm -rf /", "$(reboot)", "-rf", "Upper", ""] {
+        let r = t
+            .call(
+                POST,
+                "/api/v1/packages",
+                Some(&admin),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
+    }
+}
+
+#[tokio::test]
+async fn software_jobs_resolve_dependencies_supersedence_and_refuse_cycles() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (device, device_token) = t.device(&admin, "node-1").await;
+    for name in ["app", "lib", "base", "old-app"] {
+        t.ok(
+            StatusCode::CREATED,
+            POST,
+            "/api/v1/packages",
+            &admin,
+            Some(json!({"name": name})),
+        )
+        .await;
+    }
+    let add = |pkg: &str, body: Value| {
+        let path = format!("/api/v1/packages/{pkg}/versions");
+        (path, body)
+    };
+    for (path, body) in [
+        add("base", apt_version("1", "base", json!([]), json!([]))),
+        add(
+            "lib",
+            apt_version("1", "lib", json!([{"package": "base"}]), json!([])),
+        ),
+        add(
+            "old-app",
+            apt_version("0.9", "old-app", json!([]), json!([])),
+        ),
+        add(
+            "app",
+            apt_version(
+                "2",
+                "app",
+                json!([{"package": "lib", "version": "1"}, {"package": "base"}]),
+                json!([{"package": "old-app", "version": "0.9", "mode": "uninstall_first"},
+                       {"package": "old-app", "version": "0.8", "mode": "uninstall_first"}]),
+            ),
+        ),
+    ] {
+        t.ok(StatusCode::CREATED, POST, &path, &admin, Some(body))
+            .await;
+    }
+    let job = t
+        .ok(
+            StatusCode::CREATED,
+            POST,
+            "/api/v1/software/install",
+            &admin,
+            Some(json!({"package": "app", "targets": {"devices": [device]}})),
+        )
+        .await;
+    assert_eq!(job["kind"], "software_install");
+    let plan = &job["spec"]["action"]["plan"]["steps"];
+    let steps: Vec<String> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {}",
+                s["operation"].as_str().unwrap(),
+                s["package"].as_str().unwrap(),
+                s["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "install base 1",
+            "install lib 1",
+            "uninstall_if_present old-app 0.9",
+            "install app 2"
+        ],
+        "dependencies depth-first and once, the superseded version before, a missing one skipped"
+    );
+    assert_eq!(
+        plan[3]["spec"]["install_command"],
+        json!(["apt-get", "install", "--yes", "--allow-downgrades", "app"])
+    );
+
+    // The agent gets the plan signed, with the server as its download source.
+    let (s, claim) = t
+        .call(POST, "/agent/v1/runs/claim", Some(&device_token), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{claim}");
+    let payload: Value =
+        serde_json::from_str(claim["runs"][0]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["sources"], json!([{"kind": "server"}]));
+    assert_eq!(
+        payload["spec"]["action"]["plan"]["steps"][3]["package"],
+        "app"
+    );
+
+    // A dependency cycle is refused with its path.
+    t.ok(
+        StatusCode::OK,
+        PUT,
+        "/api/v1/packages/base/versions/1",
+        &admin,
+        Some(json!({"installer_type": "package_manager",
+                    "manager_package": {"manager": "apt", "name": "base"},
+                    "dependencies": [{"package": "app"}],
+                    "detection": {"type": "package", "manager": "dpkg", "name": "base"}})),
+    )
+    .await;
+    let r = t
+        .call(
+            POST,
+            "/api/v1/software/install",
+            Some(&admin),
+            Some(json!({"package": "app", "targets": {"devices": [device]}})),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
+    assert!(
+        r.1["message"].as_str().unwrap().contains("cycle"),
+        "{}",
+        r.1
+    );
+
+    // Unknown packages and versions, and plans sent by clients, are refused.
+    for body in [
+        json!({"package": "nope", "targets": {"devices": [device]}}),
+        json!({"package": "app", "version": "9", "targets": {"devices": [device]}}),
+    ] {
+        let r = t
+            .call(POST, "/api/v1/software/install", Some(&admin), Some(body))
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
+    }
+    let r = t
+        .call(POST, "/api/v1/jobs", Some(&admin), Some(json!({
+            "spec": {"action": {"type": "software_install", "package": "app", "plan": {"steps": []}}},
+            "targets": {"devices": [device]}})))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
+    // Uninstall resolves the newest version by default.
+    let job = t
+        .ok(
+            StatusCode::CREATED,
+            POST,
+            "/api/v1/software/uninstall",
+            &admin,
+            Some(json!({"package": "old-app", "targets": {"devices": [device]}})),
+        )
+        .await;
+    assert_eq!(
+        job["spec"]["action"]["plan"]["steps"][0]["operation"],
+        "uninstall"
+    );
+    assert_eq!(job["spec"]["action"]["version"], "0.9");
+}
+
+#[tokio::test]
+async fn agents_download_artifacts_only_and_blobs_in_use_stay() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (_device, device_token) = t.device(&admin, "node-1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = deb(dir.path(), "pkg-a", "1.0");
+    let (s, up) = upload(&t, &admin, "a.deb", bytes.clone(), true).await;
+    assert_eq!(s, StatusCode::CREATED, "{up}");
+    let sha = up["sha256"].as_str().unwrap().to_string();
+    // A plain blob that is not an artifact.
+    let (s, plain) = t
+        .raw(
+            POST,
+            "/api/v1/depot/blobs",
+            Some(&admin),
+            Some("application/octet-stream"),
+            b"secret notes".to_vec(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{plain}");
+
+    let path = format!("/agent/v1/depot/blobs/{sha}");
+    let (s, _) = t.call(GET, &path, None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, body) = t.call(GET, &path, Some(&device_token), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let other = format!(
+        "/agent/v1/depot/blobs/{}",
+        plain["sha256"].as_str().unwrap()
+    );
+    let r = t.call(GET, &other, Some(&device_token), None).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = t
+        .call(
+            GET,
+            "/agent/v1/depot/blobs/..%2f..%2fetc",
+            Some(&device_token),
+            None,
+        )
+        .await;
+    assert_eq!(r.0, StatusCode::BAD_REQUEST, "{}", r.1);
+    // An operator's admin token is not a device credential.
+    let (s, _) = t.call(GET, &path, Some(&admin), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // In use: the blob stays; after the version is gone it can go.
+    let r = t
+        .call(
+            DELETE,
+            &format!("/api/v1/depot/blobs/{sha}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    assert!(
+        r.1["message"].as_str().unwrap().contains("pkg-a 1.0"),
+        "{}",
+        r.1
+    );
+    t.ok(
+        StatusCode::NO_CONTENT,
+        DELETE,
+        "/api/v1/packages/pkg-a/versions/1.0",
+        &admin,
+        None,
+    )
+    .await;
+    t.ok(
+        StatusCode::NO_CONTENT,
+        DELETE,
+        &format!("/api/v1/depot/blobs/{sha}"),
+        &admin,
+        None,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn catalogue_listing_search_edit_delete_and_permissions() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let viewer = t.user(&admin, "vera", "viewer").await;
+    for (name, display) in [
+        ("firefox", "Mozilla Firefox"),
+        ("7zip", "7-Zip"),
+        ("nginx", "nginx"),
+    ] {
+        t.ok(
+            StatusCode::CREATED,
+            POST,
+            "/api/v1/packages",
+            &admin,
+            Some(json!({"name": name, "display_name": display, "publisher": "x"})),
+        )
+        .await;
+    }
+    let r = t
+        .call(
+            POST,
+            "/api/v1/packages",
+            Some(&admin),
+            Some(json!({"name": "nginx"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    let page = t
+        .ok(
+            StatusCode::OK,
+            GET,
+            "/api/v1/packages?search=FIRE",
+            &viewer,
+            None,
+        )
+        .await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["name"], "firefox");
+    let page = t
+        .ok(
+            StatusCode::OK,
+            GET,
+            "/api/v1/packages?search=%25",
+            &viewer,
+            None,
+        )
+        .await;
+    assert_eq!(page["total"], 0, "% is a literal, not a wildcard");
+    let page = t
+        .ok(
+            StatusCode::OK,
+            GET,
+            "/api/v1/packages?limit=2",
+            &viewer,
+            None,
+        )
+        .await;
+    let names: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["display_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["7-Zip", "Mozilla Firefox"]);
+    assert_eq!(page["total"], 3);
+    // Viewers read, never write.
+    let r = t
+        .call(
+            POST,
+            "/api/v1/packages",
+            Some(&viewer),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = t
+        .call(DELETE, "/api/v1/packages/nginx", Some(&viewer), None)
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = t
+        .call(
+            POST,
+            "/api/v1/software/install",
+            Some(&viewer),
+            Some(json!({"package": "nginx", "targets": {"groups": ["all"]}})),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    // Edit: publisher cleared with null, description set.
+    let p = t
+        .ok(
+            StatusCode::OK,
+            PATCH,
+            "/api/v1/packages/nginx",
+            &admin,
+            Some(json!({"publisher": null, "description": "web server"})),
+        )
+        .await;
+    assert_eq!(p.get("publisher"), None, "{p}");
+    assert_eq!(p["description"], "web server");
+    assert_eq!(p["display_name"], "nginx");
+    t.ok(
+        StatusCode::NO_CONTENT,
+        DELETE,
+        "/api/v1/packages/nginx",
+        &admin,
+        None,
+    )
+    .await;
+    let r = t
+        .call(GET, "/api/v1/packages/nginx", Some(&admin), None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+}
