@@ -101,6 +101,16 @@ pub enum Command {
     /// The script library: saved scripts with typed parameters; every edit is a new version
     #[command(subcommand, after_help = SCRIPTS_EXAMPLES)]
     Scripts(ScriptsCommand),
+    /// Software packages: upload installer files, inspect and edit packages and versions
+    #[command(subcommand, after_help = PACKAGES_EXAMPLES)]
+    Packages(PackagesCommand),
+    /// Install or uninstall a package on devices and groups and print each device's result
+    /// as it arrives (output and exit status as for `capstan run`)
+    #[command(subcommand, after_help = SOFTWARE_EXAMPLES)]
+    Software(SoftwareCommand),
+    /// Depot sources (file shares and HTTP mirrors agents download from) and the drift report
+    #[command(subcommand, after_help = DEPOT_EXAMPLES)]
+    Depot(DepotCommand),
     /// Print a shell completion script to standard output
     Completions {
         /// Shell to generate the script for
@@ -195,6 +205,52 @@ Examples:
   capstan scripts edit restart-service --file restart.sh
   capstan scripts show restart-service --version 1
   capstan scripts versions restart-service";
+
+const PACKAGES_EXAMPLES: &str =
+    "The server reads the uploaded file (deb, rpm, pacman, msi, exe, script
+archive) and suggests a version from its metadata: name, version, platform, install and
+uninstall commands and a detection rule. Without --create nothing but the file is stored.
+
+Examples:
+  capstan packages upload hello_2.10-3_amd64.deb
+  capstan packages upload hello_2.10-3_amd64.deb --create
+  capstan packages upload setup.msi --create --package acme-agent
+  capstan packages list --search hello
+  capstan packages show hello
+  capstan packages versions hello
+  capstan packages edit hello --display-name \"GNU Hello\" --clear-publisher
+  capstan packages version show hello 2.10-3 -o json > spec.json
+  capstan packages version edit hello 2.10-3 --spec spec.json
+  capstan packages version delete hello 2.10-3 --yes
+  capstan packages delete hello --yes";
+
+const SOFTWARE_EXAMPLES: &str =
+    "PACKAGE is a package name or id, optionally with @VERSION (split at
+the first @; versions may contain : and -); without a version the newest is used. The server
+resolves the version, its dependencies and what it supersedes when the job is created; each
+device checks detection first and skips what is already in the wanted state (--force installs
+anyway).
+
+Examples:
+  capstan software install hello --group web
+  capstan software install hello@1:2.10-3 --device 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b
+  capstan software install hello --group lab --force --no-wait -o json
+  capstan software uninstall hello@2.10-3 --group web";
+
+const DEPOT_EXAMPLES: &str =
+    "A source is a place agents download artifacts from before the server, tried by
+priority (lower first), for every device or only for the members of its groups. An exclusive
+source's devices never fall back to the server (an air-gapped site). The server copies artifacts
+to a source it can write to (its sync path) and records each artifact's state there.
+
+Examples:
+  capstan depot sources add berlin-share --path /mnt/depot --sync-path /srv/depot --group Berlin
+  capstan depot sources add mirror --http https://mirror.example.com/capstan --priority 50
+  capstan depot sources sync berlin-share hello@1:2.10-3 --wait
+  capstan depot sources status berlin-share --verify
+  capstan depot sources list
+  capstan depot sources remove mirror --yes
+  capstan depot drift";
 
 const TOKENS_EXAMPLES: &str = "Examples:
   capstan tokens create --name \"Berlin laptops\" --expires-in 7d --max-uses 50 --tag berlin
@@ -898,6 +954,264 @@ pub struct ScriptRunArgs {
     pub wait: WaitArgs,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum PackagesCommand {
+    /// Upload an installer file; prints what the server read from it and the version it
+    /// suggests (or, with --create, the version it created)
+    Upload {
+        /// The installer file (.deb, .rpm, .pkg.tar.zst, .msi, .exe, script archive)
+        file: std::path::PathBuf,
+        /// Create the package (if new) and the version at once
+        #[arg(long)]
+        create: bool,
+        /// Create the version in this package (created if new) instead of the one the
+        /// metadata names
+        #[arg(long, value_name = "NAME", requires = "create")]
+        package: Option<String>,
+    },
+    /// List packages, by display name (one page unless --all)
+    List {
+        /// Only packages whose name or display name contains this text (case-insensitive)
+        #[arg(long, short = 's')]
+        search: Option<String>,
+        /// Page size, 1 to 1000 (server default: 100; with --all, the page size)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: Option<u64>,
+        /// Skip this many packages
+        #[arg(long, value_name = "N", conflicts_with = "all")]
+        offset: Option<u64>,
+        /// Fetch every page
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a package (by id or name)
+    Show {
+        /// Package id or name
+        package: String,
+    },
+    /// List a package's versions, newest first, with their installer type and artifacts
+    Versions {
+        /// Package id or name
+        package: String,
+    },
+    /// Change a package's display name, publisher or description
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)))]
+    Edit {
+        /// Package id or name
+        package: String,
+        #[arg(long, value_name = "TEXT", group = "change")]
+        display_name: Option<String>,
+        #[arg(
+            long,
+            value_name = "TEXT",
+            group = "change",
+            conflicts_with = "clear_publisher"
+        )]
+        publisher: Option<String>,
+        /// Remove the publisher
+        #[arg(long, group = "change")]
+        clear_publisher: bool,
+        #[arg(
+            long,
+            value_name = "TEXT",
+            group = "change",
+            conflicts_with = "clear_description"
+        )]
+        description: Option<String>,
+        /// Remove the description
+        #[arg(long, group = "change")]
+        clear_description: bool,
+    },
+    /// Delete a package and all its versions (their files stay in the depot until collected)
+    Delete {
+        /// Package id or name
+        package: String,
+        /// Do not ask for confirmation (required when standard input is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Show, edit or delete one version of a package
+    #[command(subcommand)]
+    Version(VersionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionCommand {
+    /// Show a version: artifacts, commands, exit codes, requirements, detection
+    Show {
+        /// Package id or name
+        package: String,
+        version: String,
+    },
+    /// Replace a version's spec with the JSON in FILE (a VersionSpec, or the output of
+    /// `version show -o json`, whose `spec` is used); its artifacts stay
+    Edit {
+        /// Package id or name
+        package: String,
+        version: String,
+        /// The spec as JSON (`-` for standard input)
+        #[arg(long, value_name = "FILE")]
+        spec: String,
+    },
+    /// Delete a version (its files stay in the depot until collected)
+    Delete {
+        /// Package id or name
+        package: String,
+        version: String,
+        /// Do not ask for confirmation (required when standard input is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+/// `PACKAGE[@VERSION]` as the operator typed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRef {
+    pub package: String,
+    pub version: Option<String>,
+}
+
+/// Split `PACKAGE[@VERSION]` at the first `@`: package names never contain one, versions may
+/// contain `:`, `-`, `+` and `~` (`hello@1:2.10-3`).
+pub fn parse_package_ref(s: &str) -> Result<PackageRef, String> {
+    let (package, version) = match s.split_once('@') {
+        Some((p, v)) => (p, Some(v)),
+        None => (s, None),
+    };
+    if package.trim().is_empty() {
+        return Err(format!(
+            "{s:?} names no package; expected PACKAGE or PACKAGE@VERSION"
+        ));
+    }
+    if package.trim() != package {
+        return Err(format!(
+            "package {package:?} has leading or trailing spaces"
+        ));
+    }
+    match version {
+        Some(v) if v.trim().is_empty() => Err(format!(
+            "{s:?} has an empty version after @; leave out @ for the newest version"
+        )),
+        Some(v) if v.trim() != v => Err(format!("version {v:?} has leading or trailing spaces")),
+        v => Ok(PackageRef {
+            package: package.to_string(),
+            version: v.map(str::to_string),
+        }),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DepotCommand {
+    /// Manage depot sources
+    #[command(subcommand)]
+    Sources(SourcesCommand),
+    /// Which source lacks which version (recorded states; `sources status --verify` refreshes
+    /// a source's)
+    Drift,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourcesCommand {
+    /// List depot sources by priority
+    List,
+    /// Add a file share (--path) or an HTTP mirror (--http)
+    Add(SourceAddArgs),
+    /// Remove a depot source (the files on it stay)
+    Remove {
+        /// Source id or name
+        source: String,
+        /// Do not ask for confirmation (required when standard input is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Copy a package's artifacts (one version, or every version) to a source; the server
+    /// copies in the background
+    Sync {
+        /// Source id or name
+        source: String,
+        /// PACKAGE (every version) or PACKAGE@VERSION
+        #[arg(value_name = "PACKAGE[@VERSION]", value_parser = parse_package_ref)]
+        package: PackageRef,
+        /// Wait until the copies are done and print their states (exit 1 if one failed)
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Every artifact of the catalogue and its state on a source
+    Status {
+        /// Source id or name
+        source: String,
+        /// Look at the source now (file sizes on the sync path, HEAD on a mirror) and record
+        /// what is there and what went missing
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("kind").args(["http", "path"]).required(true)))]
+pub struct SourceAddArgs {
+    /// Source name: lowercase letters, digits and . _ -
+    pub name: String,
+    /// An HTTP(S) mirror holding blobs as URL/SHA256
+    #[arg(long, value_name = "URL")]
+    pub http: Option<String>,
+    /// A file share holding blobs as DIR/SHA256, as agents see it: /mnt/depot, D:\depot or
+    /// \\server\share
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<String>,
+    /// The directory the server copies blobs into when syncing (the share, or the mirror's
+    /// document root, as the server sees it); without it the source cannot be synced
+    #[arg(long, value_name = "DIR")]
+    pub sync_path: Option<String>,
+    /// Lower is tried first, 0 to 10000 (server default 100)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..=10_000))]
+    pub priority: Option<i64>,
+    /// Devices this source serves never fall back to the server (an air-gapped site)
+    #[arg(long)]
+    pub exclusive: bool,
+    /// Serve only the members of this group and its descendants (id or name; repeatable);
+    /// default: every device
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SoftwareCommand {
+    /// Install a package version on devices and groups (skipped where detection finds it)
+    Install {
+        #[command(flatten)]
+        job: SoftwareJobArgs,
+        /// Install even where detection says the version is present
+        #[arg(long)]
+        force: bool,
+    },
+    /// Uninstall a package version from devices and groups
+    Uninstall {
+        #[command(flatten)]
+        job: SoftwareJobArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SoftwareJobArgs {
+    /// PACKAGE or PACKAGE@VERSION (the newest version when none is given)
+    #[arg(value_name = "PACKAGE[@VERSION]", value_parser = parse_package_ref)]
+    pub package: PackageRef,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Runs no device has picked up by then become expired, e.g. 2h (server default 24h)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+    pub expires: Option<u64>,
+    /// Attempts per device, 1 to 20 (default 1)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub attempts: Option<u32>,
+    /// Delay before the second attempt, doubled for each further one (default 60s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs, requires = "attempts")]
+    pub backoff: Option<u64>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatusArg {
     Online,
@@ -1063,6 +1377,112 @@ mod tests {
     }
 
     #[test]
+    fn package_at_version_splits_at_the_first_at() {
+        for (given, package, version) in [
+            ("hello", "hello", None),
+            ("hello@2.10-3", "hello", Some("2.10-3")),
+            ("hello@1:2.10-3", "hello", Some("1:2.10-3")),
+            (
+                "hello@1.0+dfsg-1~bpo12+1",
+                "hello",
+                Some("1.0+dfsg-1~bpo12+1"),
+            ),
+            ("hello@1.0@beta", "hello", Some("1.0@beta")),
+            (
+                "0190c3a4-0000-7000-8000-000000000001@4.2.0.1",
+                "0190c3a4-0000-7000-8000-000000000001",
+                Some("4.2.0.1"),
+            ),
+        ] {
+            assert_eq!(
+                parse_package_ref(given),
+                Ok(PackageRef {
+                    package: package.into(),
+                    version: version.map(str::to_string),
+                }),
+                "{given}"
+            );
+        }
+        for (given, why) in [
+            ("", "names no package"),
+            ("@1.0", "names no package"),
+            ("hello@", "empty version"),
+            ("hello@ ", "empty version"),
+            (" hello@1", "leading or trailing spaces"),
+            ("hello@1.0 ", "leading or trailing spaces"),
+        ] {
+            let err = parse_package_ref(given).unwrap_err();
+            assert!(err.contains(why), "{given:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn software_install_takes_a_package_targets_and_force() {
+        let cli = Cli::try_parse_from([
+            "capstan",
+            "software",
+            "install",
+            "hello@1:2.10-3",
+            "--group",
+            "web",
+            "--device",
+            "d1",
+            "--force",
+            "--attempts",
+            "3",
+            "--no-wait",
+        ])
+        .unwrap();
+        let Command::Software(SoftwareCommand::Install { job, force }) = cli.command else {
+            panic!("wrong command parsed");
+        };
+        assert!(force && job.wait.no_wait);
+        assert_eq!(job.package.version.as_deref(), Some("1:2.10-3"));
+        assert_eq!(job.targets.groups, ["web"]);
+        assert_eq!(job.targets.devices, ["d1"]);
+        assert_eq!(job.attempts, Some(3));
+    }
+
+    #[test]
+    fn package_edit_and_upload_flags() {
+        let cli = Cli::try_parse_from([
+            "capstan",
+            "packages",
+            "edit",
+            "hello",
+            "--display-name",
+            "GNU Hello",
+            "--clear-publisher",
+        ])
+        .unwrap();
+        let Command::Packages(PackagesCommand::Edit {
+            display_name,
+            publisher,
+            clear_publisher,
+            ..
+        }) = cli.command
+        else {
+            panic!("wrong command parsed");
+        };
+        assert_eq!(display_name.as_deref(), Some("GNU Hello"));
+        assert!(publisher.is_none() && clear_publisher);
+        let cli = Cli::try_parse_from([
+            "capstan",
+            "packages",
+            "upload",
+            "a.msi",
+            "--create",
+            "--package",
+            "acme",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Packages(PackagesCommand::Upload { create: true, package: Some(ref p), .. }) if p == "acme"
+        ));
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         for argv in [
             &[
@@ -1110,6 +1530,46 @@ mod tests {
                 "string",
                 "--required",
             ],
+            &["capstan", "software", "install", "hello"],
+            &["capstan", "software", "install", "hello@", "--group", "g"],
+            &[
+                "capstan",
+                "software",
+                "uninstall",
+                "hello",
+                "--group",
+                "g",
+                "--force",
+            ],
+            &["capstan", "packages", "edit", "hello"],
+            &[
+                "capstan",
+                "packages",
+                "edit",
+                "hello",
+                "--publisher",
+                "x",
+                "--clear-publisher",
+            ],
+            &["capstan", "packages", "upload", "a.deb", "--package", "x"],
+            &["capstan", "packages", "list", "--limit", "1001"],
+            &["capstan", "packages", "version", "edit", "hello", "1.0"],
+            &["capstan", "depot", "sources", "add", "x"],
+            &[
+                "capstan", "depot", "sources", "add", "x", "--http", "h", "--path", "/p",
+            ],
+            &[
+                "capstan",
+                "depot",
+                "sources",
+                "add",
+                "x",
+                "--path",
+                "/p",
+                "--priority",
+                "-1",
+            ],
+            &["capstan", "depot", "sources", "sync", "s", "hello@"],
         ] {
             let err = Cli::try_parse_from(argv).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{argv:?}");

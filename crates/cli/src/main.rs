@@ -9,6 +9,7 @@ mod duration;
 mod failure;
 mod job_output;
 mod output;
+mod package_output;
 mod params;
 mod prompt;
 #[cfg(test)]

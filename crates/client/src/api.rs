@@ -16,7 +16,14 @@ use capstan_proto::jobs::{
     BreakerInfo, CreateJobRequest, CreateScriptRequest, JobInfo, JobPage, RunDetail, RunPage,
     RunScriptRequest, RunState, RunsChanged, ScriptInfo, ScriptVersionInfo, UpdateScriptRequest,
 };
-use reqwest::{Method, RequestBuilder, Response, Url};
+use capstan_proto::software::{
+    CreatePackageRequest, CreateSourceRequest, CreateVersionRequest, DepotSourceInfo, DriftReport,
+    PackageInfo, PackageListQuery, PackagePage, PackageUploadQuery, SoftwareJobRequest,
+    SourceStatus, SourceStatusQuery, SyncRequest, SyncStarted, UpdatePackageRequest,
+    UpdateSourceRequest, UploadAnalysis, VersionInfo, VersionSpec,
+};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::{Body, Method, RequestBuilder, Response, Url};
 use serde::Serialize;
 
 use crate::tls::{ClientOptions, build_http_client, normalize_base_url};
@@ -765,6 +772,305 @@ impl ApiClient {
         .await
     }
 
+    /// `GET /api/v1/packages` (one page), ordered by display name.
+    pub async fn list_packages(&self, query: &PackageListQuery) -> Result<PackagePage> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "packages"], |r| r.query(query))
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/packages`: a package without versions.
+    pub async fn create_package(&self, req: &CreatePackageRequest) -> Result<PackageInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "packages"], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/packages/{package}` (id or name).
+    pub async fn get_package(&self, package: &str) -> Result<PackageInfo> {
+        let package = checked_id(package)?;
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "packages", package], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/packages/{package}`: change the fields that are set (`Some(None)` clears
+    /// an optional text).
+    pub async fn update_package(
+        &self,
+        package: &str,
+        req: &UpdatePackageRequest,
+    ) -> Result<PackageInfo> {
+        let package = checked_id(package)?;
+        json_or_error(
+            self.send(Method::PATCH, &["api", "v1", "packages", package], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/packages/{package}`: the package and all its versions.
+    pub async fn delete_package(&self, package: &str) -> Result<()> {
+        let package = checked_id(package)?;
+        empty_or_error(
+            self.send(Method::DELETE, &["api", "v1", "packages", package], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/packages/{package}/versions`: every version, newest first.
+    pub async fn package_versions(&self, package: &str) -> Result<Vec<VersionInfo>> {
+        let package = checked_id(package)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "packages", package, "versions"],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/packages/{package}/versions`: a version whose artifacts are already in the
+    /// depot.
+    pub async fn create_version(
+        &self,
+        package: &str,
+        req: &CreateVersionRequest,
+    ) -> Result<VersionInfo> {
+        let package = checked_id(package)?;
+        json_or_error(
+            self.send(
+                Method::POST,
+                &["api", "v1", "packages", package, "versions"],
+                |r| r.json(req),
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/packages/{package}/versions/{version}`. The version is one path segment:
+    /// `1:2.10-3` and `1.0+dfsg` are sent as they are, `/` and `?` escaped.
+    pub async fn get_version(&self, package: &str, version: &str) -> Result<VersionInfo> {
+        let package = checked_id(package)?;
+        let version = checked_id(version)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "packages", package, "versions", version],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `PUT /api/v1/packages/{package}/versions/{version}`: replace the version's spec (its
+    /// artifacts stay).
+    pub async fn update_version(
+        &self,
+        package: &str,
+        version: &str,
+        spec: &VersionSpec,
+    ) -> Result<VersionInfo> {
+        let package = checked_id(package)?;
+        let version = checked_id(version)?;
+        json_or_error(
+            self.send(
+                Method::PUT,
+                &["api", "v1", "packages", package, "versions", version],
+                |r| r.json(spec),
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/packages/{package}/versions/{version}`.
+    pub async fn delete_version(&self, package: &str, version: &str) -> Result<()> {
+        let package = checked_id(package)?;
+        let version = checked_id(version)?;
+        empty_or_error(
+            self.send(
+                Method::DELETE,
+                &["api", "v1", "packages", package, "versions", version],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/packages/upload`: the package file as the raw body, parsed by the server
+    /// into an [`UploadAnalysis`]. `body` may be a stream (`Body::wrap_stream`), so a large
+    /// file never has to be in memory; `length`, when known, is announced as `Content-Length`
+    /// so the server refuses a file above its limit before anything is sent.
+    pub async fn upload_package(
+        &self,
+        query: &PackageUploadQuery,
+        body: Body,
+        length: Option<u64>,
+    ) -> Result<UploadAnalysis> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "packages", "upload"], |r| {
+                let r = r
+                    .query(query)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(body);
+                match length {
+                    Some(n) => r.header(CONTENT_LENGTH, n),
+                    None => r,
+                }
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/software/install`: a job installing the package version (the newest when
+    /// none is named) on the targets.
+    pub async fn software_install(&self, req: &SoftwareJobRequest) -> Result<JobInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "software", "install"], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/software/uninstall`: a job removing the package version (the newest when
+    /// none is named) from the targets.
+    pub async fn software_uninstall(&self, req: &SoftwareJobRequest) -> Result<JobInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "software", "uninstall"], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/depot/sources`: every depot source, by priority.
+    pub async fn list_sources(&self) -> Result<Vec<DepotSourceInfo>> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "depot", "sources"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/depot/sources`.
+    pub async fn create_source(&self, req: &CreateSourceRequest) -> Result<DepotSourceInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "depot", "sources"], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/depot/sources/{source}` (id or name).
+    pub async fn get_source(&self, source: &str) -> Result<DepotSourceInfo> {
+        let source = checked_id(source)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "depot", "sources", source],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `PATCH /api/v1/depot/sources/{source}`: change the fields that are set.
+    pub async fn update_source(
+        &self,
+        source: &str,
+        req: &UpdateSourceRequest,
+    ) -> Result<DepotSourceInfo> {
+        let source = checked_id(source)?;
+        json_or_error(
+            self.send(
+                Method::PATCH,
+                &["api", "v1", "depot", "sources", source],
+                |r| r.json(req),
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/depot/sources/{source}` (the files on the source stay).
+    pub async fn delete_source(&self, source: &str) -> Result<()> {
+        let source = checked_id(source)?;
+        empty_or_error(
+            self.send(
+                Method::DELETE,
+                &["api", "v1", "depot", "sources", source],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/depot/sources/{source}/sync`: queue copies of a package's artifacts (one
+    /// version, or all); they run in the background, see [`ApiClient::source_status`].
+    pub async fn sync_source(&self, source: &str, req: &SyncRequest) -> Result<SyncStarted> {
+        let source = checked_id(source)?;
+        json_or_error(
+            self.send(
+                Method::POST,
+                &["api", "v1", "depot", "sources", source, "sync"],
+                |r| r.json(req),
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/depot/sources/{source}/status`: every artifact's state on the source;
+    /// `verify` makes the server look at the source now.
+    pub async fn source_status(
+        &self,
+        source: &str,
+        query: &SourceStatusQuery,
+    ) -> Result<SourceStatus> {
+        let source = checked_id(source)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "depot", "sources", source, "status"],
+                |r| r.query(query),
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/depot/drift`: which source lacks which version.
+    pub async fn depot_drift(&self) -> Result<DriftReport> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "depot", "drift"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -1231,6 +1537,164 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
         assert_eq!(body["arguments"], serde_json::json!({"count": 3}));
         assert_eq!(body["targets"]["groups"], serde_json::json!(["web"]));
+    }
+
+    #[tokio::test]
+    async fn package_routes_send_their_paths_queries_and_bodies() {
+        let page = r#"{"items":[],"total":0,"offset":0,"limit":100}"#;
+        let version = r#"{"id":"v1","package_id":"p1","package":"hello","version":"1:2.10-3",
+            "artifacts":[],"spec":{"installer_type":"deb","timeout_secs":3600,"requirements":{},
+            "detection":{"type":"package","manager":"dpkg","name":"hello"}},
+            "created_at_ms":1,"created_by":"user:admin"}"#;
+        let analysis = r#"{"sha256":"ab","size":5,"file_name":"a b.deb"}"#;
+        let (base, mut rx) = server(vec![
+            (200, page),
+            (200, version),
+            (200, version),
+            (204, ""),
+            (201, analysis),
+        ])
+        .await;
+        let c = client(&base, Some("t"));
+        c.list_packages(&PackageListQuery {
+            search: Some("hello world".into()),
+            offset: None,
+            limit: Some(5),
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/packages?search=hello+world&limit=5"
+        );
+
+        let v = c.get_version("hello", "1:2.10-3").await.unwrap();
+        assert_eq!(v.version, "1:2.10-3");
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/packages/hello/versions/1:2.10-3"
+        );
+
+        c.update_version("hello", "1.0/x?y", &v.spec).await.unwrap();
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("PUT", "/api/v1/packages/hello/versions/1.0%2Fx%3Fy")
+        );
+        let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+        assert_eq!(body["installer_type"], "deb", "the body is the spec itself");
+
+        c.delete_version("hello", "2.0").await.unwrap();
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("DELETE", "/api/v1/packages/hello/versions/2.0")
+        );
+
+        let got = c
+            .upload_package(
+                &PackageUploadQuery {
+                    file_name: Some("a b.deb".into()),
+                    create: Some(true),
+                },
+                Body::from(b"12345".to_vec()),
+                Some(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.file_name, "a b.deb");
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            (
+                "POST",
+                "/api/v1/packages/upload?file_name=a+b.deb&create=true"
+            )
+        );
+        assert_eq!(
+            seen.header("content-type"),
+            Some("application/octet-stream")
+        );
+        assert_eq!(seen.header("content-length"), Some("5"));
+        assert_eq!(seen.body, "12345");
+
+        assert!(matches!(
+            c.get_version("hello", "..").await,
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(c.delete_package("").await, Err(Error::Config(_))));
+    }
+
+    #[tokio::test]
+    async fn depot_source_routes_send_their_paths_and_bodies() {
+        let started = r#"{"source":"berlin","queued":["ab"],"already_synced":[]}"#;
+        let status = r#"{"source":{"id":"s1","name":"berlin","kind":"path","location":"/mnt/d",
+            "priority":10,"exclusive":false,"groups":[],"created_at_ms":1,"updated_at_ms":1},
+            "synced":0,"pending":1,"failed":0,"lacking":0,"artifacts":[]}"#;
+        let (base, mut rx) = server(vec![(202, started), (200, status), (204, "")]).await;
+        let c = client(&base, Some("t"));
+        let s = c
+            .sync_source(
+                "berlin share",
+                &SyncRequest {
+                    package: "hello".into(),
+                    version: Some("1:2.10-3".into()),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.queued, ["ab"]);
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/api/v1/depot/sources/berlin%20share/sync")
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&seen.body).unwrap(),
+            serde_json::json!({"package": "hello", "version": "1:2.10-3"})
+        );
+        let st = c
+            .source_status("berlin", &SourceStatusQuery { verify: Some(true) })
+            .await
+            .unwrap();
+        assert_eq!(st.pending, 1);
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/depot/sources/berlin/status?verify=true"
+        );
+        c.delete_source("berlin").await.unwrap();
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("DELETE", "/api/v1/depot/sources/berlin")
+        );
+    }
+
+    #[tokio::test]
+    async fn software_jobs_post_the_request() {
+        let (base, mut rx) = server(vec![(400, r#"{"status":400,"code":"validation_failed","message":"/force: only installs can be forced"}"#)]).await;
+        let c = client(&base, Some("t"));
+        let req = SoftwareJobRequest {
+            package: "hello".into(),
+            version: Some("1:2.10-3".into()),
+            targets: capstan_proto::jobs::JobTargets {
+                groups: vec!["web".into()],
+                ..Default::default()
+            },
+            expires_in_secs: None,
+            retry: Default::default(),
+            force: true,
+        };
+        let err = c.software_uninstall(&req).await.unwrap_err();
+        assert_eq!(err.status(), Some(400));
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/api/v1/software/uninstall")
+        );
+        let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+        assert_eq!(body["version"], "1:2.10-3");
+        assert_eq!(body["force"], true);
     }
 
     #[test]

@@ -439,3 +439,185 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// A throwaway nginx serving `root` on a free loopback port; stopped on drop.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(root: &Path) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = dir.path().display();
+        let conf = format!(
+            "daemon off; user root; pid {p}/nginx.pid; error_log {p}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; client_body_temp_path {p}/body; proxy_temp_path {p}/proxy;\n\
+               fastcgi_temp_path {p}/fastcgi; uwsgi_temp_path {p}/uwsgi; scgi_temp_path {p}/scgi;\n\
+               server {{ listen 127.0.0.1:{port}; root {}; location / {{ }} }} }}\n",
+            root.display()
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .spawn()
+            .expect("nginx starts");
+        let nginx = Nginx {
+            child,
+            port,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return nginx;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default();
+        drop(nginx);
+        panic!("nginx did not listen on {port}: {log}");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // TERM, not KILL: the master then stops its workers; killed outright, it would leave
+        // them serving (and holding the test's output pipes).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_fall_back_past_a_dead_mirror_and_a_corrupt_share_and_air_gapped_sites_never_use_the_server()
+ {
+    let fx = start().await;
+    let agent = fx.agent().await;
+    let device = agent.device_id().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("src");
+    let _cleanup = Cleanup(name.clone());
+    let deb = build_deb(dir.path(), &name, "1.0");
+    let (status, up) = fx.upload(&deb, true).await;
+    assert_eq!(status, 201, "{up}");
+    let sha = up["sha256"].as_str().unwrap().to_string();
+    let share = tempfile::tempdir().unwrap();
+    let web = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(web.path());
+
+    let g = fx.post("/api/v1/groups", json!({"name": "site-a"})).await;
+    fx.post(
+        &format!("/api/v1/groups/{}/members", g["id"].as_str().unwrap()),
+        json!({"device_ids": [device]}),
+    )
+    .await;
+    let source = |name: &str, kind: &str, location: String, sync: Option<String>, prio: i64| {
+        json!({"name": name, "kind": kind, "location": location, "sync_path": sync,
+               "priority": prio, "groups": ["site-a"]})
+    };
+    fx.post(
+        "/api/v1/depot/sources",
+        source("dead", "http", "http://127.0.0.1:9/depot".into(), None, 1),
+    )
+    .await;
+    let share_path = share.path().display().to_string();
+    fx.post(
+        "/api/v1/depot/sources",
+        source("share", "path", share_path.clone(), Some(share_path), 5),
+    )
+    .await;
+    let web_path = web.path().display().to_string();
+    fx.post(
+        "/api/v1/depot/sources",
+        source(
+            "mirror",
+            "http",
+            format!("http://127.0.0.1:{}", nginx.port),
+            Some(web_path),
+            10,
+        ),
+    )
+    .await;
+    for s in ["share", "mirror"] {
+        fx.post(
+            &format!("/api/v1/depot/sources/{s}/sync"),
+            json!({"package": name}),
+        )
+        .await;
+        wait_until(&format!("{s} synced"), PATIENCE, || async {
+            let st = fx.get(&format!("/api/v1/depot/sources/{s}/status")).await;
+            anyhow::Ok((st["synced"] == 1).then_some(()))
+        })
+        .await
+        .unwrap();
+    }
+    // The share's copy goes bad (same size, other bytes).
+    let size = std::fs::metadata(share.path().join(&sha)).unwrap().len();
+    std::fs::write(share.path().join(&sha), vec![b'x'; size as usize]).unwrap();
+
+    // Air-gapped: the mirror is exclusive, so the server is not in the list at all.
+    let (s, v) = fx
+        .req(
+            reqwest::Method::PATCH,
+            "/api/v1/depot/sources/mirror",
+            Some(json!({"exclusive": true})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let run = fx
+        .software("install", json!({"package": name}), &device)
+        .await;
+    let text = attempt_text(&run);
+    assert_eq!(run["state"], "succeeded", "{text}");
+    assert!(text.contains("source failed: dead: unavailable"), "{text}");
+    assert!(text.contains("source failed: share:"), "{text}");
+    assert!(text.contains("mismatch"), "{text}");
+    assert!(text.contains("downloaded from mirror"), "{text}");
+    assert_eq!(dpkg_version(&name).as_deref(), Some("1.0"));
+    fx.software("uninstall", json!({"package": name}), &device)
+        .await;
+    assert_eq!(dpkg_version(&name), None);
+
+    // With the mirror down too, the air-gapped device fails — it never reaches for the server —
+    // after the cache is gone.
+    drop(nginx);
+    let cache = agent.state_dir().join("cache").join(&sha);
+    std::fs::remove_file(&cache).unwrap();
+    let run = fx
+        .software("install", json!({"package": name}), &device)
+        .await;
+    let text = attempt_text(&run);
+    assert_eq!(run["state"], "failed", "{text}");
+    assert!(text.contains("download failed"), "{text}");
+    assert!(
+        !text.contains("server:"),
+        "the server was not tried: {text}"
+    );
+    assert!(text.contains("mirror:"), "{text}");
+    // Not exclusive any more: the server is the last resort and the install succeeds.
+    fx.req(
+        reqwest::Method::PATCH,
+        "/api/v1/depot/sources/mirror",
+        Some(json!({"exclusive": false})),
+    )
+    .await;
+    let run = fx
+        .software("install", json!({"package": name}), &device)
+        .await;
+    let text = attempt_text(&run);
+    assert_eq!(run["state"], "succeeded", "{text}");
+    assert!(text.contains("downloaded from server"), "{text}");
+}

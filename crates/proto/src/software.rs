@@ -664,3 +664,213 @@ pub enum DownloadSource {
     /// `{path}/{sha256}`.
     Path { name: String, path: String },
 }
+
+// ---------------------------------------------------------------------------------------------
+// Depot sources
+// ---------------------------------------------------------------------------------------------
+
+/// What kind of place a depot source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// An HTTP(S) server holding blobs as `{location}/{sha256}`.
+    Http,
+    /// A directory (a mounted share on Linux, a UNC path on Windows) holding blobs as
+    /// `{location}/{sha256}`.
+    Path,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Http => "http",
+            SourceKind::Path => "path",
+        }
+    }
+}
+
+/// A group a source serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceGroup {
+    pub id: String,
+    pub name: String,
+}
+
+/// A depot source: another place agents download artifacts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DepotSourceInfo {
+    pub id: String,
+    pub name: String,
+    pub kind: SourceKind,
+    /// What agents use: the mirror's base URL or the share's directory.
+    pub location: String,
+    /// The directory the server copies blobs into when syncing (the same share or the
+    /// mirror's document root as the server sees it); absent when the server cannot write to
+    /// the source (sync is then refused; status is checked over HTTP for mirrors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_path: Option<String>,
+    /// Lower is tried first.
+    pub priority: i64,
+    /// Devices this source serves never fall back to the server (an air-gapped site).
+    pub exclusive: bool,
+    /// The groups (with their descendants) this source serves; empty means every device.
+    pub groups: Vec<SourceGroup>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSourceRequest {
+    /// `[a-z0-9][a-z0-9._-]*`, at most 64 bytes.
+    pub name: String,
+    pub kind: SourceKind,
+    pub location: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_path: Option<String>,
+    /// Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default)]
+    pub exclusive: bool,
+    /// Group ids or names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// Fields to change; absent ones stay. `sync_path: null` clears it; `groups` replaces the
+/// scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSourceRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "crate::api::present_or_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, nullable)]
+    pub sync_path: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+}
+
+/// What to copy to a source: one version's artifacts, or every version of the package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    pub package: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// The state of one blob on one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceBlobState {
+    /// Never copied (and not seen there).
+    Absent,
+    /// A copy is under way.
+    Pending,
+    /// Copied and verified (size and SHA-256).
+    Synced,
+    /// The copy failed; see `error`.
+    Failed,
+    /// Was synced, but a check found it gone or different.
+    Missing,
+}
+
+impl SourceBlobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceBlobState::Absent => "absent",
+            SourceBlobState::Pending => "pending",
+            SourceBlobState::Synced => "synced",
+            SourceBlobState::Failed => "failed",
+            SourceBlobState::Missing => "missing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            SourceBlobState::Absent,
+            SourceBlobState::Pending,
+            SourceBlobState::Synced,
+            SourceBlobState::Failed,
+            SourceBlobState::Missing,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// One artifact on one source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceArtifactStatus {
+    pub package: String,
+    pub version: String,
+    pub platform: OsFamily,
+    pub arch: Arch,
+    pub sha256: String,
+    pub size: u64,
+    pub file_name: String,
+    pub state: SourceBlobState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at_ms: Option<i64>,
+}
+
+/// A source's status: every artifact of the catalogue and its state there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceStatus {
+    pub source: DepotSourceInfo,
+    pub synced: u64,
+    pub pending: u64,
+    pub failed: u64,
+    /// Absent or missing.
+    pub lacking: u64,
+    pub artifacts: Vec<SourceArtifactStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SourceStatusQuery {
+    /// Check every artifact on the source now (file size on `sync_path`, or `HEAD` on an HTTP
+    /// mirror without one) and record what is gone.
+    pub verify: Option<bool>,
+}
+
+/// The answer to a sync request: what was queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SyncStarted {
+    pub source: String,
+    /// Digests being copied (already synced ones are skipped).
+    pub queued: Vec<String>,
+    pub already_synced: Vec<String>,
+}
+
+/// One version that some sources lack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DriftRow {
+    pub package: String,
+    pub version: String,
+    /// Source names lacking at least one artifact of the version (absent, missing, failed or
+    /// still pending).
+    pub lacking: Vec<String>,
+    /// Source names holding every artifact.
+    pub complete: Vec<String>,
+}
+
+/// Which source lacks which version (opsi's depot diff).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DriftReport {
+    pub sources: Vec<String>,
+    /// Only versions that at least one source lacks.
+    pub rows: Vec<DriftRow>,
+}

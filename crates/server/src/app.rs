@@ -64,6 +64,7 @@ fn api_router(max_inventory_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(crate::scripts::router())
         .merge(crate::depot::router())
         .merge(crate::packages::router())
+        .merge(crate::sources::router())
         .merge(crate::packages::agent_router())
         .merge(crate::agent_api::router(max_inventory_bytes))
         .merge(crate::jobs::agent_router())

@@ -1014,17 +1014,6 @@ fn agent_store_error(run: &str, e: StoreError) -> ApiError {
     }
 }
 
-/// Where the agent may download a run's artifacts from: the server itself for software runs
-/// (depot sources with per-group order arrive with the source routes), nothing otherwise.
-fn download_sources(spec: &JobSpec) -> Vec<capstan_proto::software::DownloadSource> {
-    match spec.action {
-        JobAction::SoftwareInstall { .. } | JobAction::SoftwareUninstall { .. } => {
-            vec![capstan_proto::software::DownloadSource::Server]
-        }
-        _ => Vec::new(),
-    }
-}
-
 /// Claim the device's runnable runs and sign them (the claim route, and check-ins of agents
 /// that take their runs with the check-in).
 pub(crate) async fn claim_for(state: &AppState, device_id: &str) -> ApiResult<Vec<DeliveredRun>> {
@@ -1034,8 +1023,20 @@ pub(crate) async fn claim_for(state: &AppState, device_id: &str) -> ApiResult<Ve
         .await
         .map_err(|e| batch_error(device_id, e))?;
     let mut runs = Vec::with_capacity(claimed.len());
+    // A software run carries the device's download sources; they are looked up once.
+    let mut sources: Option<Vec<capstan_proto::software::DownloadSource>> = None;
     for c in &claimed {
         let spec: JobSpec = serde_json::from_str(&c.spec).map_err(|e| corrupt("job spec", e))?;
+        let run_sources = match spec.action {
+            JobAction::SoftwareInstall { .. } | JobAction::SoftwareUninstall { .. } => {
+                if sources.is_none() {
+                    sources =
+                        Some(Box::pin(crate::sources::sources_for_device(state, device_id)).await?);
+                }
+                sources.clone().unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
         let attempt = to_u32(c.attempt);
         runs.push(sign_run(
             state,
@@ -1045,7 +1046,7 @@ pub(crate) async fn claim_for(state: &AppState, device_id: &str) -> ApiResult<Ve
                 device_id: device_id.to_string(),
                 attempt,
                 idempotency_key: format!("{}:{attempt}", c.run_id),
-                sources: download_sources(&spec),
+                sources: run_sources,
                 spec,
                 expires_at_ms: c.expires_at,
             },

@@ -22,6 +22,7 @@ pub mod predefined;
 pub mod ratelimit;
 pub mod scripts;
 pub mod serve;
+pub mod sources;
 pub mod state;
 pub mod tags;
 pub mod telemetry;

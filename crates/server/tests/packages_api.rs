@@ -573,3 +573,284 @@ async fn catalogue_listing_search_edit_delete_and_permissions() {
         .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
 }
+
+/// The sources a device's software run names, in order, as `kind:name`.
+async fn claimed_sources(t: &T, admin: &str, device: &str, token: &str) -> Vec<String> {
+    t.ok(
+        StatusCode::CREATED,
+        POST,
+        "/api/v1/software/install",
+        admin,
+        Some(json!({"package": "pkg-s", "targets": {"devices": [device]}})),
+    )
+    .await;
+    let (s, claim) = t
+        .call(POST, "/agent/v1/runs/claim", Some(token), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{claim}");
+    let payload: Value =
+        serde_json::from_str(claim["runs"][0]["payload"].as_str().unwrap()).unwrap();
+    payload["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["kind"].as_str().unwrap(),
+                s["name"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn depot_sources_scope_order_sync_status_and_drift() {
+    let t = setup().await;
+    let admin = t.admin().await;
+    let (dev_a, tok_a) = t.device(&admin, "site-a-1").await;
+    let (dev_b, tok_b) = t.device(&admin, "elsewhere").await;
+    let g = t
+        .ok(
+            StatusCode::CREATED,
+            POST,
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "site-a"})),
+        )
+        .await;
+    let child = t
+        .ok(
+            StatusCode::CREATED,
+            POST,
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "site-a-floor-2", "parent_id": g["id"]})),
+        )
+        .await;
+    t.ok(
+        StatusCode::OK,
+        POST,
+        &format!("/api/v1/groups/{}/members", child["id"].as_str().unwrap()),
+        &admin,
+        Some(json!({"device_ids": [dev_a]})),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = deb(dir.path(), "pkg-s", "1.0");
+    let (s, up) = upload(&t, &admin, "s.deb", bytes.clone(), true).await;
+    assert_eq!(s, StatusCode::CREATED, "{up}");
+    let sha = up["sha256"].as_str().unwrap().to_string();
+    let share = tempfile::tempdir().unwrap();
+    let share_path = share.path().display().to_string();
+
+    // Validation, each refused with nothing stored.
+    for (body, code) in [
+        (
+            json!({"name": "Bad Name", "kind": "path", "location": "/x"}),
+            "validation_failed",
+        ),
+        (
+            json!({"name": "m", "kind": "http", "location": "/not/a/url"}),
+            "validation_failed",
+        ),
+        (
+            json!({"name": "m", "kind": "path", "location": "relative/dir"}),
+            "validation_failed",
+        ),
+        (
+            json!({"name": "m", "kind": "path", "location": "/x", "sync_path": "/does/not/exist"}),
+            "validation_failed",
+        ),
+        (
+            json!({"name": "m", "kind": "path", "location": "/x", "groups": ["no-such-group"]}),
+            "validation_failed",
+        ),
+        (
+            json!({"name": "m", "kind": "path", "location": "/x", "priority": -1}),
+            "validation_failed",
+        ),
+    ] {
+        let r = t
+            .call(
+                POST,
+                "/api/v1/depot/sources",
+                Some(&admin),
+                Some(body.clone()),
+            )
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, code);
+    }
+    assert_eq!(
+        t.ok(StatusCode::OK, GET, "/api/v1/depot/sources", &admin, None)
+            .await,
+        json!([])
+    );
+
+    let s = t
+        .ok(
+            StatusCode::CREATED,
+            POST,
+            "/api/v1/depot/sources",
+            &admin,
+            Some(
+                json!({"name": "share-a", "kind": "path", "location": share_path,
+                        "sync_path": share_path, "priority": 10, "groups": ["site-a"]}),
+            ),
+        )
+        .await;
+    assert_eq!(s["groups"][0]["name"], "site-a");
+    t.ok(
+        StatusCode::CREATED,
+        POST,
+        "/api/v1/depot/sources",
+        &admin,
+        Some(json!({"name": "mirror", "kind": "http", "location": "http://127.0.0.1:9/depot/"})),
+    )
+    .await;
+    let r = t
+        .call(
+            POST,
+            "/api/v1/depot/sources",
+            Some(&admin),
+            Some(json!({"name": "mirror", "kind": "path", "location": "/x"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+
+    // A device in a descendant of site-a gets the share first; another device does not.
+    assert_eq!(
+        claimed_sources(&t, &admin, &dev_a, &tok_a).await,
+        ["path:share-a", "http:mirror", "server:-"]
+    );
+    assert_eq!(
+        claimed_sources(&t, &admin, &dev_b, &tok_b).await,
+        ["http:mirror", "server:-"]
+    );
+    // An exclusive (air-gapped) source: its devices never fall back to the server.
+    t.ok(
+        StatusCode::OK,
+        PATCH,
+        "/api/v1/depot/sources/share-a",
+        &admin,
+        Some(json!({"exclusive": true})),
+    )
+    .await;
+    assert_eq!(
+        claimed_sources(&t, &admin, &dev_a, &tok_a).await,
+        ["path:share-a", "http:mirror"]
+    );
+    assert_eq!(
+        claimed_sources(&t, &admin, &dev_b, &tok_b).await,
+        ["http:mirror", "server:-"]
+    );
+
+    // Sync: copied, verified, recorded; a second sync has nothing to do.
+    let r = t
+        .ok(
+            StatusCode::ACCEPTED,
+            POST,
+            "/api/v1/depot/sources/share-a/sync",
+            &admin,
+            Some(json!({"package": "pkg-s"})),
+        )
+        .await;
+    assert_eq!(r["queued"], json!([sha]));
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = t
+            .ok(
+                StatusCode::OK,
+                GET,
+                "/api/v1/depot/sources/share-a/status",
+                &admin,
+                None,
+            )
+            .await;
+        if status["synced"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["synced"], 1, "{status}");
+    assert_eq!(std::fs::read(share.path().join(&sha)).unwrap(), bytes);
+    let r = t
+        .ok(
+            StatusCode::ACCEPTED,
+            POST,
+            "/api/v1/depot/sources/share-a/sync",
+            &admin,
+            Some(json!({"package": "pkg-s", "version": "1.0"})),
+        )
+        .await;
+    assert_eq!(r["queued"], json!([]));
+    assert_eq!(r["already_synced"], json!([sha]));
+    // The server cannot write to the mirror.
+    let r = t
+        .call(
+            POST,
+            "/api/v1/depot/sources/mirror/sync",
+            Some(&admin),
+            Some(json!({"package": "pkg-s"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
+
+    // Drift: the mirror lacks the version, the share has it.
+    let drift = t
+        .ok(StatusCode::OK, GET, "/api/v1/depot/drift", &admin, None)
+        .await;
+    assert_eq!(
+        drift["rows"],
+        json!([{"package": "pkg-s", "version": "1.0", "lacking": ["mirror"], "complete": ["share-a"]}])
+    );
+    // A file removed behind our back is found by a verifying status and shows in the drift.
+    std::fs::remove_file(share.path().join(&sha)).unwrap();
+    let status = t
+        .ok(
+            StatusCode::OK,
+            GET,
+            "/api/v1/depot/sources/share-a/status?verify=true",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status["artifacts"][0]["state"], "missing", "{status}");
+    assert_eq!(status["lacking"], 1);
+    let drift = t
+        .ok(StatusCode::OK, GET, "/api/v1/depot/drift", &admin, None)
+        .await;
+    assert_eq!(drift["rows"][0]["lacking"], json!(["share-a", "mirror"]));
+    // The unreachable mirror is reported as failed when verified, not silently fine.
+    let status = t
+        .ok(
+            StatusCode::OK,
+            GET,
+            "/api/v1/depot/sources/mirror/status?verify=true",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status["artifacts"][0]["state"], "failed", "{status}");
+
+    // Viewers see sources but cannot change them.
+    let viewer = t.user(&admin, "vic", "viewer").await;
+    t.ok(StatusCode::OK, GET, "/api/v1/depot/sources", &viewer, None)
+        .await;
+    let r = t
+        .call(DELETE, "/api/v1/depot/sources/mirror", Some(&viewer), None)
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    t.ok(
+        StatusCode::NO_CONTENT,
+        DELETE,
+        "/api/v1/depot/sources/mirror",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(
+        claimed_sources(&t, &admin, &dev_b, &tok_b).await,
+        ["server:-"]
+    );
+}

@@ -122,6 +122,12 @@ impl Store {
         Ok(())
     }
 
+    /// Write an audit entry on its own (for actions whose effects are not rows, or are
+    /// written later by background work).
+    pub async fn record_audit(&self, audit: &AuditEntry) -> Result<()> {
+        self.record_depot_gc(audit).await
+    }
+
     /// Write the audit entry of a depot garbage collection (its changes are to stored files,
     /// not to rows, so there is no transaction to share).
     pub async fn record_depot_gc(&self, audit: &AuditEntry) -> Result<()> {

@@ -257,3 +257,14 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 }
+
+impl Store {
+    /// Every group's parent (`None` for top-level groups), for walking up the tree.
+    pub async fn group_parents(&self) -> Result<Vec<(String, Option<String>)>> {
+        Ok(with_pool!(self, |pool| {
+            sqlx::query_as("SELECT id, parent_id FROM device_groups")
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+}

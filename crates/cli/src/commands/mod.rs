@@ -5,11 +5,14 @@
 
 mod audit;
 mod auth;
+mod depot;
 mod devices;
 mod fields;
 mod groups;
 mod jobs;
+mod packages;
 mod scripts;
+mod software;
 mod tokens;
 mod users;
 
@@ -151,6 +154,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => jobs::run(&ctx, args).await,
         Command::Jobs(cmd) => jobs::jobs(&ctx, cmd).await,
         Command::Scripts(cmd) => scripts::run(&ctx, cmd).await,
+        Command::Packages(cmd) => packages::run(&ctx, cmd).await,
+        Command::Software(cmd) => software::run(&ctx, cmd).await,
+        Command::Depot(cmd) => depot::run(&ctx, cmd).await,
         Command::Completions { shell } => write_stdout(&completions(shell)),
     }
 }
