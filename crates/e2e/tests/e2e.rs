@@ -96,6 +96,7 @@ fn sh(cmd: &str) -> String {
 
 /// Runs a dpkg command, waiting while another test holds dpkg's lock (tests run in parallel).
 fn dpkg(cmd: &str) {
+    let _db = capstan_e2e::package_db_lock();
     for _ in 0..120 {
         let out = std::process::Command::new("sh")
             .arg("-c")
