@@ -515,7 +515,8 @@ pub fn validate_version_spec(
     check_template("/install_command", &spec.install_command, &mut out);
     check_template("/uninstall_command", &spec.uninstall_command, &mut out);
     let (default_install, _) = default_commands(spec);
-    if spec.install_command.is_empty() && default_install.is_empty() {
+    let no_manager = t == InstallerType::PackageManager && spec.manager_package.is_none();
+    if spec.install_command.is_empty() && default_install.is_empty() && !no_manager {
         out.push(problem(
             "/install_command",
             format!(
@@ -613,4 +614,219 @@ pub fn validate_version_spec(
             }),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capstan_proto::software::{ManagerPackage, PackageManagerKind as M};
+
+    fn s(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn templates_replace_placeholders_inside_arguments_and_never_split_values() {
+        let v = TemplateValues {
+            file: Some("/tmp/a b/$(reboot);x.msi".into()),
+            log: Some("/tmp/l.log".into()),
+            product_code: Some("{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}".into()),
+            ..Default::default()
+        };
+        type Case<'a> = (&'a [&'a str], Result<&'a [&'a str], &'a str>);
+        let cases: &[Case] = &[
+            (
+                &["msiexec", "/i", "{file}", "/l*v", "{log}"],
+                Ok(&[
+                    "msiexec",
+                    "/i",
+                    "/tmp/a b/$(reboot);x.msi",
+                    "/l*v",
+                    "/tmp/l.log",
+                ]),
+            ),
+            (&["x", "--log={log}"], Ok(&["x", "--log=/tmp/l.log"])),
+            (&["x", "{{literal}}", "}}"], Ok(&["x", "{literal}", "}"])),
+            (
+                &["x", "{product_code}"],
+                Ok(&["x", "{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}"]),
+            ),
+            (&["x", "{dir}"], Err("{dir} has no value")),
+            (&["x", "{nope}"], Err("unknown placeholder {nope}")),
+            (&["x", "{file"], Err("unclosed placeholder")),
+            (&["x", "a}b"], Err("a lone }")),
+            (&[""], Err("the command is empty")),
+            (&[], Err("the command is empty")),
+        ];
+        for (t, want) in cases {
+            let got = render_template(&s(t), &v);
+            match want {
+                Ok(w) => assert_eq!(got, Ok(s(w)), "{t:?}"),
+                Err(e) => {
+                    let err = got.expect_err(&format!("{t:?} must fail"));
+                    assert!(err.contains(e), "{t:?}: {err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn manager_commands_pin_versions_in_each_managers_syntax() {
+        let m = |manager, version: Option<&str>| ManagerPackage {
+            manager,
+            name: "nginx".into(),
+            version: version.map(str::to_string),
+        };
+        let cases = [
+            (
+                m(M::Apt, Some("1.22*")),
+                "apt-get install --yes --allow-downgrades nginx=1.22*",
+            ),
+            (
+                m(M::Dnf, Some("1.22.1-1.el9")),
+                "dnf install --assumeyes nginx-1.22.1-1.el9",
+            ),
+            (m(M::Zypper, None), "zypper --non-interactive install nginx"),
+            (
+                m(M::Pacman, None),
+                "pacman --sync --noconfirm --needed nginx",
+            ),
+            (
+                m(M::Winget, Some("1.2")),
+                "winget install --exact --id nginx --version 1.2 --silent --accept-package-agreements --accept-source-agreements",
+            ),
+            (
+                m(M::Choco, Some("1.2")),
+                "choco install nginx --yes --version 1.2",
+            ),
+        ];
+        for (pkg, want) in cases {
+            assert_eq!(
+                manager_commands(&pkg).0.join(" "),
+                want,
+                "{:?}",
+                pkg.manager
+            );
+        }
+        // Only exact pins become exact version checks.
+        let d = manager_detection(&m(M::Apt, Some("1.22*")));
+        assert!(
+            matches!(d, Detection::Package { version: None, .. }),
+            "{d:?}"
+        );
+        let d = manager_detection(&m(M::Choco, Some("1.2")));
+        assert!(
+            matches!(
+                d,
+                Detection::Package {
+                    version: Some(_),
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    fn spec(t: InstallerType) -> VersionSpec {
+        serde_json::from_value(serde_json::json!({
+            "installer_type": t,
+            "detection": {"type": "file_exists", "path": "/x"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_fill_commands_and_exit_code_meanings_per_installer_type() {
+        let mut msi = spec(InstallerType::Msi);
+        fill_defaults(&mut msi);
+        assert_eq!(msi.success_exit_codes, [0, 1707]);
+        assert_eq!(msi.soft_reboot_exit_codes, Some(vec![3010]));
+        assert_eq!(msi.hard_reboot_exit_codes, Some(vec![1641]));
+        assert_eq!(msi.uninstall_command[2], "{product_code}");
+        let mut deb = spec(InstallerType::Deb);
+        fill_defaults(&mut deb);
+        assert_eq!(deb.install_command, s(&["dpkg", "--install", "{file}"]));
+        assert_eq!(deb.success_exit_codes, [0]);
+        assert_eq!(deb.soft_reboot_exit_codes, Some(vec![]));
+        // Explicit choices stay.
+        let mut custom = spec(InstallerType::Exe);
+        custom.install_command = s(&["{file}", "/S"]);
+        custom.success_exit_codes = vec![0, 2];
+        fill_defaults(&mut custom);
+        assert_eq!(custom.install_command, s(&["{file}", "/S"]));
+        assert_eq!(custom.success_exit_codes, [0, 2]);
+        assert!(
+            custom.uninstall_command.is_empty(),
+            "no guessed uninstaller for .exe"
+        );
+    }
+
+    #[test]
+    fn version_specs_are_checked_with_paths() {
+        let none = |_: &Detection| Vec::new();
+        let paths = |sp: &VersionSpec| -> Vec<String> {
+            validate_version_spec(sp, none)
+                .into_iter()
+                .map(|p| p.path)
+                .collect()
+        };
+        let mut deb = spec(InstallerType::Deb);
+        assert_eq!(paths(&deb), ["/package_id"]);
+        deb.package_id = Some("hello".into());
+        assert_eq!(paths(&deb), Vec::<String>::new());
+        deb.package_id = Some("-oops".into());
+        deb.soft_reboot_exit_codes = Some(vec![0]);
+        deb.timeout_secs = 0;
+        deb.dependencies = vec![capstan_proto::software::Dependency {
+            package: "Bad Name".into(),
+            version: None,
+        }];
+        assert_eq!(
+            paths(&deb),
+            [
+                "/package_id",
+                "/soft_reboot_exit_codes",
+                "/timeout_secs",
+                "/dependencies/0/package"
+            ]
+        );
+        assert_eq!(paths(&spec(InstallerType::Exe)), ["/install_command"]);
+        let mut pm = spec(InstallerType::PackageManager);
+        assert_eq!(paths(&pm), ["/manager_package"]);
+        pm.manager_package = Some(ManagerPackage {
+            manager: M::Pacman,
+            name: "x".into(),
+            version: Some("1".into()),
+        });
+        assert_eq!(
+            paths(&pm),
+            ["/manager_package/version"],
+            "pacman cannot pin"
+        );
+        let mut msi = spec(InstallerType::Msi);
+        msi.product_code = Some("{not-a-guid}".into());
+        assert_eq!(paths(&msi), ["/product_code"]);
+        msi.product_code = Some("{aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee}".into());
+        assert_eq!(paths(&msi), Vec::<String>::new());
+    }
+
+    #[test]
+    fn package_names_are_safe_in_any_position() {
+        for good in ["nginx", "7zip", "lib.so+x_1-2"] {
+            assert!(is_package_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "-x",
+            ".x",
+            "Nginx",
+            "a b",
+            "a/b",
+            "$(x)",
+            "a;b",
+            &"a".repeat(129),
+        ] {
+            assert!(!is_package_name(bad), "{bad}");
+        }
+    }
 }
