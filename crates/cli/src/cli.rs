@@ -1159,8 +1159,9 @@ pub struct SourceAddArgs {
     /// \\server\share
     #[arg(long, value_name = "DIR")]
     pub path: Option<String>,
-    /// The directory the server copies blobs into when syncing (the share, or the mirror's
-    /// document root, as the server sees it); without it the source cannot be synced
+    /// Where the server copies blobs when syncing: a directory (the share, or the mirror's
+    /// document root, as the server sees it) or s3://BUCKET/PREFIX (a bucket agents read over
+    /// HTTP); without it the source cannot be synced
     #[arg(long, value_name = "DIR")]
     pub sync_path: Option<String>,
     /// Lower is tried first, 0 to 10000 (server default 100)

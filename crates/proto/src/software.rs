@@ -704,9 +704,11 @@ pub struct DepotSourceInfo {
     pub kind: SourceKind,
     /// What agents use: the mirror's base URL or the share's directory.
     pub location: String,
-    /// The directory the server copies blobs into when syncing (the same share or the
-    /// mirror's document root as the server sees it); absent when the server cannot write to
-    /// the source (sync is then refused; status is checked over HTTP for mirrors).
+    /// Where the server copies blobs when syncing: a directory (the same share or the
+    /// mirror's document root as the server sees it), or `s3://bucket/prefix` for a mirror
+    /// that is an S3 bucket (written with the depot's S3 endpoint and credentials when the
+    /// depot is on S3, else the server's standard AWS configuration). Absent when the server
+    /// cannot write to the source (sync is then refused; status is checked over HTTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_path: Option<String>,
     /// Lower is tried first.

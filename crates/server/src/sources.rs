@@ -113,6 +113,10 @@ fn check_share(s: &str) -> Result<String, String> {
 
 /// A directory the server can write to now.
 fn check_sync_path(s: &str) -> Result<String, String> {
+    if s.starts_with("s3://") {
+        // Parsed and checked against the bucket by the caller.
+        return Ok(s.trim_end_matches('/').to_string());
+    }
     let p = FsPath::new(s);
     if !p.is_absolute() || s.split('/').any(|c| c == "..") || s.chars().any(|c| c.is_control()) {
         return Err("sync_path is an absolute directory on the server".into());
@@ -122,6 +126,99 @@ fn check_sync_path(s: &str) -> Result<String, String> {
         Ok(_) => Err(format!("{s} is not a directory")),
         Err(e) => Err(format!("the server cannot see {s}: {e}")),
     }
+}
+
+/// Where the server copies a source's blobs.
+#[derive(Debug, Clone)]
+enum SyncTarget {
+    /// `<dir>/<sha256>` on a file system the server can write.
+    Dir(PathBuf),
+    /// `<prefix>/<sha256>` in an S3 bucket (`s3://bucket/prefix`), reached with the depot's
+    /// S3 endpoint and credentials when the depot is on S3, else the standard AWS
+    /// configuration of the server's environment.
+    S3 { settings: crate::config::S3Settings },
+}
+
+impl SyncTarget {
+    fn parse(config: &crate::config::Config, sync_path: &str) -> Result<SyncTarget, String> {
+        let Some(rest) = sync_path.strip_prefix("s3://") else {
+            return Ok(SyncTarget::Dir(PathBuf::from(sync_path)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/');
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if !bucket_ok {
+            return Err(format!("{bucket:?} is not an S3 bucket name"));
+        }
+        if prefix
+            .split('/')
+            .any(|c| c == ".." || c == "." || (c.is_empty() && !prefix.is_empty()))
+            || prefix.chars().any(|c| c.is_control() || c == '\\')
+        {
+            return Err(format!("{prefix:?} is not a usable key prefix"));
+        }
+        let mut settings = match &config.depot_backend {
+            crate::config::DepotBackend::S3(s) => s.clone(),
+            crate::config::DepotBackend::Fs => crate::config::S3Settings {
+                bucket: String::new(),
+                endpoint: None,
+                region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+                prefix: String::new(),
+                allow_http: false,
+                access_key_id: None,
+                secret_access_key: None,
+                session_token: None,
+            },
+        };
+        settings.bucket = bucket.to_string();
+        settings.prefix = prefix.to_string();
+        Ok(SyncTarget::S3 { settings })
+    }
+
+    fn s3_key(settings: &crate::config::S3Settings, sha256: &str) -> object_store::path::Path {
+        if settings.prefix.is_empty() {
+            object_store::path::Path::from(sha256)
+        } else {
+            object_store::path::Path::from(format!("{}/{sha256}", settings.prefix))
+        }
+    }
+
+    /// Whether the server can reach the target now (a clear error at configuration time is
+    /// better than a failed sync later).
+    async fn check(&self) -> Result<(), String> {
+        match self {
+            SyncTarget::Dir(_) => Ok(()),
+            SyncTarget::S3 { settings } => {
+                use object_store::ObjectStore;
+                let client = crate::depot::s3::client_for(settings).map_err(|e| e.to_string())?;
+                let prefix = (!settings.prefix.is_empty())
+                    .then(|| object_store::path::Path::from(settings.prefix.as_str()));
+                client
+                    .list_with_delimiter(prefix.as_ref())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        format!(
+                            "the server cannot reach s3://{}/{}: {e}",
+                            settings.bucket, settings.prefix
+                        )
+                    })
+            }
+        }
+    }
+}
+
+/// A sync target that parses and that the server can reach now.
+async fn checked_target(state: &AppState, sync_path: &str) -> ApiResult<SyncTarget> {
+    let t = SyncTarget::parse(&state.config, sync_path)
+        .map_err(|e| ApiError::validation(format!("/sync_path: {e}")))?;
+    t.check()
+        .await
+        .map_err(|e| ApiError::validation(format!("/sync_path: {e}")))?;
+    Ok(t)
 }
 
 async fn resolve_groups(state: &AppState, keys: &[String]) -> ApiResult<Vec<String>> {
@@ -238,6 +335,9 @@ async fn create_source(
     if !problems.is_empty() {
         return Err(ApiError::validation(problems.join("; ")));
     }
+    if let Some(sp) = &sync_path {
+        checked_target(&state, sp).await?;
+    }
     let groups = resolve_groups(&state, &req.groups).await?;
     let now = now_ms();
     let row = SourceRow {
@@ -301,9 +401,12 @@ async fn update_source(
     }
     if let Some(sp) = &req.sync_path {
         row.sync_path = match sp {
-            Some(p) => Some(
-                check_sync_path(p).map_err(|e| ApiError::validation(format!("/sync_path: {e}")))?,
-            ),
+            Some(p) => {
+                let p = check_sync_path(p)
+                    .map_err(|e| ApiError::validation(format!("/sync_path: {e}")))?;
+                checked_target(&state, &p).await?;
+                Some(p)
+            }
             None => None,
         };
     }
@@ -363,6 +466,105 @@ async fn delete_source(
 // ---------------------------------------------------------------------------------------------
 // Sync
 // ---------------------------------------------------------------------------------------------
+
+/// Copies one blob from the depot to a sync target.
+async fn copy_to(
+    config: &crate::config::Config,
+    sha256: &str,
+    size: u64,
+    target: &SyncTarget,
+) -> Result<(), String> {
+    match target {
+        SyncTarget::Dir(dir) => copy_blob(config, sha256, size, dir).await,
+        SyncTarget::S3 { settings } => copy_blob_s3(config, sha256, size, settings).await,
+    }
+}
+
+/// Objects up to this size are sent in one PUT; larger ones in parts of this size.
+const S3_PART: usize = 8 << 20;
+
+/// Copies one blob from the depot to `<prefix>/<sha256>` in a bucket, hashed on the way; the
+/// object only appears when the upload completes, and an upload whose bytes do not match is
+/// aborted.
+async fn copy_blob_s3(
+    config: &crate::config::Config,
+    sha256: &str,
+    size: u64,
+    settings: &crate::config::S3Settings,
+) -> Result<(), String> {
+    use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+    let store = DepotStore::from_config(config).map_err(|e| e.to_string())?;
+    let content = store
+        .read(sha256, None)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the depot no longer holds the blob")?;
+    let client = crate::depot::s3::client_for(settings).map_err(|e| e.to_string())?;
+    let key = SyncTarget::s3_key(settings, sha256);
+    let dest = format!("s3://{}/{key}", settings.bucket);
+    let mut hasher = Sha256::new();
+    let mut n: u64 = 0;
+    let mut bytes = content.bytes;
+    let check = |n: u64, hasher: Sha256| {
+        let got = hex::encode(hasher.finalize());
+        (n == size && got == sha256).then_some(()).ok_or(format!(
+            "the copy has {n} bytes with SHA-256 {got}; expected {size} bytes with {sha256}"
+        ))
+    };
+    if size <= S3_PART as u64 {
+        let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        while let Some(chunk) = bytes.next().await {
+            let chunk = chunk.map_err(|e| format!("reading the blob: {e}"))?;
+            n += chunk.len() as u64;
+            if n > size {
+                break;
+            }
+            hasher.update(&chunk);
+            buf.extend_from_slice(&chunk);
+        }
+        check(n, hasher)?;
+        client
+            .put(&key, PutPayload::from(buf))
+            .await
+            .map_err(|e| format!("writing {dest}: {e}"))?;
+        return Ok(());
+    }
+    let upload = client
+        .put_multipart(&key)
+        .await
+        .map_err(|e| format!("starting the upload to {dest}: {e}"))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, S3_PART);
+    let mut failed = None;
+    while let Some(chunk) = bytes.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                failed = Some(format!("reading the blob: {e}"));
+                break;
+            }
+        };
+        n += chunk.len() as u64;
+        hasher.update(&chunk);
+        // At most two parts in flight: memory stays bounded whatever the blob's size.
+        if let Err(e) = writer.wait_for_capacity(2).await {
+            failed = Some(format!("writing {dest}: {e}"));
+            break;
+        }
+        writer.write(&chunk);
+    }
+    let failed = failed.or_else(|| check(n, hasher).err());
+    match failed {
+        Some(e) => {
+            let _ = writer.abort().await;
+            Err(e)
+        }
+        None => writer
+            .finish()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("completing the upload to {dest}: {e}")),
+    }
+}
 
 /// Copies one blob from the depot into `dir/<sha256>`: written to a temporary file, hashed on
 /// the way, synced, and renamed into place only when size and SHA-256 match.
@@ -456,12 +658,14 @@ async fn sync_source(
     Json(req): Json<SyncRequest>,
 ) -> ApiResult<(StatusCode, Json<SyncStarted>)> {
     let src = find_source(&state, &source).await?;
-    let Some(dir) = src.sync_path.clone() else {
+    let Some(sync_path) = src.sync_path.clone() else {
         return Err(ApiError::validation(format!(
             "the server cannot write to source {}: set its sync_path (the directory the server copies into)",
             src.name
         )));
     };
+    let target = SyncTarget::parse(&state.config, &sync_path)
+        .map_err(|e| ApiError::validation(format!("sync_path of source {}: {e}", src.name)))?;
     let pkg = state
         .store
         .package(&req.package)
@@ -496,9 +700,19 @@ async fn sync_source(
         if !seen.insert(a.sha256.clone()) {
             continue;
         }
-        let on_disk = std::fs::metadata(FsPath::new(&dir).join(&a.sha256))
-            .is_ok_and(|m| m.len() == u64::try_from(a.size).unwrap_or(0));
-        if recorded.get(&a.sha256).map(String::as_str) == Some("synced") && on_disk {
+        let synced = recorded.get(&a.sha256).map(String::as_str) == Some("synced");
+        if synced
+            && matches!(
+                present_on(
+                    &src,
+                    &a.sha256,
+                    u64::try_from(a.size).unwrap_or(0),
+                    &state.config
+                )
+                .await,
+                Some(Ok(true))
+            )
+        {
             already.push(a.sha256.clone());
         } else {
             queued.push((a.sha256.clone(), u64::try_from(a.size).unwrap_or(0)));
@@ -522,7 +736,7 @@ async fn sync_source(
     let st = state.clone();
     tokio::spawn(async move {
         for (sha, size) in queued {
-            let r = copy_blob(&st.config, &sha, size, FsPath::new(&dir)).await;
+            let r = copy_to(&st.config, &sha, size, &target).await;
             match r {
                 Ok(()) => set_state(&st, &src.id, &sha, SourceBlobState::Synced, None).await,
                 Err(e) => {
@@ -541,10 +755,31 @@ async fn sync_source(
 
 /// Checks one blob on a source: the file on `sync_path`, or `HEAD` on a mirror. `None` when
 /// the server has no way to look.
-async fn present_on(src: &SourceRow, sha256: &str, size: u64) -> Option<Result<bool, String>> {
-    if let Some(dir) = &src.sync_path {
-        return Some(Ok(std::fs::metadata(FsPath::new(dir).join(sha256))
-            .is_ok_and(|m| m.is_file() && m.len() == size)));
+async fn present_on(
+    src: &SourceRow,
+    sha256: &str,
+    size: u64,
+    config: &crate::config::Config,
+) -> Option<Result<bool, String>> {
+    if let Some(sync_path) = &src.sync_path {
+        return Some(match SyncTarget::parse(config, sync_path) {
+            Err(e) => Err(e),
+            Ok(SyncTarget::Dir(dir)) => {
+                Ok(std::fs::metadata(dir.join(sha256))
+                    .is_ok_and(|m| m.is_file() && m.len() == size))
+            }
+            Ok(SyncTarget::S3 { settings }) => {
+                use object_store::ObjectStoreExt;
+                match crate::depot::s3::client_for(&settings) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(client) => match client.head(&SyncTarget::s3_key(&settings, sha256)).await {
+                        Ok(meta) => Ok(meta.size == size),
+                        Err(object_store::Error::NotFound { .. }) => Ok(false),
+                        Err(e) => Err(format!("s3://{}: {e}", settings.bucket)),
+                    },
+                }
+            }
+        });
     }
     if src.kind != "http" {
         return None;
@@ -621,7 +856,13 @@ async fn source_status(
             if was == Some("pending") {
                 continue;
             }
-            let Some(check) = present_on(&src, &a.sha256, u64::try_from(a.size).unwrap_or(0)).await
+            let Some(check) = present_on(
+                &src,
+                &a.sha256,
+                u64::try_from(a.size).unwrap_or(0),
+                &state.config,
+            )
+            .await
             else {
                 break;
             };

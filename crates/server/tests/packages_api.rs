@@ -854,3 +854,192 @@ async fn depot_sources_scope_order_sync_status_and_drift() {
         ["server:-"]
     );
 }
+
+/// An S3 server (`s3s-fs`, signatures checked) on 127.0.0.1 with the buckets `buckets`,
+/// stored as directories under the returned temp dir; it runs on the test's runtime.
+async fn s3_server(buckets: &[&str]) -> (tempfile::TempDir, capstan_server::config::S3Settings) {
+    let root = tempfile::tempdir().unwrap();
+    for b in buckets {
+        std::fs::create_dir(root.path().join(b)).unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let settings = capstan_server::config::S3Settings {
+        bucket: buckets[0].into(),
+        endpoint: Some(format!("http://{}", listener.local_addr().unwrap())),
+        region: "us-east-1".into(),
+        prefix: "depot".into(),
+        allow_http: true,
+        access_key_id: Some("capstan-test-key".into()),
+        secret_access_key: Some("capstan-test-secret".into()),
+        session_token: None,
+    };
+    let mut builder =
+        s3s::service::S3ServiceBuilder::new(s3s_fs::FileSystem::new(root.path()).unwrap());
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(
+        "capstan-test-key",
+        "capstan-test-secret",
+    ));
+    let service = builder.build();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(socket);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    (root, settings)
+}
+
+#[tokio::test]
+async fn a_source_in_another_s3_bucket_is_synced_verified_and_checked() {
+    let (root, settings) = s3_server(&["capstan-depot", "site-b"]).await;
+    let s = settings.clone();
+    let t = common::setup_with(move |c| {
+        c.depot_backend = capstan_server::config::DepotBackend::S3(s);
+    })
+    .await;
+    let admin = t.admin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let small = deb(dir.path(), "pkg-b", "1.0");
+    let (s, up) = upload(&t, &admin, "b.deb", small.clone(), true).await;
+    assert_eq!(s, StatusCode::CREATED, "{up}");
+    let sha = up["sha256"].as_str().unwrap().to_string();
+    // A version with a large artifact too, so the copy goes in parts.
+    let mut big = vec![0u8; 17 << 20];
+    getrandom::fill(&mut big).unwrap();
+    let (s, blob) = t
+        .raw(
+            POST,
+            "/api/v1/depot/blobs",
+            Some(&admin),
+            Some("application/octet-stream"),
+            big.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{blob}");
+    let big_sha = blob["sha256"].as_str().unwrap().to_string();
+    let mut req = up["suggested"].clone();
+    req["version"] = json!("2.0");
+    req["artifacts"] =
+        json!([{"platform": "linux", "arch": "any", "sha256": big_sha, "file_name": "big.deb"}]);
+    t.ok(
+        StatusCode::CREATED,
+        POST,
+        "/api/v1/packages/pkg-b/versions",
+        &admin,
+        Some(req),
+    )
+    .await;
+
+    // A bucket the server cannot reach is refused when the source is configured.
+    let r = t
+        .call(
+            POST,
+            "/api/v1/depot/sources",
+            Some(&admin),
+            Some(json!({
+            "name": "nowhere", "kind": "http", "location": "http://127.0.0.1:9/x",
+            "sync_path": "s3://no-such-bucket/mirror"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
+    assert!(
+        r.1["message"].as_str().unwrap().contains("cannot reach"),
+        "{}",
+        r.1
+    );
+    let r = t
+        .call(
+            POST,
+            "/api/v1/depot/sources",
+            Some(&admin),
+            Some(json!({
+            "name": "nowhere", "kind": "http", "location": "http://127.0.0.1:9/x",
+            "sync_path": "s3://Bad_Bucket/x"})),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "validation_failed");
+
+    // Agents read the bucket over HTTP; the server writes it with S3 credentials.
+    t.ok(
+        StatusCode::CREATED,
+        POST,
+        "/api/v1/depot/sources",
+        &admin,
+        Some(json!({
+        "name": "site-b", "kind": "http", "location": "https://site-b.example.invalid/mirror",
+        "sync_path": "s3://site-b/mirror/"})),
+    )
+    .await;
+    let r = t
+        .ok(
+            StatusCode::ACCEPTED,
+            POST,
+            "/api/v1/depot/sources/site-b/sync",
+            &admin,
+            Some(json!({"package": "pkg-b"})),
+        )
+        .await;
+    assert_eq!(r["queued"].as_array().unwrap().len(), 2, "{r}");
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = t
+            .ok(
+                StatusCode::OK,
+                GET,
+                "/api/v1/depot/sources/site-b/status",
+                &admin,
+                None,
+            )
+            .await;
+        if status["synced"] == 2 || status["failed"] != 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status["synced"], 2, "{status}");
+    let bucket = root.path().join("site-b/mirror");
+    assert_eq!(std::fs::read(bucket.join(&sha)).unwrap(), small);
+    assert_eq!(std::fs::read(bucket.join(&big_sha)).unwrap(), big);
+    let r = t
+        .ok(
+            StatusCode::ACCEPTED,
+            POST,
+            "/api/v1/depot/sources/site-b/sync",
+            &admin,
+            Some(json!({"package": "pkg-b"})),
+        )
+        .await;
+    assert_eq!(
+        r["queued"],
+        json!([]),
+        "checked in the bucket, nothing to copy again"
+    );
+    // An object removed from the bucket is found by a verifying status.
+    std::fs::remove_file(bucket.join(&sha)).unwrap();
+    let status = t
+        .ok(
+            StatusCode::OK,
+            GET,
+            "/api/v1/depot/sources/site-b/status?verify=true",
+            &admin,
+            None,
+        )
+        .await;
+    let states: Vec<(&str, &str)> = status["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["version"].as_str().unwrap(), a["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("1.0", "missing"), ("2.0", "synced")], "{status}");
+    let drift = t
+        .ok(StatusCode::OK, GET, "/api/v1/depot/drift", &admin, None)
+        .await;
+    assert_eq!(drift["rows"][0]["version"], "1.0");
+    assert_eq!(drift["rows"][0]["lacking"], json!(["site-b"]));
+}

@@ -56,7 +56,7 @@ fn remote(context: impl Into<String>) -> impl FnOnce(object_store::Error) -> Dep
 
 /// Each distinct setting gets one client, built on first use and shared afterwards, so its
 /// connection pool is reused across requests.
-fn client_for(settings: &S3Settings) -> Result<Arc<AmazonS3>, DepotError> {
+pub(crate) fn client_for(settings: &S3Settings) -> Result<Arc<AmazonS3>, DepotError> {
     static CLIENTS: LazyLock<Mutex<HashMap<S3Settings, Arc<AmazonS3>>>> =
         LazyLock::new(Default::default);
     let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
