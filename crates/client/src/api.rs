@@ -962,6 +962,15 @@ impl ApiClient {
         .await
     }
 
+    /// `GET /api/v1/depot/limits`: the largest upload the depot accepts.
+    pub async fn depot_limits(&self) -> Result<capstan_proto::depot::DepotLimits> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "depot", "limits"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
     /// `GET /api/v1/depot/sources`: every depot source, by priority.
     pub async fn list_sources(&self) -> Result<Vec<DepotSourceInfo>> {
         json_or_error(

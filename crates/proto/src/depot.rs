@@ -60,6 +60,14 @@ pub struct BlobListQuery {
     pub limit: Option<u64>,
 }
 
+/// The depot's limits, so clients can refuse a file before sending it (a server that refuses an
+/// upload early closes the connection, and a client still sending may only see a broken pipe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DepotLimits {
+    /// The largest upload accepted, in bytes.
+    pub max_upload_bytes: u64,
+}
+
 /// What a garbage collection of the depot did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GcReport {

@@ -210,6 +210,24 @@ async fn upload(
         .ok_or_else(|| invalid(format!("the file name of {shown} is not UTF-8 text")))?
         .to_string();
     let client = ctx.client()?;
+    // A server refusing an oversized upload closes the connection while the file is still
+    // being sent, which may only show as a broken pipe: check the limit first. (A server that
+    // does not answer this still gets the upload, and enforces its limit itself.)
+    if let Ok(limits) = client.depot_limits().await
+        && meta.len() > limits.max_upload_bytes
+    {
+        let body = capstan_proto::error::ErrorBody {
+            status: 413,
+            code: capstan_proto::error::ErrorCode::PayloadTooLarge,
+            message: format!(
+                "{shown} is {} bytes; the depot accepts at most {} bytes per upload",
+                meta.len(),
+                limits.max_upload_bytes
+            ),
+        };
+        return Err(anyhow::Error::new(capstan_client::Error::Api(body))
+            .context(format!("uploading {shown}")));
+    }
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| invalid(format!("cannot open {shown}: {e}")))?;

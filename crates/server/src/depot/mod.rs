@@ -685,6 +685,20 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_blob, delete_blob))
         .routes(routes!(download_blob))
         .routes(routes!(collect_garbage))
+        .routes(routes!(depot_limits))
+}
+
+/// The depot's limits (the largest upload), for clients to check a file before sending it.
+#[utoipa::path(get, path = "/api/v1/depot/limits", tag = "depot",
+    responses((status = 200, body = capstan_proto::depot::DepotLimits)),
+    security(("bearer" = [])))]
+async fn depot_limits(
+    State(state): State<AppState>,
+    _auth: Authz<DepotRead>,
+) -> Json<capstan_proto::depot::DepotLimits> {
+    Json(capstan_proto::depot::DepotLimits {
+        max_upload_bytes: state.config.max_upload_bytes,
+    })
 }
 
 /// A digest from a path, checked before it comes near the file system.
