@@ -18,6 +18,8 @@ say() { printf '==> %s\n' "$*"; }
 need_pkgs=""
 have() { command -v "$1" >/dev/null 2>&1; }
 have dpkg-deb || need_pkgs="$need_pkgs dpkg-dev"
+have dpkg-scanpackages || need_pkgs="$need_pkgs dpkg-dev"
+have pacman || need_pkgs="$need_pkgs pacman-package-manager"
 have rpmbuild || need_pkgs="$need_pkgs rpm"
 have xz || need_pkgs="$need_pkgs xz-utils"
 have zstd || need_pkgs="$need_pkgs zstd"
