@@ -82,11 +82,11 @@ impl std::fmt::Debug for SoftwareContext {
     }
 }
 
-/// The plan of a software action, if the payload carries one.
-pub fn plan_of(spec: &JobSpec) -> Option<Option<&SoftwarePlan>> {
+/// The resolved plan of a software action.
+fn plan_of(spec: &JobSpec) -> Option<&SoftwarePlan> {
     match &spec.action {
         JobAction::SoftwareInstall { plan, .. } | JobAction::SoftwareUninstall { plan, .. } => {
-            Some(plan.as_ref())
+            plan.as_ref()
         }
         _ => None,
     }
@@ -217,8 +217,8 @@ pub async fn execute(
     let started_at_ms = now_ms();
     let mut out = Narrator::new(output, opts.output_cap);
     let ending = match plan_of(&payload.spec) {
-        Some(Some(plan)) => run_plan(ctx, payload, plan, opts, &mut out, stop).await,
-        _ => Ending::failed("the run has no resolved software plan (server too old?)"),
+        Some(plan) => run_plan(ctx, payload, plan, opts, &mut out, stop).await,
+        None => Ending::failed("the run has no resolved software plan (server too old?)"),
     };
     let (stdout, stderr) = out.totals();
     ExecResult {
@@ -584,8 +584,14 @@ async fn run_step(
             values.dir = Some(dest.display().to_string());
             values.file = Some(fetched.path.display().to_string());
         } else {
-            // Installers may care about the file name (msiexec, some .exe): give them one.
-            let named = work.path().join(&artifact.file_name);
+            // Installers may care about the file name (msiexec, some .exe): give them one —
+            // never a path, whatever the payload says.
+            let name = if capstan_core::software::is_plain_file_name(&artifact.file_name) {
+                artifact.file_name.as_str()
+            } else {
+                artifact.sha256.as_str()
+            };
+            let named = work.path().join(name);
             let linked = std::fs::hard_link(&fetched.path, &named)
                 .or_else(|_| std::fs::copy(&fetched.path, &named).map(|_| ()));
             values.file = Some(match linked {

@@ -19,7 +19,8 @@ pub struct Problem {
     pub valid: Vec<String>,
 }
 
-fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
+/// A problem at `path` without a list of valid choices.
+pub fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
     Problem {
         path: path.into(),
         message: message.into(),

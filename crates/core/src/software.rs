@@ -7,15 +7,7 @@
 use capstan_proto::jobs::JobAction;
 use capstan_proto::software::{SoftwarePlan, limits};
 
-use crate::jobs::Problem;
-
-fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        message: message.into(),
-        valid: Vec::new(),
-    }
-}
+use crate::jobs::{Problem, problem};
 
 /// A package name: `[a-z0-9][a-z0-9._+-]*`, at most 128 bytes (the shape dpkg, rpm and pacman
 /// names share, so a name is safe in any argument position and in a URL path segment).
@@ -26,6 +18,17 @@ pub fn is_package_name(s: &str) -> bool {
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && b.iter().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'+' | b'-')
+        })
+}
+
+/// A plain file name for an artifact: no path, no leading dot, nothing Windows forbids, at
+/// most 255 bytes. The agent saves downloads under this name, so it must never be a path.
+pub fn is_plain_file_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && !s.starts_with('.')
+        && !s.chars().any(|c| {
+            c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
         })
 }
 
@@ -423,6 +426,16 @@ pub fn manager_detection(m: &ManagerPackage) -> Detection {
     }
 }
 
+/// The exit codes that mean success when a version names none (MSI's 1707: "installation
+/// completed successfully").
+pub fn default_success_codes(t: InstallerType) -> Vec<i32> {
+    if t == InstallerType::Msi {
+        vec![0, 1707]
+    } else {
+        vec![0]
+    }
+}
+
 /// Fills what a spec leaves to defaults (commands, exit codes), so the stored version shows
 /// exactly what runs.
 pub fn fill_defaults(spec: &mut VersionSpec) {
@@ -435,7 +448,7 @@ pub fn fill_defaults(spec: &mut VersionSpec) {
     }
     let msi = spec.installer_type == InstallerType::Msi;
     if spec.success_exit_codes.is_empty() {
-        spec.success_exit_codes = if msi { vec![0, 1707] } else { vec![0] };
+        spec.success_exit_codes = default_success_codes(spec.installer_type);
     }
     if spec.soft_reboot_exit_codes.is_none() {
         spec.soft_reboot_exit_codes = Some(if msi { vec![3010] } else { Vec::new() });
@@ -526,9 +539,12 @@ pub fn validate_version_spec(
         ));
     }
     check_codes("/success_exit_codes", &spec.success_exit_codes, &mut out);
-    let mut filled = spec.clone();
-    fill_defaults(&mut filled);
-    let success = &filled.success_exit_codes;
+    let default_success = default_success_codes(t);
+    let success = if spec.success_exit_codes.is_empty() {
+        &default_success
+    } else {
+        &spec.success_exit_codes
+    };
     for (path, codes) in [
         ("/soft_reboot_exit_codes", &spec.soft_reboot_exit_codes),
         ("/hard_reboot_exit_codes", &spec.hard_reboot_exit_codes),

@@ -5,46 +5,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use capstan_client::tls::{ClientOptions, Fingerprint, build_http_client};
-use capstan_proto::api::LoginRequest;
-use capstan_testkit::{AgentProcess, ServerOptions, ServerProcess, wait_until};
+use capstan_testkit::{ServerOptions, wait_until};
+use common::{Fx, connect, start, unique};
 use serde_json::{Value, json};
 
+mod common;
+
 const PATIENCE: Duration = Duration::from_secs(60);
-
-struct Fx {
-    server: ServerProcess,
-    http: reqwest::Client,
-    token: String,
-}
-
-async fn start(opts: ServerOptions) -> Fx {
-    let server = ServerProcess::start(opts).await.expect("server starts");
-    connect(server).await
-}
-
-async fn connect(server: ServerProcess) -> Fx {
-    let pin = server
-        .fingerprint()
-        .map(|f| Fingerprint::parse(&f).expect("fingerprint"));
-    let opts = ClientOptions {
-        pin,
-        ..Default::default()
-    };
-    let api = capstan_client::api::ApiClient::new(server.url(), None, &opts).unwrap();
-    let login = api
-        .login(&LoginRequest {
-            username: "admin".into(),
-            password: server.admin_password().into(),
-        })
-        .await
-        .expect("admin login");
-    Fx {
-        http: build_http_client(&opts).unwrap(),
-        token: login.token,
-        server,
-    }
-}
 
 fn postgres_url() -> String {
     capstan_testkit::postgres()
@@ -54,56 +21,6 @@ fn postgres_url() -> String {
 }
 
 impl Fx {
-    async fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.server.url()))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (s, v) = self.req(reqwest::Method::POST, path, Some(body)).await;
-        assert!((200..300).contains(&s), "POST {path}: {s} {v}");
-        v
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (s, v) = self.req(reqwest::Method::GET, path, None).await;
-        assert_eq!(s, 200, "GET {path}: {v}");
-        v
-    }
-
-    async fn agent_with(&self, env: &[(&str, &str)]) -> AgentProcess {
-        let v = self
-            .post("/api/v1/enrollment-tokens", json!({"name": "e2e-jobs"}))
-            .await;
-        let token = v["token"].as_str().unwrap();
-        let fp = self.server.fingerprint();
-        let mut agent = AgentProcess::enroll(self.server.url(), fp.as_deref(), token, None)
-            .await
-            .expect("enroll");
-        agent.env("CAPSTAN_AGENT_JOB_KILL_GRACE_SECS", "1");
-        for (k, v) in env {
-            agent.env(*k, *v);
-        }
-        agent.start().await.expect("agent starts");
-        agent
-    }
-
-    async fn agent(&self) -> AgentProcess {
-        self.agent_with(&[]).await
-    }
-
     /// A static group named `name` with `members`.
     async fn group(&self, name: &str, members: &[String]) {
         let g = self.post("/api/v1/groups", json!({"name": name})).await;
@@ -170,22 +87,6 @@ fn processes_with(marker: &str) -> Vec<String> {
         }
     }
     out
-}
-
-fn unique(tag: &str) -> String {
-    format!(
-        "capstan-e2e-{tag}-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ u128::from(rand_u32())
-    )
-}
-
-fn rand_u32() -> u32 {
-    let mut b = [0u8; 4];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut b);
-    }
-    u32::from_le_bytes(b)
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -7,75 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use capstan_client::tls::{ClientOptions, Fingerprint, build_http_client};
-use capstan_proto::api::LoginRequest;
-use capstan_testkit::{AgentProcess, ServerOptions, ServerProcess, wait_until};
+use capstan_testkit::{ServerOptions, wait_until};
+use common::{Fx, unique};
 use serde_json::{Value, json};
+
+mod common;
+
+async fn start() -> Fx {
+    common::start(ServerOptions::default()).await
+}
 
 const PATIENCE: Duration = Duration::from_secs(90);
 
-struct Fx {
-    server: ServerProcess,
-    http: reqwest::Client,
-    token: String,
-}
-
-async fn start() -> Fx {
-    let server = ServerProcess::start(ServerOptions::default())
-        .await
-        .expect("server starts");
-    let pin = server
-        .fingerprint()
-        .map(|f| Fingerprint::parse(&f).expect("fingerprint"));
-    let opts = ClientOptions {
-        pin,
-        ..Default::default()
-    };
-    let api = capstan_client::api::ApiClient::new(server.url(), None, &opts).unwrap();
-    let login = api
-        .login(&LoginRequest {
-            username: "admin".into(),
-            password: server.admin_password().into(),
-        })
-        .await
-        .expect("admin login");
-    Fx {
-        http: build_http_client(&opts).unwrap(),
-        token: login.token,
-        server,
-    }
-}
-
 impl Fx {
-    async fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.server.url()))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (s, v) = self.req(reqwest::Method::POST, path, Some(body)).await;
-        assert!((200..300).contains(&s), "POST {path}: {s} {v}");
-        v
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (s, v) = self.req(reqwest::Method::GET, path, None).await;
-        assert_eq!(s, 200, "GET {path}: {v}");
-        v
-    }
-
     /// Uploads a file through `POST /api/v1/packages/upload`; returns status and body.
     async fn upload(&self, file: &Path, create: bool) -> (u16, Value) {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
@@ -99,20 +43,6 @@ impl Fx {
         )
     }
 
-    async fn agent(&self) -> AgentProcess {
-        let v = self
-            .post("/api/v1/enrollment-tokens", json!({"name": "e2e-software"}))
-            .await;
-        let token = v["token"].as_str().unwrap();
-        let fp = self.server.fingerprint();
-        let mut agent = AgentProcess::enroll(self.server.url(), fp.as_deref(), token, None)
-            .await
-            .expect("enroll");
-        agent.env("CAPSTAN_AGENT_JOB_KILL_GRACE_SECS", "1");
-        agent.start().await.expect("agent starts");
-        agent
-    }
-
     /// Runs a software job on one device and waits for its run to end; returns the run.
     async fn software(&self, op: &str, body: Value, device: &str) -> Value {
         let mut body = body;
@@ -132,18 +62,6 @@ impl Fx {
         .await
         .unwrap()
     }
-}
-
-fn unique(tag: &str) -> String {
-    let mut b = [0u8; 4];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut b);
-    }
-    format!(
-        "capstan-e2e-{tag}-{}-{:08x}",
-        std::process::id(),
-        u32::from_le_bytes(b)
-    )
 }
 
 fn sh(cmd: &str) -> std::process::Output {

@@ -138,6 +138,14 @@ impl JobAction {
             JobAction::SoftwareUninstall { .. } => "software_uninstall",
         }
     }
+
+    /// Whether this installs or uninstalls software (a run the agent executes as a plan).
+    pub fn is_software(&self) -> bool {
+        matches!(
+            self,
+            JobAction::SoftwareInstall { .. } | JobAction::SoftwareUninstall { .. }
+        )
+    }
 }
 
 /// Which outcomes of an attempt are retried.

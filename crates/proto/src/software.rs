@@ -60,6 +60,13 @@ impl OsFamily {
             OsFamily::Macos => "macos",
         }
     }
+
+    /// The inverse of [`OsFamily::as_str`].
+    pub fn parse(s: &str) -> Option<OsFamily> {
+        [OsFamily::Linux, OsFamily::Windows, OsFamily::Macos]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
 }
 
 /// CPU architecture of an artifact, normalised (`amd64` and `x86_64` are both `x86_64`).

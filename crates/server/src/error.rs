@@ -115,6 +115,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// A store error about `what`: `NotFound` names it; everything else as `From` maps it.
+    pub fn from_store(e: capstan_store::StoreError, what: impl std::fmt::Display) -> ApiError {
+        match e {
+            capstan_store::StoreError::NotFound => ApiError::not_found(what),
+            other => other.into(),
+        }
+    }
+
+    /// A stored value that no longer decodes (a bug or a damaged database).
+    pub fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiError {
+        ApiError::internal(format!("stored {what} is unreadable: {e}"))
+    }
+}
+
 impl From<capstan_store::StoreError> for ApiError {
     fn from(e: capstan_store::StoreError) -> Self {
         match e {

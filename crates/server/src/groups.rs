@@ -155,11 +155,7 @@ async fn parent(state: &AppState, key: &str) -> ApiResult<String> {
 }
 
 fn store_error(e: StoreError, key: &str) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found(format!("group {key}")),
-        StoreError::Invalid(m) => ApiError::validation(m),
-        other => other.into(),
-    }
+    ApiError::from_store(e, format!("group {key}"))
 }
 
 /// The devices a bulk request names: explicit ids (at most [`MAX_BULK_IDS`], all known)

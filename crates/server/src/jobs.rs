@@ -22,9 +22,9 @@ use capstan_core::jobs::{Problem, validate_retry, validate_spec};
 use capstan_proto::error::{DetailedErrorBody, ErrorBody, ErrorDetail};
 use capstan_proto::jobs::{
     AttemptInfo, AttemptOutcome, BreakerInfo, ClaimResponse, CreateJobRequest, DeliveredRun,
-    JobAction, JobEvent, JobInfo, JobPage, JobSpec, OutputReport, OutputStream, RunControl,
-    RunCounts, RunDetail, RunFinished, RunInfo, RunPage, RunPayload, RunRebooting, RunStarted,
-    RunState, RunTransition, RunsChanged, limits,
+    JobEvent, JobInfo, JobPage, JobSpec, OutputReport, OutputStream, RunControl, RunCounts,
+    RunDetail, RunFinished, RunInfo, RunPage, RunPayload, RunRebooting, RunStarted, RunState,
+    RunTransition, RunsChanged, limits,
 };
 use capstan_store::{FinishReport, JobRow, NewJob, RunRow, StartReport, StoreError};
 
@@ -114,12 +114,8 @@ pub fn agent_router() -> OpenApiRouter<AppState> {
 // Conversions
 // ---------------------------------------------------------------------------------------------
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(format!("stored {what} is unreadable: {e}"))
-}
-
 fn run_state(s: &str) -> ApiResult<RunState> {
-    RunState::parse(s).ok_or_else(|| corrupt("run state", s))
+    RunState::parse(s).ok_or_else(|| ApiError::corrupt("run state", s))
 }
 
 fn to_u32(v: i64) -> u32 {
@@ -151,9 +147,11 @@ fn job_info(j: &JobRow, counts: RunCounts) -> ApiResult<JobInfo> {
         id: j.id.clone(),
         name: j.name.clone(),
         kind: j.kind.clone(),
-        spec: serde_json::from_str(&j.spec).map_err(|e| corrupt("job spec", e))?,
-        targets: serde_json::from_str(&j.targets).map_err(|e| corrupt("job targets", e))?,
-        retry: serde_json::from_str(&j.retry).map_err(|e| corrupt("job retry policy", e))?,
+        spec: serde_json::from_str(&j.spec).map_err(|e| ApiError::corrupt("job spec", e))?,
+        targets: serde_json::from_str(&j.targets)
+            .map_err(|e| ApiError::corrupt("job targets", e))?,
+        retry: serde_json::from_str(&j.retry)
+            .map_err(|e| ApiError::corrupt("job retry policy", e))?,
         script_id: j.script_id.clone(),
         script_version: j.script_version.map(to_u32),
         created_by: j.created_by.clone(),
@@ -310,10 +308,7 @@ pub(crate) async fn create(
         return Err(problems_error("", problems));
     }
     let mut spec = spec;
-    if matches!(
-        spec.action,
-        JobAction::SoftwareInstall { .. } | JobAction::SoftwareUninstall { .. }
-    ) {
+    if spec.action.is_software() {
         if spec.pre_script.is_some() || spec.post_script.is_some() || spec.run_as.is_some() {
             return Err(ApiError::validation(
                 "/spec: software jobs run as the agent with the version's own hooks; pre/post scripts and run_as do not apply",
@@ -1026,16 +1021,16 @@ pub(crate) async fn claim_for(state: &AppState, device_id: &str) -> ApiResult<Ve
     // A software run carries the device's download sources; they are looked up once.
     let mut sources: Option<Vec<capstan_proto::software::DownloadSource>> = None;
     for c in &claimed {
-        let spec: JobSpec = serde_json::from_str(&c.spec).map_err(|e| corrupt("job spec", e))?;
-        let run_sources = match spec.action {
-            JobAction::SoftwareInstall { .. } | JobAction::SoftwareUninstall { .. } => {
-                if sources.is_none() {
-                    sources =
-                        Some(Box::pin(crate::sources::sources_for_device(state, device_id)).await?);
-                }
-                sources.clone().unwrap_or_default()
+        let spec: JobSpec =
+            serde_json::from_str(&c.spec).map_err(|e| ApiError::corrupt("job spec", e))?;
+        let run_sources = if spec.action.is_software() {
+            if sources.is_none() {
+                sources =
+                    Some(Box::pin(crate::sources::sources_for_device(state, device_id)).await?);
             }
-            _ => Vec::new(),
+            sources.clone().unwrap_or_default()
+        } else {
+            Vec::new()
         };
         let attempt = to_u32(c.attempt);
         runs.push(sign_run(

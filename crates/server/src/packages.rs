@@ -9,8 +9,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use capstan_core::jobs::Problem;
-use capstan_core::software::{fill_defaults, is_package_name, validate_version_spec};
+use capstan_core::jobs::{Problem, problem};
+use capstan_core::software::{
+    fill_defaults, is_package_name, is_plain_file_name, validate_version_spec,
+};
 use capstan_proto::depot::is_sha256_hex;
 use capstan_proto::error::ErrorBody;
 use capstan_proto::jobs::{CreateJobRequest, JobAction, JobInfo, JobSpec};
@@ -21,7 +23,7 @@ use capstan_proto::software::{
     UpdatePackageRequest, UploadAnalysis, VersionCheck, VersionInfo, VersionOp, VersionSpec,
     limits,
 };
-use capstan_store::{ArtifactRow, NewVersion, PackageRow, PackageUpdate, StoreError, VersionRow};
+use capstan_store::{ArtifactRow, NewVersion, PackageRow, PackageUpdate, VersionRow};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -52,10 +54,6 @@ pub fn agent_router() -> OpenApiRouter<AppState> {
 // Conversions and checks
 // ---------------------------------------------------------------------------------------------
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(format!("stored {what} is unreadable: {e}"))
-}
-
 fn package_info(r: PackageRow) -> PackageInfo {
     PackageInfo {
         id: r.id,
@@ -71,10 +69,10 @@ fn package_info(r: PackageRow) -> PackageInfo {
 }
 
 fn artifact(r: &ArtifactRow) -> ApiResult<Artifact> {
-    let platform: OsFamily =
-        serde_json::from_value(json!(r.platform)).map_err(|e| corrupt("artifact platform", e))?;
-    let arch: Arch =
-        serde_json::from_value(json!(r.arch)).map_err(|e| corrupt("artifact arch", e))?;
+    let platform = OsFamily::parse(&r.platform)
+        .ok_or_else(|| ApiError::corrupt("artifact platform", &r.platform))?;
+    let arch =
+        Arch::normalise(&r.arch).ok_or_else(|| ApiError::corrupt("artifact arch", &r.arch))?;
     Ok(Artifact {
         platform,
         arch,
@@ -89,9 +87,13 @@ async fn version_info(state: &AppState, r: VersionRow) -> ApiResult<VersionInfo>
         .store
         .version_artifacts(std::slice::from_ref(&r.id))
         .await?;
+    version_with(r, &rows)
+}
+
+fn version_with(r: VersionRow, rows: &[ArtifactRow]) -> ApiResult<VersionInfo> {
     let artifacts = rows.iter().map(artifact).collect::<ApiResult<Vec<_>>>()?;
     let spec: VersionSpec =
-        serde_json::from_str(&r.spec).map_err(|e| corrupt("version spec", e))?;
+        serde_json::from_str(&r.spec).map_err(|e| ApiError::corrupt("version spec", e))?;
     Ok(VersionInfo {
         id: r.id,
         package_id: r.package_id,
@@ -129,14 +131,6 @@ fn text_problem(path: &str, v: &Option<String>, max: usize, out: &mut Vec<Proble
             message: format!("at most {max} bytes without control characters"),
             valid: vec![],
         });
-    }
-}
-
-fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        message: message.into(),
-        valid: vec![],
     }
 }
 
@@ -189,13 +183,7 @@ fn checked_version(req: &mut CreateVersionRequest) -> ApiResult<()> {
                 "64 lowercase hexadecimal digits",
             ));
         }
-        if a.file_name.is_empty()
-            || a.file_name.len() > 255
-            || a.file_name.starts_with('.')
-            || a.file_name.chars().any(|c| {
-                c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
-            })
-        {
+        if !is_plain_file_name(&a.file_name) {
             problems.push(problem(
                 format!("/artifacts/{i}/file_name"),
                 "a plain file name (no path, no leading dot, no characters Windows forbids)",
@@ -221,14 +209,6 @@ fn checked_version(req: &mut CreateVersionRequest) -> ApiResult<()> {
     }
     fill_defaults(&mut req.spec);
     Ok(())
-}
-
-fn store_error(what: &str, e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found(what),
-        StoreError::Invalid(m) => ApiError::validation(m),
-        other => other.into(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,7 +385,7 @@ async fn update_package(
         .store
         .update_package(&pkg.id, &update, now_ms(), &audit)
         .await
-        .map_err(|e| store_error(&format!("package {package}"), e))?;
+        .map_err(|e| ApiError::from_store(e, format!("package {package}")))?;
     Ok(Json(package_info(find_package(&state, &pkg.id).await?)))
 }
 
@@ -430,7 +410,7 @@ async fn delete_package(
         .store
         .delete_package(&pkg.id, &audit)
         .await
-        .map_err(|e| store_error(&format!("package {package}"), e))?;
+        .map_err(|e| ApiError::from_store(e, format!("package {package}")))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -449,11 +429,20 @@ async fn list_versions(
     Path(package): Path<String>,
 ) -> ApiResult<Json<Vec<VersionInfo>>> {
     let pkg = find_package(&state, &package).await?;
-    let mut out = Vec::new();
-    for r in state.store.package_versions(&pkg.id).await? {
-        out.push(version_info(&state, r).await?);
-    }
-    Ok(Json(out))
+    let rows = state.store.package_versions(&pkg.id).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let artifacts = state.store.version_artifacts(&ids).await?;
+    rows.into_iter()
+        .map(|r| {
+            let mine: Vec<ArtifactRow> = artifacts
+                .iter()
+                .filter(|a| a.version_id == r.id)
+                .cloned()
+                .collect();
+            version_with(r, &mine)
+        })
+        .collect::<ApiResult<Vec<_>>>()
+        .map(Json)
 }
 
 async fn insert_version(
@@ -496,7 +485,7 @@ async fn insert_version(
         .store
         .create_version(&new, &audit)
         .await
-        .map_err(|e| store_error(&format!("package {}", pkg.name), e))?;
+        .map_err(|e| ApiError::from_store(e, format!("package {}", pkg.name)))?;
     let row = find_version(state, pkg, &req.version).await?;
     Box::pin(version_info(state, row)).await
 }
@@ -551,7 +540,7 @@ async fn update_version(
     let pkg = find_package(&state, &package).await?;
     let row = find_version(&state, &pkg, &version).await?;
     let old: VersionSpec =
-        serde_json::from_str(&row.spec).map_err(|e| corrupt("version spec", e))?;
+        serde_json::from_str(&row.spec).map_err(|e| ApiError::corrupt("version spec", e))?;
     let existing = state
         .store
         .version_artifacts(std::slice::from_ref(&row.id))
@@ -588,7 +577,7 @@ async fn update_version(
         .store
         .update_version_spec(&row.id, &text, now_ms(), &audit)
         .await
-        .map_err(|e| store_error(&format!("version {version}"), e))?;
+        .map_err(|e| ApiError::from_store(e, format!("version {version}")))?;
     let row = find_version(&state, &pkg, &version).await?;
     Ok(Json(version_info(&state, row).await?))
 }
@@ -614,7 +603,7 @@ async fn delete_version(
         .store
         .delete_version(&row.id, &audit)
         .await
-        .map_err(|e| store_error(&format!("version {version}"), e))?;
+        .map_err(|e| ApiError::from_store(e, format!("version {version}")))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -790,13 +779,7 @@ async fn upload_package(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<UploadAnalysis>)> {
     let file_name = q.file_name.clone().unwrap_or_else(|| "package".into());
-    if file_name.is_empty()
-        || file_name.len() > 255
-        || file_name.starts_with('.')
-        || file_name.chars().any(|c| {
-            c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
-        })
-    {
+    if !is_plain_file_name(&file_name) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             capstan_proto::error::ErrorCode::InvalidQuery,

@@ -16,7 +16,7 @@ use capstan_proto::software::{
     SourceArtifactStatus, SourceBlobState, SourceGroup, SourceKind, SourceStatus,
     SourceStatusQuery, SyncRequest, SyncStarted, UpdateSourceRequest,
 };
-use capstan_store::{CatalogueArtifactRow, SourceBlobRow, SourceRow, StoreError};
+use capstan_store::{CatalogueArtifactRow, SourceBlobRow, SourceRow};
 use futures_util::StreamExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -237,19 +237,23 @@ async fn resolve_groups(state: &AppState, keys: &[String]) -> ApiResult<Vec<Stri
 }
 
 async fn source_info(state: &AppState, r: SourceRow) -> ApiResult<DepotSourceInfo> {
-    let pairs = state.store.source_groups().await?;
-    let mut groups = Vec::new();
-    for (sid, gid) in pairs {
-        if sid == r.id
-            && let Some(g) = state.store.group(&gid).await?
-        {
-            groups.push(SourceGroup {
-                id: g.id,
-                name: g.name,
-            });
-        }
-    }
-    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    let scope = state.store.source_groups().await?;
+    source_info_with(r, &scope)
+}
+
+/// A source's info given every scope pair (source id, group id, group name).
+fn source_info_with(
+    r: SourceRow,
+    scope: &[(String, String, String)],
+) -> ApiResult<DepotSourceInfo> {
+    let groups = scope
+        .iter()
+        .filter(|(sid, _, _)| *sid == r.id)
+        .map(|(_, id, name)| SourceGroup {
+            id: id.clone(),
+            name: name.clone(),
+        })
+        .collect();
     Ok(DepotSourceInfo {
         kind: kind_of(&r.kind)?,
         id: r.id,
@@ -272,14 +276,6 @@ async fn find_source(state: &AppState, key: &str) -> ApiResult<SourceRow> {
         .ok_or_else(|| ApiError::not_found(format!("depot source {key}")))
 }
 
-fn store_error(what: &str, e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found(what),
-        StoreError::Invalid(m) => ApiError::validation(m),
-        other => other.into(),
-    }
-}
-
 /// The depot sources, by priority.
 #[utoipa::path(get, path = "/api/v1/depot/sources", tag = "depot",
     responses((status = 200, body = Vec<DepotSourceInfo>)),
@@ -288,11 +284,15 @@ async fn list_sources(
     State(state): State<AppState>,
     _auth: Authz<DepotRead>,
 ) -> ApiResult<Json<Vec<DepotSourceInfo>>> {
-    let mut out = Vec::new();
-    for r in state.store.sources().await? {
-        out.push(source_info(&state, r).await?);
-    }
-    Ok(Json(out))
+    let scope = state.store.source_groups().await?;
+    state
+        .store
+        .sources()
+        .await?
+        .into_iter()
+        .map(|r| source_info_with(r, &scope))
+        .collect::<ApiResult<Vec<_>>>()
+        .map(Json)
 }
 
 /// Add a depot source. `sync_path` must be a directory the server can see now.
@@ -361,7 +361,7 @@ async fn create_source(
         .store
         .create_source(&row, &groups, &audit)
         .await
-        .map_err(|e| store_error("depot source", e))?;
+        .map_err(|e| ApiError::from_store(e, "depot source"))?;
     Ok((StatusCode::CREATED, Json(source_info(&state, row).await?)))
 }
 
@@ -435,7 +435,7 @@ async fn update_source(
         .store
         .update_source(&row, groups.as_deref(), &audit)
         .await
-        .map_err(|e| store_error(&format!("depot source {source}"), e))?;
+        .map_err(|e| ApiError::from_store(e, format!("depot source {source}")))?;
     Ok(Json(source_info(&state, row).await?))
 }
 
@@ -459,13 +459,24 @@ async fn delete_source(
         .store
         .delete_source(&row.id, &audit)
         .await
-        .map_err(|e| store_error(&format!("depot source {source}"), e))?;
+        .map_err(|e| ApiError::from_store(e, format!("depot source {source}")))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Sync
 // ---------------------------------------------------------------------------------------------
+
+/// The recorded state of each blob on a source, by digest.
+async fn recorded_states(state: &AppState, source_id: &str) -> ApiResult<HashMap<String, String>> {
+    Ok(state
+        .store
+        .source_blobs(Some(source_id))
+        .await?
+        .into_iter()
+        .map(|r| (r.sha256, r.state))
+        .collect())
+}
 
 /// Copies one blob from the depot to a sync target.
 async fn copy_to(
@@ -685,14 +696,7 @@ async fn sync_source(
     };
     let ids: Vec<String> = versions.iter().map(|v| v.id.clone()).collect();
     let artifacts = state.store.version_artifacts(&ids).await?;
-    let recorded: HashMap<String, String> = state
-        .store
-        .source_blobs()
-        .await?
-        .into_iter()
-        .filter(|r| r.source_id == src.id)
-        .map(|r| (r.sha256, r.state))
-        .collect();
+    let recorded = recorded_states(&state, &src.id).await?;
     let mut queued = Vec::new();
     let mut already = Vec::new();
     let mut seen = HashSet::new();
@@ -798,19 +802,13 @@ async fn present_on(
     })
 }
 
-fn parse_os(s: &str) -> OsFamily {
-    match s {
-        "windows" => OsFamily::Windows,
-        "macos" => OsFamily::Macos,
-        _ => OsFamily::Linux,
-    }
-}
-
 fn artifact_status(a: &CatalogueArtifactRow, rec: Option<&SourceBlobRow>) -> SourceArtifactStatus {
     SourceArtifactStatus {
         package: a.package.clone(),
         version: a.version.clone(),
-        platform: parse_os(&a.platform),
+        // Stored by the server from the same enum; an unreadable value reads as Linux rather
+        // than hiding the artifact from the status.
+        platform: OsFamily::parse(&a.platform).unwrap_or(OsFamily::Linux),
         arch: Arch::normalise(&a.arch).unwrap_or(Arch::Any),
         sha256: a.sha256.clone(),
         size: u64::try_from(a.size).unwrap_or(0),
@@ -840,14 +838,7 @@ async fn source_status(
     let artifacts = state.store.catalogue_artifacts().await?;
     if q.verify == Some(true) {
         let mut done = HashSet::new();
-        let recorded: HashMap<String, String> = state
-            .store
-            .source_blobs()
-            .await?
-            .into_iter()
-            .filter(|r| r.source_id == src.id)
-            .map(|r| (r.sha256, r.state))
-            .collect();
+        let recorded = recorded_states(&state, &src.id).await?;
         for a in &artifacts {
             if !done.insert(a.sha256.clone()) {
                 continue;
@@ -879,10 +870,9 @@ async fn source_status(
     }
     let recs: HashMap<String, SourceBlobRow> = state
         .store
-        .source_blobs()
+        .source_blobs(Some(&src.id))
         .await?
         .into_iter()
-        .filter(|r| r.source_id == src.id)
         .map(|r| (r.sha256.clone(), r))
         .collect();
     let items: Vec<SourceArtifactStatus> = artifacts
@@ -914,7 +904,7 @@ async fn drift_report(
     let sources = state.store.sources().await?;
     let synced: HashSet<(String, String)> = state
         .store
-        .source_blobs()
+        .source_blobs(None)
         .await?
         .into_iter()
         .filter(|r| r.state == "synced")
@@ -990,8 +980,8 @@ pub async fn sources_for_device(
     for s in sources {
         let groups: Vec<&String> = scope
             .iter()
-            .filter(|(sid, _)| *sid == s.id)
-            .map(|(_, g)| g)
+            .filter(|(sid, _, _)| *sid == s.id)
+            .map(|(_, g, _)| g)
             .collect();
         if !groups.is_empty() && !groups.iter().any(|g| mine.contains(*g)) {
             continue;

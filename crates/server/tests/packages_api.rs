@@ -574,6 +574,20 @@ async fn catalogue_listing_search_edit_delete_and_permissions() {
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
 }
 
+/// A source's status once no copy is pending any more (at most 10 s).
+async fn settled_status(t: &T, admin: &str, source: &str) -> Value {
+    let path = format!("/api/v1/depot/sources/{source}/status");
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = t.ok(StatusCode::OK, GET, &path, admin, None).await;
+        if status["pending"] == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    status
+}
+
 /// The sources a device's software run names, in order, as `kind:name`.
 async fn claimed_sources(t: &T, admin: &str, device: &str, token: &str) -> Vec<String> {
     t.ok(
@@ -756,22 +770,7 @@ async fn depot_sources_scope_order_sync_status_and_drift() {
         )
         .await;
     assert_eq!(r["queued"], json!([sha]));
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        status = t
-            .ok(
-                StatusCode::OK,
-                GET,
-                "/api/v1/depot/sources/share-a/status",
-                &admin,
-                None,
-            )
-            .await;
-        if status["synced"] == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = settled_status(&t, &admin, "share-a").await;
     assert_eq!(status["synced"], 1, "{status}");
     assert_eq!(std::fs::read(share.path().join(&sha)).unwrap(), bytes);
     let r = t
@@ -985,22 +984,7 @@ async fn a_source_in_another_s3_bucket_is_synced_verified_and_checked() {
         )
         .await;
     assert_eq!(r["queued"].as_array().unwrap().len(), 2, "{r}");
-    let mut status = Value::Null;
-    for _ in 0..200 {
-        status = t
-            .ok(
-                StatusCode::OK,
-                GET,
-                "/api/v1/depot/sources/site-b/status",
-                &admin,
-                None,
-            )
-            .await;
-        if status["synced"] == 2 || status["failed"] != 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = settled_status(&t, &admin, "site-b").await;
     assert_eq!(status["synced"], 2, "{status}");
     let bucket = root.path().join("site-b/mirror");
     assert_eq!(std::fs::read(bucket.join(&sha)).unwrap(), small);

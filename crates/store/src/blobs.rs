@@ -122,15 +122,9 @@ impl Store {
         Ok(())
     }
 
-    /// Write an audit entry on its own (for actions whose effects are not rows, or are
-    /// written later by background work).
+    /// Write an audit entry on its own, for actions whose effects are not rows (a depot garbage
+    /// collection changes stored files) or are written later by background work (a sync).
     pub async fn record_audit(&self, audit: &AuditEntry) -> Result<()> {
-        self.record_depot_gc(audit).await
-    }
-
-    /// Write the audit entry of a depot garbage collection (its changes are to stored files,
-    /// not to rows, so there is no transaction to share).
-    pub async fn record_depot_gc(&self, audit: &AuditEntry) -> Result<()> {
         let _turn = self.write_turn().await;
         with_pool!(self, |pool| audit.insert(pool).await?);
         Ok(())

@@ -46,6 +46,31 @@ pub struct CatalogueArtifactRow {
     pub file_name: String,
 }
 
+/// Scope source `$id` to each of `$groups` inside transaction `$tx` (one backend's, inside
+/// `with_pool!`); `Invalid` when a group does not exist.
+macro_rules! add_source_groups {
+    ($tx:ident, $id:expr, $groups:expr) => {
+        for g in $groups {
+            let found: Option<(String,)> =
+                sqlx::query_as("SELECT id FROM device_groups WHERE id = $1")
+                    .bind(g)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            if found.is_none() {
+                return Err(StoreError::Invalid(format!("group {g} not found")));
+            }
+            sqlx::query(
+                "INSERT INTO depot_source_groups (source_id, group_id) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind($id)
+            .bind(g)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
 const SOURCE_COLS: &str =
     "id, name, kind, location, sync_path, priority, exclusive, created_at, updated_at";
 
@@ -75,24 +100,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| conflict_or(e, "a depot source with this name exists"))?;
-            for g in group_ids {
-                let found: Option<(String,)> =
-                    sqlx::query_as("SELECT id FROM device_groups WHERE id = $1")
-                        .bind(g)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if found.is_none() {
-                    return Err(StoreError::Invalid(format!("group {g} not found")));
-                }
-                sqlx::query(
-                    "INSERT INTO depot_source_groups (source_id, group_id) VALUES ($1, $2)
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(&row.id)
-                .bind(g)
-                .execute(&mut *tx)
-                .await?;
-            }
+            add_source_groups!(tx, &row.id, group_ids);
             audit.insert(&mut *tx).await?;
             tx.commit().await?;
         });
@@ -129,24 +137,7 @@ impl Store {
                     .bind(&row.id)
                     .execute(&mut *tx)
                     .await?;
-                for g in groups {
-                    let found: Option<(String,)> =
-                        sqlx::query_as("SELECT id FROM device_groups WHERE id = $1")
-                            .bind(g)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    if found.is_none() {
-                        return Err(StoreError::Invalid(format!("group {g} not found")));
-                    }
-                    sqlx::query(
-                        "INSERT INTO depot_source_groups (source_id, group_id) VALUES ($1, $2)
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&row.id)
-                    .bind(g)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                add_source_groups!(tx, &row.id, groups);
             }
             audit.insert(&mut *tx).await?;
             tx.commit().await?;
@@ -189,12 +180,16 @@ impl Store {
         }))
     }
 
-    /// Every (source id, group id) scope pair.
-    pub async fn source_groups(&self) -> Result<Vec<(String, String)>> {
+    /// Every scope pair as (source id, group id, group name), by group name.
+    pub async fn source_groups(&self) -> Result<Vec<(String, String, String)>> {
         Ok(with_pool!(self, |pool| {
-            sqlx::query_as("SELECT source_id, group_id FROM depot_source_groups")
-                .fetch_all(pool)
-                .await?
+            sqlx::query_as(
+                "SELECT s.source_id, g.id, g.name FROM depot_source_groups s
+                   JOIN device_groups g ON g.id = s.group_id
+                  ORDER BY g.name, g.id",
+            )
+            .fetch_all(pool)
+            .await?
         }))
     }
 
@@ -219,13 +214,15 @@ impl Store {
         Ok(())
     }
 
-    /// What is recorded for every blob on every source.
-    pub async fn source_blobs(&self) -> Result<Vec<SourceBlobRow>> {
+    /// What is recorded for the blobs on one source (`Some`) or on every source (`None`).
+    pub async fn source_blobs(&self, source_id: Option<&str>) -> Result<Vec<SourceBlobRow>> {
         Ok(with_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT source_id, sha256, state, error, updated_at FROM depot_source_blobs
+                  WHERE $1 IS NULL OR source_id = $1
                   ORDER BY source_id, sha256",
             )
+            .bind(source_id)
             .fetch_all(pool)
             .await?
         }))

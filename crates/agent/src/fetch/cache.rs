@@ -10,6 +10,7 @@
 //! Index updates do small synchronous file IO under a mutex: the index is a few KB and updated
 //! once per fetch, which is cheaper than shuttling it to a blocking thread.
 
+use capstan_proto::depot::is_sha256_hex;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -26,13 +27,6 @@ pub(super) const PARTIAL_DIR: &str = "partial";
 /// An index larger than this is not ours (or is damaged): it is ignored, not parsed.
 const MAX_INDEX_BYTES: u64 = 16 * 1024 * 1024;
 pub(super) const READ_BUF: usize = 256 * 1024;
-
-/// Whether `s` can name a cached file: lowercase hex SHA-256, so never a path.
-pub(super) fn is_sha256(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// What a file looked like when its hash was last checked. On Unix the ctime and inode are
 /// part of it because, unlike the mtime, a process cannot set them back after a write.
@@ -309,7 +303,7 @@ impl Cache {
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(name) = name.to_str().filter(|n| is_sha256(n)) else {
+            let Some(name) = name.to_str().filter(|n| is_sha256_hex(n)) else {
                 continue;
             };
             let Ok(meta) = entry.metadata() else { continue };

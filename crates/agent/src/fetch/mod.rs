@@ -24,7 +24,8 @@ use capstan_client::agent::AgentClient;
 use capstan_proto::software::{Artifact, DownloadSource};
 use tracing::{info, warn};
 
-use self::cache::{Cache, Pin, is_sha256};
+use self::cache::{Cache, Pin};
+use capstan_proto::depot::is_sha256_hex;
 
 /// Progress of one download, reported at most every ~256 KiB or 500 ms (and at its start and
 /// end). `received` counts from byte 0, so a resumed download starts above zero.
@@ -205,7 +206,8 @@ impl Fetcher {
         progress: &mut (dyn FnMut(FetchProgress) + Send),
     ) -> Result<Fetched, FetchError> {
         let sha256 = artifact.sha256.as_str();
-        if !is_sha256(sha256) {
+        // Lowercase hex only, so the name can never be a path in the cache.
+        if !is_sha256_hex(sha256) {
             return Err(FetchError::InvalidArtifact {
                 sha256: sha256.to_string(),
                 file_name: artifact.file_name.clone(),

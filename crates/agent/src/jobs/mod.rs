@@ -628,9 +628,9 @@ async fn attempt_body<A: RunApi>(
         attempt: payload.attempt,
         spec: &payload.spec,
     };
-    let mut result = match crate::software::plan_of(&payload.spec) {
-        None => exec::execute(&attempt, &ctx.settings.exec, &tx, stop.clone()).await,
-        Some(_) => match &ctx.settings.software {
+    let mut result = match payload.spec.action.is_software() {
+        false => exec::execute(&attempt, &ctx.settings.exec, &tx, stop.clone()).await,
+        true => match &ctx.settings.software {
             Some(sw) => {
                 crate::software::execute(sw, payload, &ctx.settings.exec, &tx, stop.clone()).await
             }

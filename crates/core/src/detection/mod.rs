@@ -37,7 +37,7 @@ use capstan_proto::software::{
     VersionOp, limits,
 };
 
-use crate::jobs::Problem;
+use crate::jobs::{Problem, problem};
 use crate::version::{self, Scheme};
 
 #[cfg(test)]
@@ -127,14 +127,6 @@ pub const MAX_PATH_BYTES: usize = 4096;
 pub const MAX_REGISTRY_BYTES: usize = limits::MAX_TEXT_BYTES;
 /// Detection script timeout bounds, seconds.
 pub const MAX_SCRIPT_TIMEOUT_SECS: u64 = 600;
-
-fn problem(path: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem {
-        path: path.into(),
-        message: message.into(),
-        valid: Vec::new(),
-    }
-}
 
 /// Every problem of a detection rule (empty when it is acceptable). Paths are JSON pointers
 /// relative to the rule (`/rules/0/path`); callers prefix them with where the rule sits.
@@ -244,7 +236,7 @@ fn check_node(d: &Detection, path: &str, depth: usize, out: &mut Vec<Problem>) {
         }
         Detection::FileSha256 { path: p, sha256 } => {
             check_path(&format!("{path}/path"), p, out);
-            if !is_sha256(sha256) {
+            if !capstan_proto::depot::is_sha256_hex(sha256) {
                 out.push(problem(
                     format!("{path}/sha256"),
                     "a SHA-256 is 64 lowercase hexadecimal digits",
@@ -304,11 +296,6 @@ pub fn normalise_product_code(s: &str) -> Option<String> {
             .zip([8, 4, 4, 4, 12])
             .all(|(g, n)| g.len() == n && g.bytes().all(|c| c.is_ascii_hexdigit()));
     shape_ok.then(|| s.to_ascii_uppercase())
-}
-
-/// 64 lowercase hexadecimal digits.
-pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// An absolute path on Linux (`/…`) or Windows (`C:\…`, `%VAR%\…`, `\\server\share\…`).

@@ -1077,7 +1077,7 @@ async fn collect_garbage(
             "missing_blobs": report.missing_blobs.len(),
         }),
     );
-    state.store.record_depot_gc(&audit).await?;
+    state.store.record_audit(&audit).await?;
     Ok(Json(report))
 }
 
