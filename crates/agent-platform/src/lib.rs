@@ -11,6 +11,7 @@ mod command;
 pub mod detect;
 #[cfg(target_os = "linux")]
 mod linux;
+pub mod network;
 mod root;
 mod sanitize;
 mod windows;

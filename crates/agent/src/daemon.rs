@@ -5,6 +5,7 @@
 //! without waiting for it, and a stop stops its jobs (reported `interrupted`) before the
 //! process exits.
 
+use crate::reconcile::{ReconcileSettings, Reconciler};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -185,8 +186,23 @@ pub async fn run(client: AgentClient, settings: RunSettings) -> anyhow::Result<O
         Shutdown::install().map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
     let runner =
         Runner::start(client.clone(), settings.jobs.clone()).map_err(|e| anyhow::anyhow!(e))?;
-    let outcome = run_loop(&client, &settings, shutdown, &runner).await;
+    let reconciler = settings.jobs.software.clone().map(|software| {
+        Reconciler::start(
+            client.clone(),
+            ReconcileSettings {
+                device_id: settings.jobs.device_id.clone(),
+                signing_key: settings.jobs.signing_key,
+                state_dir: settings.jobs.state_dir.clone(),
+                software,
+                exec: settings.jobs.exec.clone(),
+            },
+        )
+    });
+    let outcome = run_loop(&client, &settings, shutdown, &runner, reconciler.as_ref()).await;
     let budget = runner.shutdown_budget();
+    if let Some(r) = reconciler {
+        r.shutdown(budget).await;
+    }
     runner.shutdown(budget).await;
     outcome
 }
@@ -196,6 +212,7 @@ async fn run_loop(
     settings: &RunSettings,
     mut shutdown: Shutdown,
     runner: &Runner<AgentClient>,
+    reconciler: Option<&Reconciler>,
 ) -> anyhow::Result<Outcome> {
     let mut machine = Machine::new(
         Instant::now(),
@@ -272,6 +289,9 @@ async fn run_loop(
                         }
                         if !resp.runs.is_empty() {
                             runner.deliver(&resp.runs);
+                        }
+                        if let Some(r) = reconciler {
+                            r.revision(resp.manifest_revision);
                         }
                         if resp.runs_pending {
                             // The runner claims in its own task: the loop goes straight back

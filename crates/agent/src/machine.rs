@@ -305,6 +305,7 @@ mod tests {
             protocol_version: 1,
             runs_pending: false,
             runs: Vec::new(),
+            manifest_revision: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod fetch;
 mod identity;
 mod jobs;
 mod machine;
+mod reconcile;
 mod software;
 mod state;
 
@@ -69,6 +70,14 @@ enum Command {
         #[arg(long)]
         pretty: bool,
     },
+    /// Software this device's manifest offers or requires: `available` lists it, `install
+    /// NAME` asks the server for an available package (the running agent installs it).
+    Software {
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(subcommand)]
+        action: SoftwareAction,
+    },
     /// Show the enrollment stored in the state directory (never the credential itself).
     Status {
         #[command(flatten)]
@@ -79,10 +88,25 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum SoftwareAction {
+    /// List the packages available to this device (and those it must have), with their state.
+    Available {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install an available package now (it stays installed; the server records who asked).
+    Install {
+        /// Package name (or id).
+        name: String,
+    },
+}
+
 #[derive(Debug, Args)]
 struct StateArgs {
     /// State directory (credentials, instance id). Default: /var/lib/capstan-agent.
-    #[arg(long, env = "CAPSTAN_AGENT_STATE_DIR")]
+    #[arg(long, env = "CAPSTAN_AGENT_STATE_DIR", global = true)]
     state_dir: Option<PathBuf>,
 }
 
@@ -145,6 +169,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run(&file, args).await,
             Command::Inventory { pretty } => inventory(&file, pretty).await,
             Command::Status { state, json } => status(&file, state, json),
+            Command::Software { state, action } => software_cmd(&file, state, action).await,
         }
     });
     // Do not wait for blocking collector threads that a shutdown left behind.
@@ -337,6 +362,8 @@ async fn run(file: &FileConfig, args: StateArgs) -> anyhow::Result<ExitCode> {
         ),
         node: software::NodeFacts::of_this_machine(),
         probe: std::sync::Arc::new(capstan_agent_platform::detect::host_probe),
+        max_bytes_per_sec: None,
+        phase: None,
     });
     let settings = daemon::RunSettings {
         device_id: creds.device_id.clone(),
@@ -352,6 +379,130 @@ async fn run(file: &FileConfig, args: StateArgs) -> anyhow::Result<ExitCode> {
     match daemon::run(client, settings).await? {
         daemon::Outcome::Stopped => Ok(ExitCode::SUCCESS),
         daemon::Outcome::Exit(reason) => Ok(ExitCode::from(reason.exit_code())),
+    }
+}
+
+/// `capstan-agent software available|install`: talks to the server with this device's
+/// credential (so it needs the state directory, i.e. root), never to the running agent.
+async fn software_cmd(
+    file: &FileConfig,
+    args: StateArgs,
+    action: SoftwareAction,
+) -> anyhow::Result<ExitCode> {
+    use capstan_proto::deploy::{ItemIntent, SoftwareRequest};
+    let state_dir = file.state_dir(args.state_dir.as_deref());
+    let creds = Credentials::load(&state_dir)?;
+    let client = AgentClient::new(
+        &creds.server_url,
+        &client_options(creds.fingerprint.as_deref())?,
+    )
+    .map_err(|e| FatalConfig(format!("credentials.json: {e}")))?
+    .with_device_token(creds.device_token.clone());
+    let key = jobs::verify::parse_public_key(&creds.signing_public_key)
+        .map_err(|e| FatalConfig(format!("credentials.json: {e}; re-enroll the agent")))?;
+    let manifest = match client
+        .manifest()
+        .await
+        .with_context(|| format!("asking {} for this device's software", creds.server_url))?
+    {
+        Some(signed) => reconcile::verify_manifest(&signed, &key, &creds.device_id)
+            .map_err(|e| anyhow::anyhow!("the server's manifest was refused: {e}"))?,
+        None => {
+            eprintln!("no software is assigned to this device");
+            return Ok(match action {
+                SoftwareAction::Available { .. } => ExitCode::SUCCESS,
+                SoftwareAction::Install { .. } => ExitCode::FAILURE,
+            });
+        }
+    };
+    let statuses: std::collections::BTreeMap<String, capstan_proto::deploy::ItemStatus> =
+        std::fs::read_to_string(state_dir.join("software-state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+    match action {
+        SoftwareAction::Available { json } => {
+            let mut out = std::io::stdout().lock();
+            if json {
+                let rows: Vec<serde_json::Value> = manifest
+                    .items
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "package": i.package_name,
+                            "version": i.version,
+                            "intent": i.intent,
+                            "status": statuses.get(&i.package_id),
+                            "hold": i.hold,
+                        })
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            writeln!(
+                out,
+                "{:<32} {:<20} {:<10} STATUS",
+                "PACKAGE", "VERSION", "OFFER"
+            )?;
+            for i in &manifest.items {
+                let offer = match i.intent {
+                    ItemIntent::Available => "available",
+                    ItemIntent::Present => "required",
+                    ItemIntent::Absent => "removed",
+                };
+                let status = statuses
+                    .get(&i.package_id)
+                    .map(|s| s.as_str())
+                    .unwrap_or("-");
+                let hold = i
+                    .hold
+                    .as_deref()
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{:<32} {:<20} {:<10} {status}{hold}",
+                    i.package_name.escape_debug().to_string(),
+                    i.version.escape_debug().to_string(),
+                    offer
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SoftwareAction::Install { name } => {
+            let Some(item) = manifest
+                .items
+                .iter()
+                .find(|i| i.package_name == name || i.package_id == name)
+            else {
+                eprintln!(
+                    "{name} is not offered to this device; `capstan-agent software available` lists what is"
+                );
+                return Ok(ExitCode::FAILURE);
+            };
+            if item.intent != ItemIntent::Available {
+                eprintln!(
+                    "{name} is not an available package here (it is {}); nothing to ask for",
+                    match item.intent {
+                        ItemIntent::Present => "required and installed by the agent",
+                        _ => "to be removed",
+                    }
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            client
+                .request_software(&SoftwareRequest {
+                    package: item.package_id.clone(),
+                })
+                .await
+                .with_context(|| format!("asking the server for {name}"))?;
+            println!(
+                "requested {name} {}; the agent installs it within moments (watch `capstan-agent software available`)",
+                item.version
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

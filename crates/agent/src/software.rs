@@ -29,6 +29,24 @@ use crate::jobs::exec::{self, Attempt, ExecOptions, ExecResult, StopSignal};
 use crate::jobs::now_ms;
 use crate::jobs::output::StreamTotals;
 
+/// The agent's own environment variables that installers get too (jobs otherwise start from
+/// a clean environment): proxy settings package managers need behind a proxy, and dpkg's
+/// root/admin directory for an agent that manages a chroot or container root (the detection
+/// probes see the same, since they inherit the agent's environment).
+const PASSTHROUGH_ENV: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "DPKG_ROOT",
+    "DPKG_ADMINDIR",
+];
+
+/// Serialises plans on the node (see [`execute`]).
+static SOFTWARE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How much of an installer's own log is copied into the run's output.
 const LOG_TAIL_BYTES: u64 = 16 * 1024;
 
@@ -65,6 +83,17 @@ impl NodeFacts {
     }
 }
 
+/// Where a plan is, for a caller that reports progress (the manifest reconciler).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Downloading { received: u64, total: u64 },
+    Installing,
+    Uninstalling,
+}
+
+/// Called as a plan moves between phases.
+pub type PhaseHook = Arc<dyn Fn(Phase) + Send + Sync>;
+
 /// Everything software runs need besides the run itself.
 #[derive(Clone)]
 pub struct SoftwareContext {
@@ -72,6 +101,18 @@ pub struct SoftwareContext {
     pub node: NodeFacts,
     /// Makes the probe detection evaluates against (the host's, or a table in tests).
     pub probe: Arc<dyn Fn() -> Box<dyn Probe + Send> + Send + Sync>,
+    /// Per-device download limit (a deployment's network policy), bytes per second.
+    pub max_bytes_per_sec: Option<u64>,
+    /// Told when downloads progress and commands start.
+    pub phase: Option<PhaseHook>,
+}
+
+impl SoftwareContext {
+    fn tell(&self, p: Phase) {
+        if let Some(h) = &self.phase {
+            h(p);
+        }
+    }
 }
 
 impl std::fmt::Debug for SoftwareContext {
@@ -214,6 +255,9 @@ pub async fn execute(
     output: &mpsc::UnboundedSender<OutputChunk>,
     stop: StopSignal,
 ) -> ExecResult {
+    // One plan at a time on a node: package managers hold exclusive locks (dpkg, rpm, msiexec),
+    // and a software job and the manifest reconciler may want to act at once.
+    let _turn = SOFTWARE_TURN.lock().await;
     let started_at_ms = now_ms();
     let mut out = Narrator::new(output, opts.output_cap);
     let ending = match plan_of(&payload.spec) {
@@ -525,7 +569,14 @@ async fn run_step(
         let fetched = {
             let mut last_tenth = u64::MAX;
             let mut lines = Vec::new();
+            let hook = ctx.phase.clone();
             let mut progress = |p: FetchProgress| {
+                if let Some(h) = &hook {
+                    h(Phase::Downloading {
+                        received: p.received,
+                        total: p.total,
+                    });
+                }
                 let tenth = (p.received.saturating_mul(10))
                     .checked_div(p.total)
                     .unwrap_or(10);
@@ -540,7 +591,10 @@ async fn run_step(
                     ));
                 }
             };
-            let r = ctx.fetcher.fetch(artifact, sources, &mut progress).await;
+            let r = ctx
+                .fetcher
+                .fetch_limited(artifact, sources, &mut progress, ctx.max_bytes_per_sec)
+                .await;
             for l in lines {
                 out.say(&l);
             }
@@ -626,6 +680,13 @@ async fn run_step(
     ok_codes.retain(|c| *c != 0);
     let mut env = std::collections::BTreeMap::new();
     env.insert("DEBIAN_FRONTEND".into(), "noninteractive".into());
+    for name in PASSTHROUGH_ENV {
+        if let Ok(v) = std::env::var(name)
+            && !v.contains('\0')
+        {
+            env.insert((*name).into(), v);
+        }
+    }
     env.insert("CAPSTAN_PACKAGE".into(), step.package.clone());
     env.insert("CAPSTAN_VERSION".into(), step.version.clone());
     let job = JobSpec {
@@ -648,6 +709,11 @@ async fn run_step(
         reboot_exit_codes: ok_codes,
     };
     out.say(&format!("run: {}", argv.join(" ")));
+    ctx.tell(if installing {
+        Phase::Installing
+    } else {
+        Phase::Uninstalling
+    });
     let r = out
         .run(&payload.run_id, payload.attempt, &job, opts, stop.clone())
         .await;

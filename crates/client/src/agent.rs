@@ -108,6 +108,42 @@ impl AgentClient {
         self.send(url, builder).await
     }
 
+    /// The device's signed manifest; `None` when the server has none for it (404).
+    pub async fn manifest(&self) -> Result<Option<capstan_proto::deploy::SignedManifest>> {
+        let url = self.url("/agent/v1/manifest");
+        let builder = self.authorized(self.http.get(&url));
+        match self.send(url, builder).await {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Report manifest items' status.
+    pub async fn report_items(&self, report: &capstan_proto::deploy::ManifestReport) -> Result<()> {
+        let url = self.url("/agent/v1/manifest/report");
+        let builder = self.authorized(self.http.post(&url).json(report));
+        let resp = builder
+            .send()
+            .await
+            .map_err(|source| Error::Transport { url, source })?;
+        crate::empty_or_error(resp).await
+    }
+
+    /// Ask for a package that is available to this device.
+    pub async fn request_software(
+        &self,
+        req: &capstan_proto::deploy::SoftwareRequest,
+    ) -> Result<()> {
+        let url = self.url("/agent/v1/software/request");
+        let builder = self.authorized(self.http.post(&url).json(req));
+        let resp = builder
+            .send()
+            .await
+            .map_err(|source| Error::Transport { url, source })?;
+        crate::empty_or_error(resp).await
+    }
+
     /// Upload the full inventory document with its digest.
     pub async fn upload_inventory(&self, upload: &InventoryUpload) -> Result<InventoryAccepted> {
         let url = self.url("/agent/v1/inventory");

@@ -10,3 +10,4 @@ pub mod jobs;
 pub mod rules;
 pub mod software;
 pub mod version;
+pub mod windows;

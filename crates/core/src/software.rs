@@ -632,6 +632,43 @@ pub fn validate_version_spec(
     out
 }
 
+/// The scheme a version string is compared by: its installer's (or package manager's) own.
+pub fn version_scheme(spec: &VersionSpec) -> crate::version::Scheme {
+    use crate::version::Scheme;
+    let manager = spec.manager_package.as_ref().map(|m| m.manager);
+    match (spec.installer_type, manager) {
+        (InstallerType::Deb, _)
+        | (InstallerType::PackageManager, Some(PackageManagerKind::Apt)) => Scheme::Dpkg,
+        (InstallerType::Rpm, _)
+        | (
+            InstallerType::PackageManager,
+            Some(PackageManagerKind::Dnf | PackageManagerKind::Zypper),
+        ) => Scheme::Rpm,
+        (InstallerType::Pacman, _)
+        | (InstallerType::PackageManager, Some(PackageManagerKind::Pacman)) => Scheme::Pacman,
+        (InstallerType::Msi | InstallerType::Exe, _)
+        | (
+            InstallerType::PackageManager,
+            Some(PackageManagerKind::Winget | PackageManagerKind::Choco),
+        ) => Scheme::Windows,
+        _ => Scheme::Semver,
+    }
+}
+
+/// "Latest": the index of the highest of a package's versions, compared by the scheme of the
+/// first (the most recently created) — not simply the newest upload, so re-uploading an old
+/// version never downgrades anyone. Ties keep the earlier entry.
+pub fn latest_index(versions: &[(&str, &VersionSpec)]) -> Option<usize> {
+    let scheme = version_scheme(versions.first()?.1);
+    let mut best = 0;
+    for (i, (v, _)) in versions.iter().enumerate().skip(1) {
+        if crate::version::compare(scheme, v, versions[best].0) == std::cmp::Ordering::Greater {
+            best = i;
+        }
+    }
+    Some(best)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -844,5 +881,21 @@ mod tests {
         ] {
             assert!(!is_package_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn latest_is_the_highest_version_not_the_newest_upload() {
+        let deb = spec(InstallerType::Deb);
+        let v = |s: &'static str| (s, &deb);
+        // Uploaded newest first: 1.10 after 1.9 after 1.2~rc1.
+        assert_eq!(latest_index(&[v("1.9"), v("1.10"), v("1.2~rc1")]), Some(1));
+        assert_eq!(latest_index(&[v("1.0~rc1"), v("1.0")]), Some(1));
+        assert_eq!(latest_index(&[v("2:0.1"), v("9.9")]), Some(0));
+        assert_eq!(latest_index(&[]), None);
+        let msi = spec(InstallerType::Msi);
+        assert_eq!(
+            latest_index(&[("10.0.1", &msi), ("9.99.99", &msi), ("10.0.1.1", &msi)]),
+            Some(2)
+        );
     }
 }

@@ -92,6 +92,11 @@ pub struct CheckinResponse {
     /// trip when a job wakes the agent. `runs_pending` is then true only if more are waiting.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<crate::jobs::DeliveredRun>,
+    /// The device's current manifest revision (desired software state); the agent fetches
+    /// `GET /agent/v1/manifest` when it differs from the one it holds. Absent when the device
+    /// has never had a manifest, and from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_revision: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod deploy;
 pub mod depot;
 pub mod error;
 pub mod inventory;

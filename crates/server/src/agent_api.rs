@@ -306,6 +306,9 @@ async fn checkin(
         recollect_inventory: refresh.is_some(),
         wake_generation: state.wake.generation(&device.id),
         protocol_version: AGENT_PROTOCOL_VERSION,
+        manifest_revision: recorded
+            .manifest_revision
+            .and_then(|r| u64::try_from(r).ok()),
     }))
 }
 

@@ -57,6 +57,15 @@ pub struct ServeArgs {
     /// resets its circuit breaker (0 disables the breaker) [default: 5].
     #[arg(long, env = "CAPSTAN_JOB_BREAKER_THRESHOLD")]
     pub job_breaker_threshold: Option<u32>,
+    /// How often agents re-check their software manifest when nothing changed, repairing
+    /// drift [default: 900].
+    #[arg(long, env = "CAPSTAN_RECONCILE_INTERVAL_SECS")]
+    pub reconcile_interval_secs: Option<u64>,
+    /// Testing only: lets an admin move the server's deployment clock
+    /// (`PUT /api/v1/system/clock`) to test schedules and maintenance windows. Never in
+    /// production.
+    #[arg(long, env = "CAPSTAN_ENABLE_TEST_CLOCK", hide = true)]
+    pub enable_test_clock: bool,
     /// Largest accepted depot upload in bytes [default: 4 GiB].
     #[arg(long, env = "CAPSTAN_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
@@ -102,6 +111,7 @@ pub struct FileConfig {
     /// Create the predefined dynamic groups on first start (default true).
     pub predefined_groups: Option<bool>,
     pub job_breaker_threshold: Option<u32>,
+    pub reconcile_interval_secs: Option<u64>,
     pub max_upload_bytes: Option<u64>,
     pub depot_backend: Option<String>,
     pub depot_s3_bucket: Option<String>,
@@ -149,6 +159,10 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Where depot blobs are stored.
     pub depot_backend: DepotBackend,
+    /// How often agents re-check their manifest when nothing changed.
+    pub reconcile_interval_secs: u64,
+    /// The deployment clock can be moved through the API (tests only).
+    pub test_clock: bool,
 }
 
 /// Where the depot keeps blob bytes (uploads are always staged under the data dir).
@@ -221,6 +235,8 @@ impl Config {
             job_breaker_threshold: 5,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             depot_backend: DepotBackend::Fs,
+            reconcile_interval_secs: 900,
+            test_clock: false,
         }
     }
 }
@@ -336,7 +352,18 @@ impl ServeArgs {
         if max_upload_bytes == 0 {
             bail!("max upload bytes must be at least 1");
         }
+        let reconcile_interval_secs = self
+            .reconcile_interval_secs
+            .or(file.reconcile_interval_secs)
+            .unwrap_or(900);
+        if !(1..=86_400).contains(&reconcile_interval_secs) {
+            bail!(
+                "reconcile interval must be between 1 and 86400 seconds, got {reconcile_interval_secs}"
+            );
+        }
         Ok(Config {
+            reconcile_interval_secs,
+            test_clock: self.enable_test_clock,
             data_dir,
             listen,
             database_url,

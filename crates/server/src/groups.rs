@@ -464,6 +464,14 @@ async fn delete_group(
             users.join(", ")
         )));
     }
+    let deploy = state.store.group_deploy_references(&g.id).await?;
+    if !deploy.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "group {:?} is used by {}; remove those first",
+            g.name,
+            deploy.join(", ")
+        )));
+    }
     let audit = auth
         .operator
         .audit("group.delete", Some(&g.id), json!({"name": g.name}));

@@ -401,6 +401,22 @@ async fn delete_package(
     Path(package): Path<String>,
 ) -> ApiResult<StatusCode> {
     let pkg = find_package(&state, &package).await?;
+    let assigned = state.store.package_assignment_ids(&pkg.id, None).await?;
+    if !assigned.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "package {} has {} assignment(s) ({}); remove them first",
+            pkg.name,
+            assigned.len(),
+            assigned.join(", ")
+        )));
+    }
+    let managed = state.store.package_managed_devices(&pkg.id).await?;
+    if managed > 0 {
+        return Err(ApiError::conflict(format!(
+            "package {} is still installed by Capstan on {managed} device(s) and is being              removed there; delete it once they report it removed",
+            pkg.name
+        )));
+    }
     let audit = auth.operator.audit(
         "package.delete",
         Some(&pkg.id),
@@ -486,6 +502,8 @@ async fn insert_version(
         .create_version(&new, &audit)
         .await
         .map_err(|e| ApiError::from_store(e, format!("package {}", pkg.name)))?;
+    // "Latest" may have changed for assignments of this package.
+    state.deploy.mark_all();
     let row = find_version(state, pkg, &req.version).await?;
     Box::pin(version_info(state, row)).await
 }
@@ -578,6 +596,7 @@ async fn update_version(
         .update_version_spec(&row.id, &text, now_ms(), &audit)
         .await
         .map_err(|e| ApiError::from_store(e, format!("version {version}")))?;
+    state.deploy.mark_all();
     let row = find_version(&state, &pkg, &version).await?;
     Ok(Json(version_info(&state, row).await?))
 }
@@ -594,6 +613,19 @@ async fn delete_version(
 ) -> ApiResult<StatusCode> {
     let pkg = find_package(&state, &package).await?;
     let row = find_version(&state, &pkg, &version).await?;
+    let pinned = state
+        .store
+        .package_assignment_ids(&pkg.id, Some(&row.id))
+        .await?;
+    if !pinned.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "version {} of {} is pinned by {} assignment(s) ({}); remove or change them first",
+            row.version,
+            pkg.name,
+            pinned.len(),
+            pinned.join(", ")
+        )));
+    }
     let audit = auth.operator.audit(
         "package_version.delete",
         Some(&row.id),
@@ -604,6 +636,7 @@ async fn delete_version(
         .delete_version(&row.id, &audit)
         .await
         .map_err(|e| ApiError::from_store(e, format!("version {version}")))?;
+    state.deploy.mark_all();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -873,7 +906,29 @@ async fn upload_package(
 /// Dependency chains deeper than this are refused (they are almost certainly a mistake).
 const MAX_DEPENDENCY_DEPTH: usize = 8;
 
-async fn plan_step(
+/// "Latest": the package's highest version by its installer's version scheme
+/// ([`capstan_core::software::latest_index`]).
+pub(crate) async fn latest_version(
+    state: &AppState,
+    package_id: &str,
+) -> ApiResult<Option<VersionRow>> {
+    let mut rows = state.store.package_versions(package_id).await?;
+    let specs = rows
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<VersionSpec>(&r.spec)
+                .map_err(|e| ApiError::corrupt("version spec", e))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let pairs: Vec<(&str, &VersionSpec)> = rows
+        .iter()
+        .zip(&specs)
+        .map(|(r, s)| (r.version.as_str(), s))
+        .collect();
+    Ok(capstan_core::software::latest_index(&pairs).map(|i| rows.swap_remove(i)))
+}
+
+pub(crate) async fn plan_step(
     state: &AppState,
     operation: StepOperation,
     package: &str,
@@ -884,16 +939,14 @@ async fn plan_step(
         state.store.package(package).await?.ok_or_else(|| {
             ApiError::validation(format!("{path}: there is no package {package:?}"))
         })?;
-    let row = state
-        .store
-        .package_version(&pkg.id, version)
-        .await?
-        .ok_or_else(|| match version {
-            Some(v) => {
-                ApiError::validation(format!("{path}: package {package} has no version {v:?}"))
-            }
-            None => ApiError::validation(format!("{path}: package {package} has no versions")),
-        })?;
+    let row = match version {
+        Some(_) => state.store.package_version(&pkg.id, version).await?,
+        None => latest_version(state, &pkg.id).await?,
+    }
+    .ok_or_else(|| match version {
+        Some(v) => ApiError::validation(format!("{path}: package {package} has no version {v:?}")),
+        None => ApiError::validation(format!("{path}: package {package} has no versions")),
+    })?;
     let info = version_info(state, row).await?;
     Ok(PlanStep {
         operation,

@@ -166,6 +166,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         replica_id: crate::auth::secrets::random_hex(8),
         membership: Default::default(),
         jobs: Default::default(),
+        deploy: Default::default(),
         agent_writes: Default::default(),
         device_auth: Default::default(),
     });
@@ -174,6 +175,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::state::relay_wakes(state.clone()));
     tokio::spawn(crate::membership::run_periodic(state.clone()));
     tokio::spawn(crate::jobs::run_ticker(state.clone()));
+    tokio::spawn(crate::deploy::run_controller(state.clone()));
     // Background housekeeping: expired sessions.
     let housekeeping_store = store.clone();
     tokio::spawn(async move {

@@ -975,33 +975,44 @@ pub async fn sources_for_device(
             cur = parents.get(&id).cloned().flatten();
         }
     }
+    Ok(sources_in_order(&sources, &scope, &mine))
+}
+
+/// The fallback order for a device in the groups `mine` (its groups and their ancestors):
+/// the sources serving it by priority, then the server unless one of them is exclusive.
+/// `scope` is every (source id, group id, group name).
+pub(crate) fn sources_in_order(
+    sources: &[SourceRow],
+    scope: &[(String, String, String)],
+    mine: &HashSet<String>,
+) -> Vec<DownloadSource> {
     let mut out = Vec::new();
     let mut exclusive = false;
     for s in sources {
-        let groups: Vec<&String> = scope
+        let mut groups = scope
             .iter()
             .filter(|(sid, _, _)| *sid == s.id)
             .map(|(_, g, _)| g)
-            .collect();
-        if !groups.is_empty() && !groups.iter().any(|g| mine.contains(*g)) {
+            .peekable();
+        if groups.peek().is_some() && !groups.any(|g| mine.contains(g)) {
             continue;
         }
         exclusive |= s.exclusive;
         out.push(match s.kind.as_str() {
             "http" => DownloadSource::Http {
-                name: s.name,
-                base_url: s.location,
+                name: s.name.clone(),
+                base_url: s.location.clone(),
             },
             _ => DownloadSource::Path {
-                name: s.name,
-                path: s.location,
+                name: s.name.clone(),
+                path: s.location.clone(),
             },
         });
     }
     if !exclusive {
         out.push(DownloadSource::Server);
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub struct Inner {
     pub membership: crate::membership::Membership,
     /// Change feed of the job system (live views wait on it).
     pub jobs: crate::jobs::JobsRuntime,
+    /// The deployment engine: dirty devices, the deployment clock, the status feed.
+    pub deploy: crate::deploy::DeployRuntime,
     /// Batched agent writes ([`crate::batch::writes`]); started on first use.
     pub agent_writes: std::sync::OnceLock<crate::batch::AgentWrites>,
     /// Recently verified device credentials ([`crate::agent_api::DeviceAuthCache`]).

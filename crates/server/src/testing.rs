@@ -34,6 +34,7 @@ pub async fn app_with_config(config: Config) -> anyhow::Result<(axum::Router, Ap
         replica_id: crate::auth::secrets::random_hex(8),
         membership: Default::default(),
         jobs: Default::default(),
+        deploy: Default::default(),
         agent_writes: Default::default(),
         device_auth: Default::default(),
     });

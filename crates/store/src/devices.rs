@@ -91,6 +91,8 @@ pub struct CheckinRecorded {
     pub digest: Option<String>,
     /// The device has a job run it could claim now.
     pub runs_pending: bool,
+    /// The device's current manifest revision, if it has a manifest.
+    pub manifest_revision: Option<i64>,
 }
 
 /// One check-in for [`Store::record_checkins_batch`].
@@ -287,9 +289,11 @@ impl Store {
                            (SELECT digest FROM device_inventory i WHERE i.device_id = devices.id),
                            (SELECT COUNT(*) FROM (SELECT 1 FROM job_runs r
                                WHERE r.device_id = devices.id AND r.state IN ('queued', 'delivered')
-                                 AND r.not_before <= $1 AND r.expires_at > $1 LIMIT 1) AS pending)"
+                                 AND r.not_before <= $1 AND r.expires_at > $1 LIMIT 1) AS pending),
+                           (SELECT revision FROM device_manifests m WHERE m.device_id = devices.id)"
             ));
-            let rows: Vec<(String, Option<i64>, Option<String>, i64)> = with_pool!(self, |pool| {
+            type Row = (String, Option<i64>, Option<String>, i64, Option<i64>);
+            let rows: Vec<Row> = with_pool!(self, |pool| {
                 let mut q = sqlx::query_as(sql).bind(now);
                 for it in part {
                     q = q
@@ -300,13 +304,14 @@ impl Store {
                 }
                 q.fetch_all(pool).await?
             });
-            for (id, refresh, digest, pending) in rows {
+            for (id, refresh, digest, pending, manifest_revision) in rows {
                 found.insert(
                     id,
                     CheckinRecorded {
                         refresh_requested_at: refresh,
                         digest,
                         runs_pending: pending > 0,
+                        manifest_revision,
                     },
                 );
             }

@@ -7,6 +7,7 @@
 
 mod audit;
 mod blobs;
+mod deploy;
 mod devices;
 mod dynamic;
 mod enrollment;
@@ -23,6 +24,10 @@ mod users;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRow};
 pub use blobs::BlobRow;
+pub use deploy::{
+    AssignmentRow, CompileInputs, CompiledManifest, DesiredItem, ItemReportRow, ManifestRow,
+    ReportOutcome, SoftwareHistoryRow, SoftwareStateRow, StateBrief, WindowRow,
+};
 pub use devices::{
     CheckinRecord, CheckinRecorded, DeviceAuth, DeviceFilter, DeviceRow, DeviceSort, FieldMatch,
     InventoryRow, NewTimelineEntry, TimelineRow,

@@ -61,6 +61,12 @@ pub const MIGRATIONS: &[MigrationPair] = &[
         sqlite: include_str!("../migrations/sqlite/0007_depot_sources.sql"),
         postgres: include_str!("../migrations/postgres/0007_depot_sources.sql"),
     },
+    MigrationPair {
+        version: 8,
+        name: "assignments",
+        sqlite: include_str!("../migrations/sqlite/0008_assignments.sql"),
+        postgres: include_str!("../migrations/postgres/0008_assignments.sql"),
+    },
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -5,6 +5,8 @@
 //! the end. A transfer that breaks off after making progress is resumed on the same source a
 //! few times before the source is given up; the partial file stays for the next source or the
 //! next fetch, since it is addressed by the content's hash and not by where it came from.
+//! Under a bandwidth limit every byte passes the fetch's [`Throttle`] before it is written,
+//! whichever source it came from.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tracing::debug;
 
 use super::cache::{READ_BUF, create_new_private, hash_prefix, open_options, remove_if_present};
+use super::throttle::Throttle;
 use super::{FetchProgress, SourceError};
 
 /// Attempts per source; each after the first needs the previous one to have made progress
@@ -70,12 +73,13 @@ pub(super) async fn from_source(
     ctx: &Ctx<'_>,
     source: &DownloadSource,
     progress: &mut (dyn FnMut(FetchProgress) + Send),
+    mut throttle: Option<&mut Throttle>,
 ) -> Result<(), SourceError> {
     let size = ctx.artifact.size;
     let mut clean_retry_done = false;
     let mut last_reason = String::new();
     for attempt in 1..=MAX_ATTEMPTS {
-        match attempt_once(ctx, source, progress).await {
+        match attempt_once(ctx, source, progress, throttle.as_deref_mut()).await {
             Ok(()) => return Ok(()),
             Err(AttemptError::Restart(reason)) => {
                 debug!(source = ctx.source_name, %reason, "restarting the download from byte 0");
@@ -136,8 +140,8 @@ async fn open_partial(path: &Path, size: u64) -> std::io::Result<(tokio::fs::Fil
     Ok((create_new_private(path).await?, Sha256::new(), 0))
 }
 
-/// Where the bytes of one attempt go: the partial file and the hasher, with the size limit and
-/// throttled progress.
+/// Where the bytes of one attempt go: the partial file and the hasher, with the size limit,
+/// the bandwidth limit and throttled progress.
 struct Sink<'p, 'f> {
     file: tokio::fs::File,
     hasher: Sha256,
@@ -147,6 +151,7 @@ struct Sink<'p, 'f> {
     source: &'p str,
     progress: &'f mut (dyn FnMut(FetchProgress) + Send),
     last_report: (u64, Instant),
+    throttle: Option<&'f mut Throttle>,
 }
 
 impl Sink<'_, '_> {
@@ -173,6 +178,9 @@ impl Sink<'_, '_> {
         if self.received + data.len() as u64 > self.size {
             return Err(SourceError::Oversize { size: self.size });
         }
+        if let Some(throttle) = self.throttle.as_deref_mut() {
+            throttle.consume(data.len()).await;
+        }
         self.file.write_all(data).await.map_err(local)?;
         self.hasher.update(data);
         self.received += data.len() as u64;
@@ -182,6 +190,13 @@ impl Sink<'_, '_> {
             self.report();
         }
         Ok(())
+    }
+
+    /// How much to read at once from a source that lets us choose.
+    fn read_size(&self) -> usize {
+        self.throttle
+            .as_deref()
+            .map_or(READ_BUF, |t| t.chunk_hint().min(READ_BUF))
     }
 }
 
@@ -194,6 +209,7 @@ async fn attempt_once(
     ctx: &Ctx<'_>,
     source: &DownloadSource,
     progress: &mut (dyn FnMut(FetchProgress) + Send),
+    throttle: Option<&mut Throttle>,
 ) -> Result<(), AttemptError> {
     let size = ctx.artifact.size;
     let (file, hasher, offset) = open_partial(ctx.partial, size).await.map_err(local)?;
@@ -206,6 +222,7 @@ async fn attempt_once(
         source: ctx.source_name,
         progress,
         last_report: (offset, Instant::now()),
+        throttle,
     };
     let result = transfer(ctx, source, &mut sink).await;
     // Whatever happened, what was written is flushed so that a resume starts after it.
@@ -353,7 +370,7 @@ async fn transfer(
             }
         }
         Body::File(mut file) => {
-            let mut buf = vec![0u8; READ_BUF];
+            let mut buf = vec![0u8; sink.read_size()];
             loop {
                 // One byte past the artifact's size is enough to know the file is too long.
                 let room = sink.size - sink.received + 1;

@@ -9,14 +9,18 @@
 //! verified (see [`cache`]); an artifact larger than the whole cache limit is still downloaded
 //! (everything unpinned is evicted for it, and it is evicted in turn by the next fetch once it
 //! is no longer pinned); partial downloads are not counted against the limit and are kept until
-//! their artifact completes or turns out corrupt.
+//! their artifact completes or turns out corrupt. A deployment's bandwidth limit
+//! ([`Fetcher::fetch_limited`]) paces one fetch across all its sources and retries (see
+//! [`throttle`]); a cache hit is not limited, since it moves nothing over the network.
 
 mod cache;
 mod download;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +29,7 @@ use capstan_proto::software::{Artifact, DownloadSource};
 use tracing::{info, warn};
 
 use self::cache::{Cache, Pin};
+use self::throttle::Throttle;
 use capstan_proto::depot::is_sha256_hex;
 
 /// Progress of one download, reported at most every ~256 KiB or 500 ms (and at its start and
@@ -104,6 +109,9 @@ pub enum FetchError {
         sha256: String,
         failures: Vec<SourceFailure>,
     },
+    /// A bandwidth limit of 0 bytes per second would never finish; "no limit" is `None`.
+    #[error("a download limit of 0 bytes per second is invalid (leave it unset for no limit)")]
+    ZeroBandwidthLimit,
     /// The cache directory itself is unusable.
     #[error("artifact cache {}: {source}", .path.display())]
     Cache {
@@ -198,13 +206,34 @@ impl Fetcher {
     }
 
     /// A verified local copy of `artifact`: from the cache, or from the first of `sources`
-    /// that delivers the right bytes.
+    /// that delivers the right bytes. (The agent itself always goes through
+    /// [`Fetcher::fetch_limited`]; this is the unlimited form the tests use.)
+    #[cfg(test)]
     pub async fn fetch(
         &self,
         artifact: &Artifact,
         sources: &[DownloadSource],
         progress: &mut (dyn FnMut(FetchProgress) + Send),
     ) -> Result<Fetched, FetchError> {
+        self.fetch_limited(artifact, sources, progress, None).await
+    }
+
+    /// [`Fetcher::fetch`] at no more than `max_bytes_per_sec` on average (a deployment's
+    /// `NetworkPolicy::max_bytes_per_sec`), from every kind of source, counted over the whole
+    /// fetch including retries and fallbacks. `None` is no limit; `Some(0)` is refused with
+    /// [`FetchError::ZeroBandwidthLimit`] before anything is read. The limit is per call: two
+    /// concurrent fetches of different artifacts each get the full rate.
+    pub async fn fetch_limited(
+        &self,
+        artifact: &Artifact,
+        sources: &[DownloadSource],
+        progress: &mut (dyn FnMut(FetchProgress) + Send),
+        max_bytes_per_sec: Option<u64>,
+    ) -> Result<Fetched, FetchError> {
+        let limit = match max_bytes_per_sec {
+            None => None,
+            Some(n) => Some(NonZeroU64::new(n).ok_or(FetchError::ZeroBandwidthLimit)?),
+        };
         let sha256 = artifact.sha256.as_str();
         // Lowercase hex only, so the name can never be a path in the cache.
         if !is_sha256_hex(sha256) {
@@ -239,6 +268,9 @@ impl Fetcher {
         cache.evict(artifact.size);
 
         let partial = cache.partial_path(sha256);
+        // One bucket for the whole fetch, so a retry or the next source cannot start with a
+        // fresh burst.
+        let mut throttle = limit.map(Throttle::new);
         let mut failures = Vec::new();
         for source in sources {
             let name = source_name(source).to_string();
@@ -249,7 +281,7 @@ impl Fetcher {
                 partial: &partial,
                 source_name: &name,
             };
-            match download::from_source(&ctx, source, progress).await {
+            match download::from_source(&ctx, source, progress, throttle.as_mut()).await {
                 Ok(()) => {
                     let path = cache.path(sha256);
                     tokio::fs::rename(&partial, &path)

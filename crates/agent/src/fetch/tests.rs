@@ -767,3 +767,100 @@ async fn names_that_are_not_hashes_and_planted_symlinks_are_refused() {
         assert_eq!(server.seen().last().unwrap().range, None);
     }
 }
+
+const LIMIT: u64 = 256 * 1024;
+
+/// Fetches with a limit and returns how long it took.
+async fn timed_fetch(
+    f: &Fetcher,
+    a: &Artifact,
+    sources: &[DownloadSource],
+    limit: Option<u64>,
+) -> (Result<Fetched, FetchError>, Duration) {
+    let started = std::time::Instant::now();
+    let got = f.fetch_limited(a, sources, &mut |_| {}, limit).await;
+    (got, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_bandwidth_limit_paces_the_server_mirrors_and_shares_alike() {
+    let server = TestServer::start().await;
+    let data = content(70, 512 * 1024);
+    let a = server.put(&data);
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join(&a.sha256), &data).unwrap();
+    let sources = [
+        DownloadSource::Server,
+        server.mirror("mirror"),
+        DownloadSource::Path {
+            name: "share".into(),
+            path: share.path().display().to_string(),
+        },
+    ];
+    // 512 KiB at 256 KiB/s, less the small burst: about 1.9 s; unlimited: well under 1 s.
+    let cases = [
+        (None, Duration::ZERO, Duration::from_secs(1)),
+        (
+            Some(LIMIT),
+            Duration::from_millis(1800),
+            Duration::from_secs(4),
+        ),
+    ];
+    for source in &sources {
+        for (limit, at_least, below) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let f = fetcher(dir.path(), u64::MAX, &server);
+            let (got, took) = timed_fetch(&f, &a, std::slice::from_ref(source), limit).await;
+            let got = got.unwrap();
+            let what = format!("{} with limit {limit:?} took {took:?}", got.source);
+            assert_eq!(got.source, source_name(source), "{what}");
+            assert!(took >= at_least && took < below, "{what}");
+            assert_eq!(std::fs::read(&got.path).unwrap(), data, "{what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_limited_download_resumes_and_the_limit_spans_the_retries() {
+    let server = TestServer::start().await;
+    let data = content(71, 512 * 1024);
+    let a = server.put(&data);
+    server.fault_once(Fault::DropAfter(120_000));
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path(), u64::MAX, &server);
+    let (got, took) = timed_fetch(&f, &a, &[DownloadSource::Server], Some(LIMIT)).await;
+    let got = got.unwrap();
+    assert_eq!(std::fs::read(&got.path).unwrap(), data);
+    assert!(got.failures.is_empty());
+    let ranges: Vec<_> = server.seen().into_iter().map(|s| s.range).collect();
+    assert_eq!(ranges, [None, Some("bytes=120000-".to_string())]);
+    assert_eq!(server.bytes(), 512 * 1024);
+    // Both attempts were paced: the whole artifact went at the limit, not just the rest.
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_zero_limit_is_refused_and_a_cache_hit_is_not_limited() {
+    let server = TestServer::start().await;
+    let data = content(72, 200_000);
+    let a = server.put(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let f = fetcher(dir.path(), u64::MAX, &server);
+
+    let (got, _) = timed_fetch(&f, &a, &[DownloadSource::Server], Some(0)).await;
+    let err = got.unwrap_err();
+    assert!(matches!(err, FetchError::ZeroBandwidthLimit), "{err:?}");
+    assert!(err.to_string().contains("limit of 0"), "{err}");
+    assert_eq!(server.requests(), 0);
+
+    drop(fetch(&f, &a, &[DownloadSource::Server]).await.unwrap());
+    // One byte per second would take days if the cache hit were paced.
+    let (got, took) = timed_fetch(&f, &a, &[DownloadSource::Server], Some(1)).await;
+    let got = got.unwrap();
+    assert!(got.from_cache);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(server.requests(), 1);
+}

@@ -48,6 +48,8 @@ permissions! {
     ScriptsManage => "scripts.manage",
     DepotRead => "depot.read",
     DepotManage => "depot.manage",
+    DeploymentsRead => "deployments.read",
+    DeploymentsManage => "deployments.manage",
 }
 
 /// The built-in roles' permissions: viewer reads, operator also acts, admin may do everything
@@ -68,10 +70,17 @@ pub fn role_allows(role: Role, permission: &str) -> bool {
                 | "scripts.manage"
                 | "depot.read"
                 | "depot.manage"
+                | "deployments.read"
+                | "deployments.manage"
         ),
         Role::Viewer => matches!(
             permission,
-            "session" | "devices.read" | "enrollment.read" | "jobs.read" | "depot.read"
+            "session"
+                | "devices.read"
+                | "enrollment.read"
+                | "jobs.read"
+                | "depot.read"
+                | "deployments.read"
         ),
     }
 }
