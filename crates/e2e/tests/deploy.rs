@@ -163,7 +163,21 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deb_assigned_to_a_dynamic_group_follows_membership_drift_and_the_latest_version() {
+    desired_state_story(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_story_on_postgres() {
+    let url = capstan_testkit::postgres()
+        .expect("throwaway PostgreSQL")
+        .create_database()
+        .expect("database");
+    desired_state_story(Some(url)).await;
+}
+
+async fn desired_state_story(database_url: Option<String>) {
     let fx = common::start(ServerOptions {
+        database_url,
         extra_args: vec!["--reconcile-interval-secs".into(), "3".into()],
         ..Default::default()
     })
@@ -405,4 +419,105 @@ async fn a_window_holds_the_install_offline_agents_converge_and_a_killed_server_
         text.contains(&name) && text.contains("required") && text.contains("installed"),
         "{text}"
     );
+}
+
+/// A `.deb` of about `kib` KiB of incompressible data.
+fn big_deb(dir: &Path, name: &str, version: &str, kib: usize) -> PathBuf {
+    let root = dir.join(format!("{name}-{version}"));
+    let share = root.join("usr/share").join(name);
+    std::fs::create_dir_all(&share).unwrap();
+    let out = sh(&format!(
+        "head -c {} /dev/urandom > {}/blob",
+        kib * 1024,
+        share.display()
+    ));
+    assert!(out.status.success());
+    build_deb(dir, name, version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_policies_limit_the_rate_report_progress_and_wait_on_metered_links() {
+    let fx = common::start(ServerOptions {
+        extra_args: vec!["--reconcile-interval-secs".into(), "2".into()],
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let slow = fx.node(dir.path(), "slow", true).await;
+    // A node on a metered link (simulated through the agent's test override).
+    let root = dpkg_root(dir.path(), "metered");
+    let v = fx
+        .post("/api/v1/enrollment-tokens", json!({"name": "metered"}))
+        .await;
+    let fp = fx.server.fingerprint();
+    let mut agent = AgentProcess::enroll(
+        fx.server.url(),
+        fp.as_deref(),
+        v["token"].as_str().unwrap(),
+        None,
+    )
+    .await
+    .expect("enroll");
+    agent.env("DPKG_ROOT", root.display().to_string());
+    agent.env("CAPSTAN_TEST_METERED", "yes");
+    agent.start().await.expect("agent starts");
+    let metered = Node {
+        id: agent.device_id().unwrap(),
+        agent,
+        root,
+    };
+
+    let name = unique("net");
+    // ~400 KiB at 96 KiB/s: about four seconds of downloading.
+    fx.upload(&big_deb(dir.path(), &name, "1.0", 400), true)
+        .await;
+    for (node, label) in [(&slow, "slow"), (&metered, "metered")] {
+        fx.post(
+            "/api/v1/deployments",
+            json!({"name": format!("{name}-{label}"), "package": name,
+                   "target": {"kind": "device", "id": node.id}, "intent": "required",
+                   "network": {"max_bytes_per_sec": 98_304, "skip_metered": true}}),
+        )
+        .await;
+    }
+    // The slow node is seen downloading with progress, then installs.
+    let started = std::time::Instant::now();
+    wait_until(
+        "the slow node to report download progress",
+        PATIENCE,
+        || async {
+            let sw = fx
+                .get(&format!("/api/v1/devices/{}/software", slow.id))
+                .await;
+            let item = &sw["items"][0];
+            anyhow::Ok(
+                (item["status"] == "downloading" && item["progress"]["total"].as_u64() > Some(0))
+                    .then_some(()),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    until("the slow node to install", || async {
+        slow.installed(&name).is_some()
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "400 KiB at 96 KiB/s took only {:?}",
+        started.elapsed()
+    );
+    // The metered node waits and says why; nothing is downloaded or installed.
+    until("the metered node to wait", || async {
+        let sw = fx
+            .get(&format!("/api/v1/devices/{}/software", metered.id))
+            .await;
+        sw["items"][0]["status"] == "waiting"
+            && sw["items"][0]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("metered"))
+    })
+    .await;
+    assert_eq!(metered.installed(&name), None);
+    drop((slow.agent, metered.agent));
 }
