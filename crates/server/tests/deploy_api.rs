@@ -1033,3 +1033,102 @@ async fn bad_input_is_refused_and_nothing_is_saved() {
         "unauthenticated",
     );
 }
+
+/// Uploads an inventory whose OS reports `timezone`.
+async fn with_timezone(t: &T, token: &str, hostname: &str, timezone: &str) {
+    use capstan_proto::agent::InventoryUpload;
+    use capstan_proto::inventory::{INVENTORY_SCHEMA_VERSION, InventoryDocument, OperatingSystem};
+    let document = InventoryDocument {
+        schema_version: INVENTORY_SCHEMA_VERSION,
+        collected_at_ms: 1,
+        os: Some(OperatingSystem {
+            family: "linux".into(),
+            hostname: hostname.into(),
+            timezone: Some(timezone.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let body = InventoryUpload {
+        digest: capstan_core::inventory::digest(&document),
+        document,
+    };
+    let (s, v) = t
+        .call(
+            Method::PUT,
+            "/agent/v1/inventory",
+            Some(token),
+            Some(serde_json::to_value(body).unwrap()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+#[tokio::test]
+async fn a_window_in_the_device_zone_opens_at_each_devices_local_time() {
+    let t = setup_with(|c| c.test_clock = true).await;
+    let admin = t.admin().await;
+    let (tokyo, tok_tokyo) = t.device(&admin, "tokyo").await;
+    let (berlin, tok_berlin) = t.device(&admin, "berlin").await;
+    let (unknown, tok_unknown) = t.device(&admin, "unknown").await;
+    with_timezone(&t, &tok_tokyo, "host-tokyo", "Asia/Tokyo").await;
+    with_timezone(&t, &tok_berlin, "host-berlin", "Europe/Berlin").await;
+    package(&t, &admin, "app", &["1"], json!([])).await;
+    group(&t, &admin, "fleet", &[&tokyo, &berlin, &unknown]).await;
+    // 02:00–04:00 local time. 2030-01-07 17:30 UTC is 02:30 in Tokyo (UTC+9), 18:30 in Berlin
+    // (UTC+1) and 17:30 for the device without a zone (UTC).
+    t.ok(
+        StatusCode::CREATED,
+        POST,
+        "/api/v1/maintenance-windows",
+        &admin,
+        Some(json!({"name": "local night", "timezone": "device", "groups": ["fleet"],
+                    "schedule": {"kind": "weekly", "days": ["mon","tue","wed","thu","fri","sat","sun"],
+                                 "start": "02:00", "duration_minutes": 120}})),
+    )
+    .await;
+    t.ok(
+        StatusCode::CREATED,
+        POST,
+        "/api/v1/assignments",
+        &admin,
+        Some(json!({"package": "app", "target": {"kind": "group", "id": "fleet"}, "intent": "required"})),
+    )
+    .await;
+    let at = |ms: i64| {
+        let t = &t;
+        let admin = &admin;
+        async move {
+            t.ok(
+                StatusCode::NO_CONTENT,
+                Method::PUT,
+                "/api/v1/system/clock",
+                admin,
+                Some(json!({"now_ms": ms})),
+            )
+            .await;
+            compile(t).await;
+        }
+    };
+    let held = |m: ManifestPayload| m.items[0].hold.is_some();
+    let jan7_1730_utc: i64 = 1_894_037_400_000;
+    at(jan7_1730_utc).await;
+    assert!(
+        !held(manifest(&t, &tok_tokyo).await.unwrap()),
+        "02:30 in Tokyo"
+    );
+    assert!(
+        held(manifest(&t, &tok_berlin).await.unwrap()),
+        "18:30 in Berlin"
+    );
+    assert!(held(manifest(&t, &tok_unknown).await.unwrap()), "17:30 UTC");
+    // 01:30 UTC on the 8th: 02:30 in Berlin, 10:30 in Tokyo, 01:30 UTC.
+    at(jan7_1730_utc + 8 * 3_600_000).await;
+    assert!(held(manifest(&t, &tok_tokyo).await.unwrap()));
+    assert!(!held(manifest(&t, &tok_berlin).await.unwrap()));
+    assert!(held(manifest(&t, &tok_unknown).await.unwrap()));
+    // 02:30 UTC: the device without a zone opens; Berlin is still open (03:30).
+    at(jan7_1730_utc + 9 * 3_600_000).await;
+    assert!(!held(manifest(&t, &tok_unknown).await.unwrap()));
+    assert!(!held(manifest(&t, &tok_berlin).await.unwrap()));
+}
