@@ -195,6 +195,7 @@ pub async fn run(client: AgentClient, settings: RunSettings) -> anyhow::Result<O
                 state_dir: settings.jobs.state_dir.clone(),
                 software,
                 exec: settings.jobs.exec.clone(),
+                boot_id_path: settings.boot_id_path.clone(),
             },
         )
     });

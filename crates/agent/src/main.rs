@@ -415,11 +415,12 @@ async fn software_cmd(
             });
         }
     };
-    let statuses: std::collections::BTreeMap<String, capstan_proto::deploy::ItemStatus> =
-        std::fs::read_to_string(state_dir.join("software-state.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+    let reported = reconcile::Reported::load(&state_dir, None);
+    let statuses: std::collections::BTreeMap<String, capstan_proto::deploy::ItemStatus> = reported
+        .items
+        .into_iter()
+        .map(|(k, v)| (k, v.status))
+        .collect();
     match action {
         SoftwareAction::Available { json } => {
             let mut out = std::io::stdout().lock();

@@ -46,6 +46,8 @@ pub struct ReconcileSettings {
     pub state_dir: PathBuf,
     pub software: SoftwareContext,
     pub exec: ExecOptions,
+    /// Where the current boot id is read (a reboot completes `reboot_pending`).
+    pub boot_id_path: PathBuf,
 }
 
 /// Why a manifest was refused.
@@ -111,12 +113,57 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// The status this agent last reported per package (for drift).
-fn load_statuses(state_dir: &Path) -> BTreeMap<String, ItemStatus> {
-    std::fs::read_to_string(state_dir.join(STATE_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
+/// What this agent last reported per package, kept across restarts (for drift and for
+/// `capstan-agent software available`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reported {
+    /// The boot the statuses were written in: a reboot completes `reboot_pending`.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    #[serde(default)]
+    pub items: BTreeMap<String, LastReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastReport {
+    pub status: ItemStatus,
+    pub version: String,
+    /// The manifest revision it was reported for.
+    #[serde(default)]
+    pub revision: u64,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+impl Reported {
+    /// Reads the file; after a reboot, what waited for one is installed.
+    pub fn load(state_dir: &Path, boot_id: Option<&str>) -> Reported {
+        let mut r: Reported = std::fs::read_to_string(state_dir.join(STATE_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        if boot_id.is_some() && r.boot_id.as_deref() != boot_id {
+            for item in r.items.values_mut() {
+                if item.status == ItemStatus::RebootPending {
+                    item.status = ItemStatus::Installed;
+                }
+            }
+            r.boot_id = boot_id.map(str::to_string);
+        }
+        r
+    }
+
+    /// Whether `item` in status `status` was already reported exactly so for `revision`.
+    fn unchanged(&self, r: &ItemReport, revision: u64) -> bool {
+        self.items.get(&r.package_id).is_some_and(|l| {
+            l.revision == revision
+                && l.status == r.status
+                && l.version == r.version
+                && l.detail == r.detail
+                && !r.drift
+                && r.log.is_none()
+        })
+    }
 }
 
 /// The running reconciler.
@@ -159,9 +206,11 @@ struct Worker {
     client: AgentClient,
     settings: ReconcileSettings,
     held: Option<ManifestPayload>,
-    statuses: BTreeMap<String, ItemStatus>,
+    reported: Reported,
     /// Reports not yet accepted by the server, the latest per package.
     unsent: BTreeMap<String, ItemReport>,
+    /// The revision whose completion the server has acknowledged.
+    acked: Option<u64>,
     stop: watch::Receiver<Option<StopReason>>,
 }
 
@@ -176,13 +225,15 @@ async fn run(
         &settings.signing_key,
         &settings.device_id,
     );
-    let statuses = load_statuses(&settings.state_dir);
+    let boot = crate::jobs::reboot::read_boot_id(&settings.boot_id_path);
+    let reported = Reported::load(&settings.state_dir, boot.as_deref());
     let mut w = Worker {
         client,
         settings,
         held,
-        statuses,
+        reported,
         unsent: BTreeMap::new(),
+        acked: None,
         stop: stop.clone(),
     };
     let mut stop = stop;
@@ -301,9 +352,21 @@ impl Worker {
     /// Queues a report and sends what is queued.
     async fn send(&mut self, report: ItemReport) {
         let revision = self.held.as_ref().map(|m| m.revision).unwrap_or(0);
-        self.statuses
-            .insert(report.package_id.clone(), report.status);
-        if let Ok(text) = serde_json::to_vec(&self.statuses) {
+        // A periodic pass that finds everything as reported sends nothing but its
+        // acknowledgement.
+        if self.reported.unchanged(&report, revision) {
+            return;
+        }
+        self.reported.items.insert(
+            report.package_id.clone(),
+            LastReport {
+                status: report.status,
+                version: report.version.clone(),
+                revision,
+                detail: report.detail.clone(),
+            },
+        );
+        if let Ok(text) = serde_json::to_vec(&self.reported) {
             let _ = write_atomic(&self.settings.state_dir.join(STATE_FILE), &text);
         }
         self.unsent.insert(report.package_id.clone(), report);
@@ -312,7 +375,7 @@ impl Worker {
 
     async fn flush(&mut self, revision: u64, complete: bool) {
         let items: Vec<ItemReport> = self.unsent.values().cloned().collect();
-        if items.is_empty() && !complete {
+        if items.is_empty() && (!complete || self.acked == Some(revision)) {
             return;
         }
         let report = ManifestReport {
@@ -321,7 +384,12 @@ impl Worker {
             complete,
         };
         match self.client.report_items(&report).await {
-            Ok(()) => self.unsent.clear(),
+            Ok(()) => {
+                self.unsent.clear();
+                if complete {
+                    self.acked = Some(revision);
+                }
+            }
             Err(e) => {
                 debug!(error = %e, kept = self.unsent.len(), "status report not sent; kept for later")
             }
@@ -351,7 +419,11 @@ impl Worker {
                 ),
             ));
         };
-        let last = self.statuses.get(&item.package_id).copied();
+        let last = self.reported.items.get(&item.package_id);
+        // Drift is a change of what this very version looked like; a new version to install
+        // is an upgrade, not drift.
+        let last_same = last.filter(|l| l.version == item.version).map(|l| l.status);
+        let last = last.map(|l| l.status);
         let present = match item.intent {
             ItemIntent::Absent => {
                 let mut any = Ok(false);
@@ -397,7 +469,7 @@ impl Worker {
             (ItemIntent::Present, false) => (
                 true,
                 matches!(
-                    last,
+                    last_same,
                     Some(ItemStatus::Installed | ItemStatus::RebootPending)
                 ),
             ),
@@ -698,6 +770,57 @@ mod tests {
         )
         .unwrap();
         assert!(load_manifest(dir.path(), &key.verifying_key(), "dev-1").is_none());
+    }
+
+    #[test]
+    fn a_reboot_completes_reboot_pending_and_unchanged_reports_are_not_resent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Reported {
+            boot_id: Some("boot-1".into()),
+            items: BTreeMap::new(),
+        };
+        let last = |status| LastReport {
+            status,
+            version: "1.0".into(),
+            revision: 4,
+            detail: None,
+        };
+        r.items.insert("a".into(), last(ItemStatus::RebootPending));
+        r.items.insert("b".into(), last(ItemStatus::Failed));
+        std::fs::write(dir.path().join(STATE_FILE), serde_json::to_vec(&r).unwrap()).unwrap();
+        // Same boot: still pending.
+        let same = Reported::load(dir.path(), Some("boot-1"));
+        assert_eq!(same.items["a"].status, ItemStatus::RebootPending);
+        // After a reboot: installed; other statuses untouched.
+        let after = Reported::load(dir.path(), Some("boot-2"));
+        assert_eq!(after.items["a"].status, ItemStatus::Installed);
+        assert_eq!(after.items["b"].status, ItemStatus::Failed);
+        assert_eq!(after.boot_id.as_deref(), Some("boot-2"));
+
+        let report = |status, drift| ItemReport {
+            package_id: "b".into(),
+            version: "1.0".into(),
+            status,
+            detail: None,
+            exit_code: None,
+            log: None,
+            progress: None,
+            drift,
+            at_ms: 1,
+        };
+        assert!(after.unchanged(&report(ItemStatus::Failed, false), 4));
+        assert!(
+            !after.unchanged(&report(ItemStatus::Failed, false), 5),
+            "new revision"
+        );
+        assert!(!after.unchanged(&report(ItemStatus::Installed, false), 4));
+        assert!(
+            !after.unchanged(&report(ItemStatus::Failed, true), 4),
+            "drift"
+        );
+        // A missing or unreadable file is an empty history.
+        std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
+        assert!(Reported::load(dir.path(), Some("x")).items.is_empty());
     }
 
     #[test]

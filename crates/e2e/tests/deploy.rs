@@ -255,8 +255,15 @@ async fn desired_state_story(database_url: Option<String>) {
     until("n1 and n2 to upgrade to 2.0-1", || async {
         n1.installed(&name).as_deref() == Some("2.0-1")
             && n2.installed(&name).as_deref() == Some("2.0-1")
+            && fx.item_status(&n1.id, &name).await.as_deref() == Some("installed")
     })
     .await;
+    let sw = fx.get(&format!("/api/v1/devices/{}/software", n1.id)).await;
+    assert_eq!(
+        sw["items"][0]["drift_repairs"], 1,
+        "an upgrade is not drift: {sw}"
+    );
+    assert_eq!(sw["items"][0]["version"], "2.0-1");
 
     // n2 leaves the group (its tag goes): uninstalled there, n1 keeps it.
     fx.post(

@@ -726,3 +726,27 @@ async fn explain_membership(
         explanation,
     }))
 }
+
+/// The groups `direct` names plus all their ancestors, given every group's parent. The walk is
+/// bounded: the tree has no cycles, but stored data is never trusted blindly.
+pub(crate) fn with_ancestors<I, S>(
+    parents: &std::collections::HashMap<String, Option<String>>,
+    direct: I,
+) -> std::collections::HashSet<String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut mine = std::collections::HashSet::new();
+    for g in direct {
+        let mut cur = Some(g.into());
+        for _ in 0..=parents.len() {
+            let Some(id) = cur else { break };
+            if !mine.insert(id.clone()) {
+                break;
+            }
+            cur = parents.get(&id).cloned().flatten();
+        }
+    }
+    mine
+}

@@ -963,18 +963,8 @@ pub async fn sources_for_device(
     let scope = state.store.source_groups().await?;
     let parents: HashMap<String, Option<String>> =
         state.store.group_parents().await?.into_iter().collect();
-    let mut mine = HashSet::new();
-    for g in state.store.device_group_ids(device_id).await? {
-        let mut cur = Some(g);
-        // Bounded walk: the tree has no cycles, but stored data is never trusted blindly.
-        for _ in 0..=parents.len() {
-            let Some(id) = cur else { break };
-            if !mine.insert(id.clone()) {
-                break;
-            }
-            cur = parents.get(&id).cloned().flatten();
-        }
-    }
+    let mine =
+        crate::groups::with_ancestors(&parents, state.store.device_group_ids(device_id).await?);
     Ok(sources_in_order(&sources, &scope, &mine))
 }
 

@@ -171,18 +171,7 @@ impl Context {
 
     /// The groups a device is in, with all their ancestors.
     fn closure(&self, direct: &[&str]) -> HashSet<String> {
-        let mut mine = HashSet::new();
-        for g in direct {
-            let mut cur = Some(g.to_string());
-            for _ in 0..=self.parents.len() {
-                let Some(id) = cur else { break };
-                if !mine.insert(id.clone()) {
-                    break;
-                }
-                cur = self.parents.get(&id).cloned().flatten();
-            }
-        }
-        mine
+        crate::groups::with_ancestors(&self.parents, direct.iter().copied())
     }
 
     async fn plan(&mut self, state: &AppState, d: &Decided) -> Result<SoftwarePlan, String> {

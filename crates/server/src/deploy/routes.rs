@@ -364,17 +364,7 @@ async fn reaching(state: &AppState, device: &str) -> ApiResult<Vec<String>> {
     }
     let parents: HashMap<String, Option<String>> =
         state.store.group_parents().await?.into_iter().collect();
-    let mut mine = std::collections::HashSet::new();
-    for g in state.store.device_group_ids(device).await? {
-        let mut cur = Some(g);
-        for _ in 0..=parents.len() {
-            let Some(id) = cur else { break };
-            if !mine.insert(id.clone()) {
-                break;
-            }
-            cur = parents.get(&id).cloned().flatten();
-        }
-    }
+    let mine = crate::groups::with_ancestors(&parents, state.store.device_group_ids(device).await?);
     Ok(state
         .store
         .assignments()
