@@ -426,6 +426,42 @@ async fn a_window_holds_the_install_offline_agents_converge_and_a_killed_server_
         text.contains(&name) && text.contains("required") && text.contains("installed"),
         "{text}"
     );
+
+    // Someone on the node installs an available package with the agent's own command.
+    let extra = unique("avail");
+    fx.upload(&build_deb(dir.path(), &extra, "0.5"), true).await;
+    fx.post(
+        "/api/v1/assignments",
+        json!({"package": extra, "target": {"kind": "device", "id": n3.id}, "intent": "available"}),
+    )
+    .await;
+    until("n3 to offer it", || async {
+        fx.item_status(&n3.id, &extra).await.as_deref() == Some("available")
+    })
+    .await;
+    assert_eq!(
+        n3.installed(&extra),
+        None,
+        "available is not installed by itself"
+    );
+    let out = Command::new(capstan_testkit::bin_path("capstan-agent"))
+        .args(["software", "install", &extra, "--state-dir"])
+        .arg(n3.agent.state_dir())
+        .output()
+        .expect("capstan-agent software install");
+    assert!(out.status.success(), "{out:?}");
+    until("n3 to install what was asked for", || async {
+        n3.installed(&extra).as_deref() == Some("0.5")
+    })
+    .await;
+    // Asking for something not offered is refused on the node.
+    let out = Command::new(capstan_testkit::bin_path("capstan-agent"))
+        .args(["software", "install", "no-such-package", "--state-dir"])
+        .arg(n3.agent.state_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not offered"));
 }
 
 /// A `.deb` of about `kib` KiB of incompressible data.
@@ -524,6 +560,37 @@ async fn network_policies_limit_the_rate_report_progress_and_wait_on_metered_lin
                 .as_str()
                 .is_some_and(|d| d.contains("metered"))
     })
+    .await;
+    assert_eq!(metered.installed(&name), None);
+
+    // Only from site sources, and no source serves the node: a clear failure, nothing done.
+    let (s, v) = fx
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/deployments/{name}-metered"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    fx.post(
+        "/api/v1/deployments",
+        json!({"name": format!("{name}-site"), "package": name,
+               "target": {"kind": "device", "id": metered.id}, "intent": "required",
+               "network": {"site_sources_only": true}}),
+    )
+    .await;
+    until(
+        "the site-only deployment to fail with its reason",
+        || async {
+            let sw = fx
+                .get(&format!("/api/v1/devices/{}/software", metered.id))
+                .await;
+            sw["items"][0]["status"] == "failed"
+                && sw["items"][0]["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("only from site sources"))
+        },
+    )
     .await;
     assert_eq!(metered.installed(&name), None);
     drop((slow.agent, metered.agent));

@@ -244,6 +244,20 @@ async fn assignments_become_signed_manifests_and_leaving_the_group_removes_what_
             .contains("software installed: app 1.10"),
         "{timeline}"
     );
+    // Each change is a domain event for live views and alerts.
+    let events = t.state.store.events_after(0, 1000).await.unwrap();
+    let changes: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.kind == "software.status" && e.subject == d1)
+        .map(|e| (e.object.as_deref().unwrap_or(""), e.data.as_str()))
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(changes.iter().all(|(pkg, _)| *pkg == app_id));
+    let last: Value = serde_json::from_str(changes[1].1).unwrap();
+    assert_eq!(
+        (&last["status"], &last["previous"], &last["package"]),
+        (&json!("installed"), &json!("installing"), &json!("app"))
+    );
 
     // n1 leaves the group: what Capstan installed there is removed (any version).
     t.ok(
