@@ -3,6 +3,7 @@
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use crate::deploy_cli;
 use crate::duration::parse_duration_secs;
 use crate::params::{parse_arg, parse_env, parse_param};
 
@@ -111,6 +112,22 @@ pub enum Command {
     /// Depot sources (file shares and HTTP mirrors agents download from) and the drift report
     #[command(subcommand, after_help = DEPOT_EXAMPLES)]
     Depot(DepotCommand),
+    /// Assign a package to a group or a device: required, available or uninstall
+    #[command(after_help = deploy_cli::ASSIGN_HELP)]
+    Assign(deploy_cli::AssignmentArgs),
+    /// List, show and remove assignments (which package belongs on which devices)
+    #[command(subcommand, after_help = deploy_cli::ASSIGNMENTS_EXAMPLES)]
+    Assignments(deploy_cli::AssignmentsCommand),
+    /// Deployments: assignments with a schedule, window and network policies; their progress
+    #[command(subcommand, after_help = deploy_cli::DEPLOYMENTS_EXAMPLES)]
+    Deployments(deploy_cli::DeploymentsCommand),
+    /// Maintenance windows: when required installs and uninstalls may happen on a group
+    #[command(
+        subcommand,
+        visible_alias = "maintenance-windows",
+        after_help = deploy_cli::WINDOWS_EXAMPLES
+    )]
+    Windows(deploy_cli::WindowsCommand),
     /// Print a shell completion script to standard output
     Completions {
         /// Shell to generate the script for
@@ -125,7 +142,9 @@ const DEVICES_EXAMPLES: &str = "Examples:
   capstan devices list --group Europe --tag prod --field tier=gold
   capstan devices show 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b
   capstan devices timeline 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b --kind inventory_change
-  capstan devices delete 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b --yes";
+  capstan devices delete 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b --yes
+  capstan devices software 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b
+  capstan devices software-history 0190c3a4-5b6e-7f80-9a1b-2c3d4e5f6a7b nginx --logs";
 
 const GROUPS_EXAMPLES: &str = "Examples:
   capstan groups create Europe --description \"All European sites\"
@@ -431,6 +450,29 @@ pub enum DevicesCommand {
         /// Do not ask for confirmation (required when standard input is not a terminal)
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+    /// A device's software: each package's status, the assignments that reach it and the
+    /// conflicts between them
+    Software {
+        /// Device id
+        device: String,
+    },
+    /// One package's status changes on a device, newest first
+    SoftwareHistory {
+        /// Device id
+        device: String,
+        /// Package id or name
+        package: String,
+        /// Also print the installer log of each change
+        #[arg(long)]
+        logs: bool,
+    },
+    /// Install a package that is available to the device now
+    SoftwareInstall {
+        /// Device id
+        device: String,
+        /// Package id or name
+        package: String,
     },
 }
 

@@ -2,8 +2,8 @@
 //! scripts can branch on. Server errors keep the server's stable code; failures found locally
 //! carry a CLI code of their own. Exit statuses: 0 ok, 1 failure, 2 usage (clap), 3
 //! authentication (401 or no credentials), 4 permission (403), 5 not found (404), 6 a job
-//! that was watched to the end has runs that did not succeed, 130 watching was interrupted
-//! (Ctrl-C; the job itself goes on).
+//! that was watched to the end has runs that did not succeed (or a watched deployment has
+//! failed devices), 130 watching was interrupted (Ctrl-C; the job or deployment goes on).
 
 use capstan_proto::error::ErrorCode;
 
@@ -38,6 +38,8 @@ pub enum FailureKind {
     RunsFailed,
     /// The operator stopped watching a job with Ctrl-C (the job is not cancelled).
     Interrupted,
+    /// A deployment watched until every device was done has devices that failed.
+    DevicesFailed,
 }
 
 impl FailureKind {
@@ -50,13 +52,14 @@ impl FailureKind {
             FailureKind::InvalidInput => "invalid_input",
             FailureKind::RunsFailed => "runs_failed",
             FailureKind::Interrupted => "interrupted",
+            FailureKind::DevicesFailed => "devices_failed",
         }
     }
 
     fn exit(self) -> u8 {
         match self {
             FailureKind::NotLoggedIn => EXIT_AUTH,
-            FailureKind::RunsFailed => EXIT_RUNS_FAILED,
+            FailureKind::RunsFailed | FailureKind::DevicesFailed => EXIT_RUNS_FAILED,
             FailureKind::Interrupted => EXIT_INTERRUPTED,
             _ => EXIT_FAILURE,
         }
@@ -235,6 +238,9 @@ mod tests {
         let err = Failure::new(FailureKind::RunsFailed, "1 of 3 runs did not succeed");
         let report = classify(&anyhow::Error::new(err));
         assert_eq!((report.code.as_str(), report.exit), ("runs_failed", 6));
+        let err = Failure::new(FailureKind::DevicesFailed, "1 of 3 device(s) failed");
+        let report = classify(&anyhow::Error::new(err));
+        assert_eq!((report.code.as_str(), report.exit), ("devices_failed", 6));
         let err = Failure::new(FailureKind::Interrupted, "stopped watching");
         let report = classify(&anyhow::Error::new(err));
         assert_eq!((report.code.as_str(), report.exit), ("interrupted", 130));

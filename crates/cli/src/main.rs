@@ -5,6 +5,8 @@
 mod cli;
 mod commands;
 mod config;
+mod deploy_cli;
+mod deploy_output;
 mod duration;
 mod failure;
 mod job_output;

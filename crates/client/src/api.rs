@@ -12,6 +12,11 @@ use capstan_proto::api::{
     SetCustomFieldValue, TagChange, TimelinePage, TimelineQuery, UpdateCustomFieldRequest,
     UpdateGroupRequest, UpdateUserRequest, UserInfo,
 };
+use capstan_proto::deploy::{
+    AssignmentInfo, AssignmentQuery, CreateAssignmentRequest, CreateDeploymentRequest,
+    CreateWindowRequest, DeploymentInfo, DeploymentStatus, DeviceSoftwareState, ItemHistoryEntry,
+    WindowInfo,
+};
 use capstan_proto::jobs::{
     BreakerInfo, CreateJobRequest, CreateScriptRequest, JobInfo, JobPage, RunDetail, RunPage,
     RunScriptRequest, RunState, RunsChanged, ScriptInfo, ScriptVersionInfo, UpdateScriptRequest,
@@ -1080,6 +1085,243 @@ impl ApiClient {
         .await
     }
 
+    /// `GET /api/v1/assignments`: every assignment, or only those of a package, of a group, or
+    /// reaching a device (directly or through its groups); unset filters are not sent.
+    pub async fn list_assignments(&self, query: &AssignmentQuery) -> Result<Vec<AssignmentInfo>> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "assignments"], |r| {
+                r.query(query)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/assignments`: assign a package (a version, or "latest") to a device or a
+    /// group; a second assignment of the package to the same target is refused (409).
+    pub async fn create_assignment(&self, req: &CreateAssignmentRequest) -> Result<AssignmentInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "assignments"], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/assignments/{id}`.
+    pub async fn get_assignment(&self, id: &str) -> Result<AssignmentInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "assignments", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/assignments/{id}` (with its deployment, if it has one): devices it no
+    /// longer reaches uninstall what it installed unless it leaves software installed.
+    pub async fn delete_assignment(&self, id: &str) -> Result<()> {
+        let id = checked_id(id)?;
+        empty_or_error(
+            self.send(Method::DELETE, &["api", "v1", "assignments", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/deployments`: every deployment with its devices per status.
+    pub async fn list_deployments(&self) -> Result<Vec<DeploymentInfo>> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "deployments"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/deployments`.
+    pub async fn create_deployment(&self, req: &CreateDeploymentRequest) -> Result<DeploymentInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "deployments"], |r| r.json(req))
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/deployments/{id}` (id or name).
+    pub async fn get_deployment(&self, id: &str) -> Result<DeploymentInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "deployments", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/deployments/{id}` (id or name), with its assignment: devices uninstall
+    /// what it installed unless it leaves software installed.
+    pub async fn delete_deployment(&self, id: &str) -> Result<()> {
+        let id = checked_id(id)?;
+        empty_or_error(
+            self.send(Method::DELETE, &["api", "v1", "deployments", id], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/deployments/{id}/pause`: its devices keep what they have until resumed.
+    pub async fn pause_deployment(&self, id: &str) -> Result<DeploymentInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(
+                Method::POST,
+                &["api", "v1", "deployments", id, "pause"],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/deployments/{id}/resume`.
+    pub async fn resume_deployment(&self, id: &str) -> Result<DeploymentInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(
+                Method::POST,
+                &["api", "v1", "deployments", id, "resume"],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/deployments/{id}/status`: devices per status, the success rate, failures by
+    /// exit code and up to `limit` devices, failed first (1..=1000; server default 100).
+    pub async fn deployment_status(
+        &self,
+        id: &str,
+        limit: Option<u64>,
+    ) -> Result<DeploymentStatus> {
+        #[derive(Serialize)]
+        struct Q {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            limit: Option<u64>,
+        }
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "deployments", id, "status"],
+                |r| r.query(&Q { limit }),
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/maintenance-windows`: every window with its groups and next opening.
+    pub async fn list_windows(&self) -> Result<Vec<WindowInfo>> {
+        json_or_error(
+            self.send(Method::GET, &["api", "v1", "maintenance-windows"], |r| r)
+                .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/maintenance-windows`.
+    pub async fn create_window(&self, req: &CreateWindowRequest) -> Result<WindowInfo> {
+        json_or_error(
+            self.send(Method::POST, &["api", "v1", "maintenance-windows"], |r| {
+                r.json(req)
+            })
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/maintenance-windows/{id}` (id or name).
+    pub async fn get_window(&self, id: &str) -> Result<WindowInfo> {
+        let id = checked_id(id)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "maintenance-windows", id],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/maintenance-windows/{id}` (id or name).
+    pub async fn delete_window(&self, id: &str) -> Result<()> {
+        let id = checked_id(id)?;
+        empty_or_error(
+            self.send(
+                Method::DELETE,
+                &["api", "v1", "maintenance-windows", id],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/devices/{id}/software`: each package's status on the device, the
+    /// assignments that reach it and the conflicts between them.
+    pub async fn device_software(&self, device: &str) -> Result<DeviceSoftwareState> {
+        let device = checked_id(device)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &["api", "v1", "devices", device, "software"],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/devices/{id}/software/{package}/history`: one package's status changes on
+    /// the device with exit codes and logs, newest first.
+    pub async fn software_history(
+        &self,
+        device: &str,
+        package: &str,
+    ) -> Result<Vec<ItemHistoryEntry>> {
+        let device = checked_id(device)?;
+        let package = checked_id(package)?;
+        json_or_error(
+            self.send(
+                Method::GET,
+                &[
+                    "api", "v1", "devices", device, "software", package, "history",
+                ],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
+    /// `POST /api/v1/devices/{id}/software/{package}/install`: install a package that is
+    /// available to the device now (accepted: the agent installs it on its next pass).
+    pub async fn request_software_install(&self, device: &str, package: &str) -> Result<()> {
+        let device = checked_id(device)?;
+        let package = checked_id(package)?;
+        empty_or_error(
+            self.send(
+                Method::POST,
+                &[
+                    "api", "v1", "devices", device, "software", package, "install",
+                ],
+                |r| r,
+            )
+            .await?,
+        )
+        .await
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -1704,6 +1946,208 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
         assert_eq!(body["version"], "1:2.10-3");
         assert_eq!(body["force"], true);
+    }
+
+    const ASSIGNMENT: &str = r#"{"id":"a1","package_id":"p1","package_name":"nginx",
+        "resolved_version":"1.26","target_kind":"group","target_id":"g1","target_name":"web",
+        "intent":"required","leave_installed":false,"created_at_ms":1,"created_by":"user:admin"}"#;
+
+    #[tokio::test]
+    async fn assignment_routes_send_their_paths_queries_and_bodies() {
+        let list = format!("[{ASSIGNMENT}]");
+        let list: &'static str = Box::leak(list.into_boxed_str());
+        let (base, mut rx) =
+            server(vec![(200, "[]"), (200, list), (201, ASSIGNMENT), (204, "")]).await;
+        let c = client(&base, Some("t"));
+        assert!(
+            c.list_assignments(&AssignmentQuery::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/assignments",
+            "unset filters are not sent"
+        );
+        let got = c
+            .list_assignments(&AssignmentQuery {
+                package: Some("nginx full".into()),
+                group: Some("web&db".into()),
+                device: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(got[0].resolved_version.as_deref(), Some("1.26"));
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/assignments?package=nginx+full&group=web%26db"
+        );
+
+        use capstan_proto::deploy::{Intent, TargetKind, TargetRef};
+        let a = c
+            .create_assignment(&CreateAssignmentRequest {
+                package: "nginx".into(),
+                version: None,
+                target: TargetRef {
+                    kind: TargetKind::Group,
+                    id: "web".into(),
+                },
+                intent: Intent::Available,
+                leave_installed: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(a.target_name, "web");
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/api/v1/assignments")
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&seen.body).unwrap(),
+            serde_json::json!({"package": "nginx", "target": {"kind": "group", "id": "web"},
+                               "intent": "available", "leave_installed": true}),
+            "no version means latest"
+        );
+        c.delete_assignment("a 1").await.unwrap();
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("DELETE", "/api/v1/assignments/a%201")
+        );
+        assert!(matches!(
+            c.get_assignment("..").await,
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn deployment_and_window_routes_send_their_paths_and_bodies() {
+        let deployment = format!(
+            r#"{{"id":"a1","name":"nginx rollout","assignment":{ASSIGNMENT},
+            "window_policy":"ignore","network":{{"max_bytes_per_sec":10485760,
+            "site_sources_only":true,"skip_metered":false}},"rollout":"all_at_once","paused":true,
+            "counts":{{"total":0,"planned":0,"waiting":0,"downloading":0,"installing":0,
+            "installed":0,"failed":0,"not_applicable":0,"uninstalling":0,"removed":0,
+            "reboot_pending":0,"available":0}}}}"#
+        );
+        let deployment: &'static str = Box::leak(deployment.into_boxed_str());
+        let status =
+            format!(r#"{{"deployment":{deployment},"failures_by_exit_code":[],"devices":[]}}"#);
+        let status: &'static str = Box::leak(status.into_boxed_str());
+        let window = r#"{"id":"w1","name":"nightly","schedule":{"kind":"cron",
+            "expression":"0 22 * * *","duration_minutes":120},"timezone":"device","groups":[],
+            "created_at_ms":1}"#;
+        let (base, mut rx) = server(vec![
+            (200, deployment),
+            (200, status),
+            (200, status),
+            (201, window),
+            (204, ""),
+        ])
+        .await;
+        let c = client(&base, Some("t"));
+        let d = c.pause_deployment("nginx rollout").await.unwrap();
+        assert!(d.paused);
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/api/v1/deployments/nginx%20rollout/pause")
+        );
+        let st = c.deployment_status("a1", None).await.unwrap();
+        assert_eq!(st.success_rate, None);
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/deployments/a1/status"
+        );
+        c.deployment_status("a1", Some(1000)).await.unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/deployments/a1/status?limit=1000"
+        );
+
+        use capstan_proto::deploy::{Weekday, WindowSchedule};
+        let w = c
+            .create_window(&CreateWindowRequest {
+                name: "nightly".into(),
+                description: None,
+                schedule: WindowSchedule::Weekly {
+                    days: vec![Weekday::Mon, Weekday::Tue],
+                    start: "22:00".into(),
+                    duration_minutes: 120,
+                },
+                timezone: "Europe/Berlin".into(),
+                groups: vec!["web".into()],
+            })
+            .await
+            .unwrap();
+        assert_eq!(w.next_open_ms, None);
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/api/v1/maintenance-windows")
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&seen.body).unwrap(),
+            serde_json::json!({"name": "nightly", "schedule": {"kind": "weekly",
+                "days": ["mon", "tue"], "start": "22:00", "duration_minutes": 120},
+                "timezone": "Europe/Berlin", "groups": ["web"]})
+        );
+        c.delete_window("night/ly").await.unwrap();
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("DELETE", "/api/v1/maintenance-windows/night%2Fly")
+        );
+        assert!(matches!(
+            c.delete_deployment("").await,
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn device_software_routes_send_their_paths() {
+        let state = r#"{"device_id":"d1","revision":3,"items":[],"assignments":[],
+            "conflicts":[]}"#;
+        let (base, mut rx) = server(vec![
+            (200, state),
+            (200, "[]"),
+            (202, ""),
+            (
+                404,
+                r#"{"status":404,"code":"not_found","message":"package nginx is not available to device d1"}"#,
+            ),
+        ])
+        .await;
+        let c = client(&base, Some("t"));
+        assert_eq!(c.device_software("d1").await.unwrap().revision, 3);
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/devices/d1/software"
+        );
+        assert!(
+            c.software_history("d1", "1:nginx@x")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            rx.recv().await.unwrap().target,
+            "/api/v1/devices/d1/software/1:nginx@x/history"
+        );
+        c.request_software_install("d1", "nginx").await.unwrap();
+        let seen = rx.recv().await.unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            ("POST", "/api/v1/devices/d1/software/nginx/install")
+        );
+        let err = c.request_software_install("d1", "nginx").await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::NotFound));
+        assert!(matches!(
+            c.software_history("d1", "..").await,
+            Err(Error::Config(_))
+        ));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `capstan devices …`: list, show, timeline, refresh, revoke and delete. Deleting asks for
-//! confirmation on a terminal and refuses to guess when there is none.
+//! `capstan devices …`: list, show, timeline, refresh, revoke and delete; the software
+//! subcommands are handed to `deploy.rs`. Deleting asks for confirmation on a terminal and
+//! refuses to guess when there is none.
 
 use capstan_proto::api::{DeviceListQuery, DevicePage, FieldType, TimelineQuery};
 
@@ -45,6 +46,15 @@ pub async fn run(ctx: &Context, cmd: DevicesCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DevicesCommand::Delete { id, yes } => delete(ctx, &id, yes).await,
+        DevicesCommand::Software { device } => super::deploy::device_software(ctx, &device).await,
+        DevicesCommand::SoftwareHistory {
+            device,
+            package,
+            logs,
+        } => super::deploy::software_history(ctx, &device, &package, logs).await,
+        DevicesCommand::SoftwareInstall { device, package } => {
+            super::deploy::software_install(ctx, &device, &package).await
+        }
     }
 }
 

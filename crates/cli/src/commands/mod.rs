@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod deploy;
 mod depot;
 mod devices;
 mod fields;
@@ -157,6 +158,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Packages(cmd) => packages::run(&ctx, cmd).await,
         Command::Software(cmd) => software::run(&ctx, cmd).await,
         Command::Depot(cmd) => depot::run(&ctx, cmd).await,
+        Command::Assign(args) => deploy::assign(&ctx, args).await,
+        Command::Assignments(cmd) => deploy::assignments(&ctx, cmd).await,
+        Command::Deployments(cmd) => deploy::deployments(&ctx, cmd).await,
+        Command::Windows(cmd) => deploy::windows(&ctx, cmd).await,
         Command::Completions { shell } => write_stdout(&completions(shell)),
     }
 }
