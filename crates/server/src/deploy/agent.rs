@@ -126,12 +126,12 @@ async fn report(
     device: AgentDevice,
     Json(req): Json<ManifestReport>,
 ) -> ApiResult<StatusCode> {
-    let current = state
+    let current = *state
         .store
-        .manifest(&device.id)
+        .manifest_revisions(std::slice::from_ref(&device.id))
         .await?
-        .ok_or_else(|| ApiError::not_found("manifest: the device has none"))?
-        .revision;
+        .get(&device.id)
+        .ok_or_else(|| ApiError::not_found("manifest: the device has none"))?;
     let rows = validate(&req, current).map_err(ApiError::validation)?;
     let outcome = state
         .store
