@@ -1,8 +1,8 @@
 #!/bin/sh
-# Capstan's one run command: builds the binaries, starts capstan-server on its embedded
-# defaults (SQLite and the local depot in ./capstan-data), enrolls a capstan-agent on this
-# machine and runs it, then prints the console/API URL and the admin credentials. Ctrl-C stops
-# both. Running it again reuses the data directory (same admin, same device).
+# Capstan's one run command: builds the web console and the binaries, starts capstan-server on
+# its embedded defaults (SQLite and the local depot in ./capstan-data), enrolls a capstan-agent
+# on this machine and runs it, then prints the console/API URL and the admin credentials.
+# Ctrl-C stops both. Running it again reuses the data directory (same admin, same device).
 #
 #   ./scripts/run.sh [--listen ADDR:PORT] [--data-dir DIR]
 set -eu
@@ -19,6 +19,21 @@ while [ $# -gt 0 ]; do
     esac
 done
 case $DATA_DIR in /*) ;; *) DATA_DIR=$PWD/$DATA_DIR ;; esac
+
+# The console is embedded into the release binary, so it is built first. `npm ci` only runs
+# when node_modules is missing or older than the lockfile.
+if command -v npm >/dev/null 2>&1; then
+    echo "==> building the web console (web/)"
+    (
+        cd web
+        if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+            npm ci --no-audit --no-fund --loglevel=error
+        fi
+        npm run --silent build
+    )
+else
+    echo "==> npm not found: the server starts without the web console (install Node.js 20.19+ and npm)"
+fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 echo "==> building capstan-server, capstan-agent and capstan (release; the first build takes a few minutes)"

@@ -3,7 +3,8 @@
 # Debian/Ubuntu), then checks formatting and lints, builds every binary and runs every test —
 # unit, storage (SQLite and a throwaway PostgreSQL the harness starts), API, CLI snapshots and
 # end-to-end tests with real server and agent processes and real dpkg packages, and package
-# metadata parsing of .deb and .rpm files built here with dpkg-deb and rpmbuild.
+# metadata parsing of .deb and .rpm files built here with dpkg-deb and rpmbuild; and the web
+# console's type, component and browser (Chromium) tests.
 #
 #   ./scripts/test.sh
 #
@@ -30,6 +31,10 @@ have nginx || need_pkgs="$need_pkgs nginx"
 have gzip || need_pkgs="$need_pkgs gzip"
 have sha256sum || need_pkgs="$need_pkgs coreutils"
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs="$need_pkgs postgresql"
+have node || need_pkgs="$need_pkgs nodejs"
+have npm || need_pkgs="$need_pkgs npm"
+[ -x /usr/bin/chromium ] || need_pkgs="$need_pkgs chromium"
+have unshare || need_pkgs="$need_pkgs util-linux"
 if [ -n "$need_pkgs" ]; then
     if [ "$(id -u)" = 0 ] && have apt-get; then
         say "installing system packages:$need_pkgs"
@@ -47,6 +52,22 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/capstan/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 
+# The web console: generated API types up to date, types, component tests, then the build that
+# capstan-server embeds (the server's console tests read it). Vite 8 needs Node.js 20.19+.
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' || {
+    echo "the web console needs Node.js 20.19 or newer (found $(node --version))" >&2
+    exit 1
+}
+say "web: npm ci, check:api, typecheck, vitest, build"
+(
+    cd web
+    npm ci --no-audit --no-fund --loglevel=error
+    npm run --silent check:api
+    npm run --silent typecheck
+    npx vitest run
+    npm run --silent build
+)
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -55,6 +76,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "building every binary (the end-to-end tests run them)"
 cargo build --workspace --bins --locked
+
+say "web: browser end-to-end tests (Chromium, real server and agents)"
+(cd web && CAPSTAN_BIN_DIR="$CARGO_TARGET_DIR/debug" npm run --silent e2e)
 
 say "running every test"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -66,8 +90,8 @@ say "running the API suite again on PostgreSQL"
 # The API tests run on SQLite above; the same requests on PostgreSQL catch backend-specific
 # failures (e.g. text PostgreSQL cannot store).
 if cargo nextest --version >/dev/null 2>&1; then
-    CAPSTAN_API_TEST_DB=postgres cargo nextest run -p capstan-server --test api --test jobs_api --test depot_api --test packages_api --locked --no-fail-fast
+    CAPSTAN_API_TEST_DB=postgres cargo nextest run -p capstan-server --test api --test jobs_api --test depot_api --test packages_api --test deploy_api --locked --no-fail-fast
 else
-    CAPSTAN_API_TEST_DB=postgres cargo test -p capstan-server --test api --test jobs_api --test depot_api --test packages_api --locked --no-fail-fast
+    CAPSTAN_API_TEST_DB=postgres cargo test -p capstan-server --test api --test jobs_api --test depot_api --test packages_api --test deploy_api --locked --no-fail-fast
 fi
 say "all tests passed"

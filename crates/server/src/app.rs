@@ -12,7 +12,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::{ApiError, normalize_method_not_allowed, route_not_found};
+use crate::error::{ApiError, normalize_method_not_allowed};
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -98,8 +98,7 @@ pub fn build(state: AppState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .route("/metrics", get(metrics))
         .route("/install.sh", get(crate::install::install_script))
         .route("/download/capstan-agent", get(crate::install::agent_binary))
-        .route("/", get(index))
-        .fallback(route_not_found)
+        .fallback(crate::console::serve)
         .layer(axum::middleware::from_fn(normalize_method_not_allowed))
         .layer(axum::middleware::from_fn(crate::telemetry::track_requests))
         .layer(axum::middleware::from_fn(security_headers))
@@ -153,8 +152,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// A minimal landing page until the console (its own issue) is embedded here.
-async fn index(State(state): State<AppState>) -> Html<String> {
+/// The landing page `/` shows when this server was built without the web console.
+pub(crate) fn landing_page(state: &AppState) -> Html<String> {
     let fp = state
         .fingerprint
         .clone()
@@ -163,7 +162,8 @@ async fn index(State(state): State<AppState>) -> Html<String> {
         "<!doctype html><meta charset=utf-8><title>Capstan</title>\
          <style>body{{font:16px system-ui;margin:3em;max-width:46em}}code{{background:#eee;padding:2px 4px}}</style>\
          <h1>Capstan server {}</h1>\
-         <p>The server is running. The web console is not part of this build yet; use the <code>capstan</code> CLI \
+         <p>The server is running. The web console was not built (run <code>npm ci &amp;&amp; npm run build</code> in \
+         <code>web/</code>, or <code>./scripts/run.sh</code>); use the <code>capstan</code> CLI \
          (<code>capstan login --server {} --username admin</code>) or the REST API.</p>\
          <ul><li><a href=/api/openapi.json>OpenAPI specification</a></li><li><a href=/healthz>/healthz</a> · \
          <a href=/readyz>/readyz</a> · <a href=/metrics>/metrics</a></li></ul>\

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod config;
+pub mod console;
 pub mod deploy;
 pub mod depot;
 pub mod devices;

@@ -152,14 +152,32 @@ impl<P: Permission> FromRequestParts<AppState> for Authz<P> {
     }
 }
 
+/// The header the console sends with every state-changing request made with the session
+/// cookie. Browsers only send a custom header cross-origin after a CORS preflight, which this
+/// server never grants, so its presence proves the request came from a page of this origin.
+pub const CSRF_HEADER: &str = "x-capstan-csrf";
+
+/// Where a credential came from: cookies are sent by the browser on its own (hence CSRF
+/// checks), bearer tokens only by code that holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Bearer,
+    Cookie,
+}
+
 /// The presented credential: `Authorization: Bearer …` first, then the session cookie.
 pub fn presented_token(parts: &Parts) -> Option<String> {
+    presented_credential(parts).map(|(token, _)| token)
+}
+
+/// [`presented_token`] with where it was found.
+pub fn presented_credential(parts: &Parts) -> Option<(String, TokenSource)> {
     if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, token) = v.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_string());
+            .then(|| (token.trim().to_string(), TokenSource::Bearer));
     }
     for header in parts.headers.get_all(axum::http::header::COOKIE) {
         let Ok(text) = header.to_str() else { continue };
@@ -167,19 +185,40 @@ pub fn presented_token(parts: &Parts) -> Option<String> {
             if let Some((k, v)) = pair.trim().split_once('=')
                 && k == SESSION_COOKIE
             {
-                return Some(v.to_string());
+                return Some((v.to_string(), TokenSource::Cookie));
             }
         }
     }
     None
 }
 
+/// Refuses a cookie-authenticated request that changes state unless it carries
+/// `X-Capstan-CSRF: 1`: a cross-site form or `fetch` would carry the cookie (where SameSite
+/// does not stop it, e.g. from a sibling subdomain) but cannot add the header.
+fn check_csrf(parts: &Parts, source: TokenSource) -> Result<(), ApiError> {
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if source == TokenSource::Bearer || safe {
+        return Ok(());
+    }
+    match parts.headers.get(CSRF_HEADER) {
+        Some(v) if v.as_bytes() == b"1" => Ok(()),
+        _ => Err(ApiError::forbidden(
+            "cross-site request refused: requests authenticated by the session cookie that change \
+             state must send the header `X-Capstan-CSRF: 1` (API clients: use `Authorization: Bearer`)",
+        )),
+    }
+}
+
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Operator, ApiError> {
-    let token = presented_token(parts).ok_or_else(|| {
+    let (token, source) = presented_credential(parts).ok_or_else(|| {
         ApiError::unauthenticated(
             "authentication required: log in or send `Authorization: Bearer <token>`",
         )
     })?;
+    check_csrf(parts, source)?;
     let now = now_ms();
     let invalid = || ApiError::unauthenticated("the credential is invalid, expired or revoked");
     let (user_id, credential) =

@@ -1,0 +1,223 @@
+// Real processes for the browser end-to-end suite: a capstan-server on a free loopback port in
+// a temporary data directory (ready once it writes server.json, as crates/testkit does), agents
+// enrolled with `--identity instance` so several on one machine are distinct devices, an admin
+// API session for setup, and Chromium from Debian driven by playwright-core.
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type APIRequestContext, type Browser, chromium, request } from "playwright-core";
+
+const WEB = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const ADMIN_PASSWORD = "e2e-admin-password";
+export const SCREENSHOTS = join(WEB, "test-results");
+
+/** Where the cargo-built binaries are: CAPSTAN_BIN_DIR, else `$CARGO_TARGET_DIR/debug`, else ../target/debug. */
+export function binDir(): string {
+  if (process.env.CAPSTAN_BIN_DIR) return process.env.CAPSTAN_BIN_DIR;
+  if (process.env.CARGO_TARGET_DIR) return join(process.env.CARGO_TARGET_DIR, "debug");
+  return join(WEB, "..", "target", "debug");
+}
+
+function bin(name: string): string {
+  const p = join(binDir(), name);
+  if (!existsSync(p)) {
+    throw new Error(`${p} does not exist: build it with \`cargo build -p capstan-server -p capstan-agent\` (set CAPSTAN_BIN_DIR to use other binaries)`);
+  }
+  return p;
+}
+
+async function sleep(ms: number) {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+/** Waits for `check` to return a value (not undefined), failing with `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    }
+    await sleep(250);
+  }
+}
+
+function logTail(path: string, lines = 40): string {
+  try {
+    return readFileSync(path, "utf8").split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+async function stop(child: ChildProcess | undefined) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  const killed = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
+  if (!killed) {
+    child.kill("SIGKILL");
+    await exited;
+  }
+}
+
+export class Agent {
+  constructor(
+    readonly stateDir: string,
+    readonly child: ChildProcess,
+  ) {}
+
+  deviceId(): string {
+    const creds = JSON.parse(readFileSync(join(this.stateDir, "credentials.json"), "utf8")) as { device_id?: unknown };
+    if (typeof creds.device_id !== "string") throw new Error(`${this.stateDir}/credentials.json has no device_id`);
+    return creds.device_id;
+  }
+
+  log(): string {
+    return logTail(join(this.stateDir, "agent.log"));
+  }
+}
+
+export class Fixture {
+  private agents: Agent[] = [];
+  private dirs: string[] = [];
+  api!: APIRequestContext;
+  browser!: Browser;
+
+  private constructor(
+    readonly url: string,
+    readonly fingerprint: string | undefined,
+    readonly dataDir: string,
+    private readonly server: ChildProcess,
+  ) {
+    this.dirs.push(dataDir);
+  }
+
+  static async start(): Promise<Fixture> {
+    const dataDir = mkdtempSync(join(tmpdir(), "capstan-web-e2e-"));
+    const logPath = join(dataDir, "server.log");
+    const log = openSync(logPath, "a");
+    const server = spawn(bin("capstan-server"), ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0"], {
+      env: { ...process.env, CAPSTAN_ADMIN_PASSWORD: ADMIN_PASSWORD, CAPSTAN_LOG_FORMAT: "text" },
+      stdio: ["ignore", log, log],
+    });
+    const ready = await waitFor(
+      "capstan-server to write server.json",
+      () => {
+        if (server.exitCode !== null) {
+          throw new Error(`capstan-server exited (${server.exitCode}):\n${logTail(logPath)}`);
+        }
+        try {
+          return JSON.parse(readFileSync(join(dataDir, "server.json"), "utf8")) as { url: string; fingerprint?: string };
+        } catch {
+          return undefined;
+        }
+      },
+      60_000,
+    ).catch((e) => {
+      server.kill("SIGKILL");
+      throw e;
+    });
+    const fx = new Fixture(ready.url, ready.fingerprint ?? undefined, dataDir, server);
+    // The setup session uses a bearer token, as the CLI would; the browser gets its own cookie.
+    const anon = await request.newContext({ baseURL: fx.url, ignoreHTTPSErrors: true });
+    const login = await anon.post("/api/v1/auth/login", { data: { username: "admin", password: ADMIN_PASSWORD } });
+    if (!login.ok()) throw new Error(`admin login failed: ${login.status()} ${await login.text()}`);
+    const { token } = (await login.json()) as { token: string };
+    await anon.dispose();
+    fx.api = await request.newContext({
+      baseURL: fx.url,
+      ignoreHTTPSErrors: true,
+      extraHTTPHeaders: { Authorization: `Bearer ${token}` },
+    });
+    fx.browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+      args: [
+        "--headless",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    // Only this run's screenshots, so a reviewer never looks at stale ones.
+    rmSync(SCREENSHOTS, { recursive: true, force: true });
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    return fx;
+  }
+
+  async json<T>(method: "GET" | "POST" | "DELETE", path: string, data?: unknown): Promise<T> {
+    const resp = await this.api.fetch(path, { method, data });
+    if (!resp.ok()) throw new Error(`${method} ${path}: ${resp.status()} ${await resp.text()}`);
+    return (await resp.json()) as T;
+  }
+
+  async createEnrollmentToken(name: string): Promise<string> {
+    const t = await this.json<{ token: string }>("POST", "/api/v1/enrollment-tokens", { name });
+    return t.token;
+  }
+
+  /**
+   * Enrolls and starts an agent. With `hostname`, the agent runs in its own UTS namespace
+   * (`unshare --uts`, needs root) whose host name is set to exactly that string, so it reports
+   * it like a real machine would.
+   */
+  async startAgent(token: string, opts: { hostname?: string } = {}): Promise<Agent> {
+    const stateDir = mkdtempSync(join(tmpdir(), "capstan-web-e2e-agent-"));
+    this.dirs.push(stateDir);
+    const agentBin = bin("capstan-agent");
+    const wrap = (args: string[]): [string, string[]] =>
+      opts.hostname === undefined
+        ? [agentBin, args]
+        : [
+            "unshare",
+            ["--uts", "sh", "-c", 'printf %s "$CAPSTAN_E2E_HOSTNAME" > /proc/sys/kernel/hostname && exec "$0" "$@"', agentBin, ...args],
+          ];
+    const env = { ...process.env, CAPSTAN_AGENT_LOG: "debug", CAPSTAN_E2E_HOSTNAME: opts.hostname ?? "" };
+    const enrollArgs = ["enroll", "--server", this.url, "--token", token, "--state-dir", stateDir, "--identity", "instance"];
+    if (this.fingerprint) enrollArgs.push("--fingerprint", this.fingerprint);
+    const [cmd, args] = wrap(enrollArgs);
+    const out = await new Promise<{ code: number | null; text: string }>((done, fail) => {
+      const p = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+      let text = "";
+      p.stdout?.on("data", (b: Buffer) => (text += b.toString()));
+      p.stderr?.on("data", (b: Buffer) => (text += b.toString()));
+      p.on("error", fail);
+      p.on("exit", (code) => done({ code, text }));
+    });
+    if (out.code !== 0) throw new Error(`capstan-agent enroll failed (${out.code}):\n${out.text}`);
+    const log = openSync(join(stateDir, "agent.log"), "a");
+    const [runCmd, runArgs] = wrap(["run", "--state-dir", stateDir]);
+    const child = spawn(runCmd, runArgs, { env, stdio: ["ignore", log, log] });
+    const agent = new Agent(stateDir, child);
+    this.agents.push(agent);
+    return agent;
+  }
+
+  serverLog(): string {
+    return logTail(join(this.dataDir, "server.log"));
+  }
+
+  /** Stops everything; keeps the directories (and says where) when the suite failed. */
+  async close(failed: boolean) {
+    await this.browser?.close().catch(() => undefined);
+    await this.api?.dispose().catch(() => undefined);
+    for (const a of this.agents) await stop(a.child);
+    await stop(this.server);
+    if (failed) {
+      console.error(`e2e data kept for inspection:\n  ${this.dirs.join("\n  ")}`);
+    } else {
+      for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
+    }
+  }
+}
