@@ -220,6 +220,46 @@ async fn draft_row(
     })
 }
 
+/// Checks a deployment's or window's name and description; returns the trimmed name.
+fn check_label<'a>(
+    name: &'a str,
+    description: Option<&str>,
+    problems: &mut Vec<String>,
+) -> &'a str {
+    let name = name.trim();
+    if name.is_empty() || name.len() > limits::MAX_NAME_BYTES || name.chars().any(char::is_control)
+    {
+        problems.push(format!(
+            "/name: 1 to {} bytes without control characters",
+            limits::MAX_NAME_BYTES
+        ));
+    }
+    if description.is_some_and(|d| d.len() > limits::MAX_DESCRIPTION_BYTES) {
+        problems.push(format!(
+            "/description: at most {} bytes",
+            limits::MAX_DESCRIPTION_BYTES
+        ));
+    }
+    name
+}
+
+/// Stores a new assignment or deployment with its audit entry and marks every device for the
+/// compiler.
+async fn save(
+    state: &AppState,
+    row: &AssignmentRow,
+    audit: &capstan_store::AuditEntry,
+    what: &str,
+) -> ApiResult<()> {
+    state
+        .store
+        .create_assignment(row, audit)
+        .await
+        .map_err(|e| ApiError::from_store(e, what))?;
+    state.deploy.mark_all();
+    Ok(())
+}
+
 async fn find_assignment(state: &AppState, id: &str) -> ApiResult<AssignmentRow> {
     state
         .store
@@ -408,12 +448,7 @@ async fn create_assignment(
         json!({"package": row.package_id, "version": req.version, "target": req.target,
                "intent": row.intent, "leave_installed": row.leave_installed}),
     );
-    state
-        .store
-        .create_assignment(&row, &audit)
-        .await
-        .map_err(|e| ApiError::from_store(e, "assignment"))?;
-    state.deploy.mark_all();
+    save(&state, &row, &audit, "assignment").await?;
     Ok((
         StatusCode::CREATED,
         Json(assignment_info(&state, &row).await?),
@@ -504,24 +539,7 @@ async fn create_deployment(
     Json(req): Json<CreateDeploymentRequest>,
 ) -> ApiResult<(StatusCode, Json<DeploymentInfo>)> {
     let mut problems = Vec::new();
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > limits::MAX_NAME_BYTES || name.chars().any(char::is_control)
-    {
-        problems.push(format!(
-            "/name: 1 to {} bytes without control characters",
-            limits::MAX_NAME_BYTES
-        ));
-    }
-    if req
-        .description
-        .as_ref()
-        .is_some_and(|d| d.len() > limits::MAX_DESCRIPTION_BYTES)
-    {
-        problems.push(format!(
-            "/description: at most {} bytes",
-            limits::MAX_DESCRIPTION_BYTES
-        ));
-    }
+    let name = check_label(&req.name, req.description.as_deref(), &mut problems);
     for (path, t) in [
         ("/available_from_ms", req.available_from_ms),
         ("/deadline_ms", req.deadline_ms),
@@ -582,12 +600,7 @@ async fn create_deployment(
                "available_from_ms": req.available_from_ms, "deadline_ms": req.deadline_ms,
                "window_policy": row.window_policy, "network": req.network}),
     );
-    state
-        .store
-        .create_assignment(&row, &audit)
-        .await
-        .map_err(|e| ApiError::from_store(e, "deployment"))?;
-    state.deploy.mark_all();
+    save(&state, &row, &audit, "deployment").await?;
     Ok((
         StatusCode::CREATED,
         Json(deployment_info(&state, &row).await?),
@@ -817,24 +830,7 @@ async fn create_window(
     Json(req): Json<CreateWindowRequest>,
 ) -> ApiResult<(StatusCode, Json<WindowInfo>)> {
     let mut problems: Vec<String> = Vec::new();
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > limits::MAX_NAME_BYTES || name.chars().any(char::is_control)
-    {
-        problems.push(format!(
-            "/name: 1 to {} bytes without control characters",
-            limits::MAX_NAME_BYTES
-        ));
-    }
-    if req
-        .description
-        .as_ref()
-        .is_some_and(|d| d.len() > limits::MAX_DESCRIPTION_BYTES)
-    {
-        problems.push(format!(
-            "/description: at most {} bytes",
-            limits::MAX_DESCRIPTION_BYTES
-        ));
-    }
+    let name = check_label(&req.name, req.description.as_deref(), &mut problems);
     if req.groups.is_empty() || req.groups.len() > limits::MAX_WINDOW_GROUPS {
         problems.push(format!(
             "/groups: 1 to {} groups the window applies to",
