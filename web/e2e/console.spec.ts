@@ -169,7 +169,7 @@ describe("web console", () => {
     await expectVisible(page.getByRole("table", { name: "Processor" }));
     await shot("07-device-hardware");
 
-    await page.getByRole("tab", { name: "Software" }).click();
+    await page.getByRole("tab", { name: "Software", exact: true }).click();
     const software = detail.inventory?.software ?? [];
     if (software.length > 0) {
       const name = software[0]!.name;

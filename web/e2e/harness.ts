@@ -150,8 +150,7 @@ export class Fixture {
         "--disable-sync",
       ],
     });
-    // Only this run's screenshots, so a reviewer never looks at stale ones.
-    rmSync(SCREENSHOTS, { recursive: true, force: true });
+    // Emptied once per run by e2e/global-setup.ts, so every suite's screenshots stay.
     mkdirSync(SCREENSHOTS, { recursive: true });
     return fx;
   }
@@ -172,7 +171,7 @@ export class Fixture {
    * (`unshare --uts`, needs root) whose host name is set to exactly that string, so it reports
    * it like a real machine would.
    */
-  async startAgent(token: string, opts: { hostname?: string } = {}): Promise<Agent> {
+  async startAgent(token: string, opts: { hostname?: string; env?: Record<string, string> } = {}): Promise<Agent> {
     const stateDir = mkdtempSync(join(tmpdir(), "capstan-web-e2e-agent-"));
     this.dirs.push(stateDir);
     const agentBin = bin("capstan-agent");
@@ -183,7 +182,7 @@ export class Fixture {
             "unshare",
             ["--uts", "sh", "-c", 'printf %s "$CAPSTAN_E2E_HOSTNAME" > /proc/sys/kernel/hostname && exec "$0" "$@"', agentBin, ...args],
           ];
-    const env = { ...process.env, CAPSTAN_AGENT_LOG: "debug", CAPSTAN_E2E_HOSTNAME: opts.hostname ?? "" };
+    const env = { ...process.env, CAPSTAN_AGENT_LOG: "debug", CAPSTAN_E2E_HOSTNAME: opts.hostname ?? "", ...opts.env };
     const enrollArgs = ["enroll", "--server", this.url, "--token", token, "--state-dir", stateDir, "--identity", "instance"];
     if (this.fingerprint) enrollArgs.push("--fingerprint", this.fingerprint);
     const [cmd, args] = wrap(enrollArgs);
@@ -202,6 +201,13 @@ export class Fixture {
     const agent = new Agent(stateDir, child);
     this.agents.push(agent);
     return agent;
+  }
+
+  /** A temporary directory removed with the fixture (kept when the suite failed). */
+  tempDir(prefix: string): string {
+    const d = mkdtempSync(join(tmpdir(), prefix));
+    this.dirs.push(d);
+    return d;
   }
 
   serverLog(): string {

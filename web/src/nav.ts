@@ -11,10 +11,10 @@ export interface Section {
 export const SECTIONS: readonly Section[] = [
   { label: "Dashboard", to: "/", built: true },
   { label: "Devices", to: "/devices", built: true },
-  { label: "Groups", to: "/groups", built: false },
-  { label: "Jobs", to: "/jobs", built: false },
-  { label: "Software", to: "/software", built: false },
-  { label: "Deployments", to: "/deployments", built: false },
+  { label: "Groups", to: "/groups", built: true },
+  { label: "Jobs", to: "/jobs", built: true },
+  { label: "Software", to: "/software", built: true },
+  { label: "Deployments", to: "/deployments", built: true },
   { label: "Enrollment", to: "/enrollment", built: true },
 ];
 

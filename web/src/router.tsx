@@ -4,6 +4,7 @@ import {
   createRootRoute,
   createRoute,
   createRouter,
+  lazyRouteComponent,
   Outlet,
 } from "@tanstack/react-router";
 import { Layout } from "./components/Layout";
@@ -72,9 +73,73 @@ const enrollmentRoute = createRoute({
   component: EnrollmentPage,
 });
 
+// The sections below load their code when first visited, so the first page stays small.
+const groupsRoute = createRoute({
+  getParentRoute: () => appRoute,
+  path: "/groups",
+  component: lazyRouteComponent(() => import("./pages/groups/GroupsPage"), "GroupsPage"),
+});
+
+const groupRoute = createRoute({
+  getParentRoute: () => appRoute,
+  path: "/groups/$groupId",
+  component: lazyRouteComponent(() => import("./pages/groups/GroupDetail"), "GroupDetailPage"),
+});
+
+const jobsRoute = createRoute({
+  getParentRoute: () => appRoute,
+  path: "/jobs",
+  component: lazyRouteComponent(() => import("./pages/jobs/JobsPage"), "JobsPage"),
+});
+
+const jobRoute = createRoute({
+  getParentRoute: () => appRoute,
+  path: "/jobs/$jobId",
+  component: lazyRouteComponent(() => import("./pages/jobs/JobDetail"), "JobDetailPage"),
+});
+
+const softwareRoute = createRoute({
+  getParentRoute: () => appRoute,
+  path: "/software",
+  validateSearch: (raw: Record<string, unknown>): { tab?: "sources" } => (raw.tab === "sources" ? { tab: "sources" } : {}),
+  component: lazyRouteComponent(() => import("./pages/software/SoftwarePage"), "SoftwarePage"),
+});
+
+const packageRoute = createRoute({
+  getParentRoute: () => appRoute,
+  path: "/software/$package",
+  component: lazyRouteComponent(() => import("./pages/software/PackageDetail"), "PackageDetailPage"),
+});
+
+const deploymentsRoute = createRoute({
+  getParentRoute: () => appRoute,
+  path: "/deployments",
+  validateSearch: (raw: Record<string, unknown>): { tab?: "windows" } => (raw.tab === "windows" ? { tab: "windows" } : {}),
+  component: lazyRouteComponent(() => import("./pages/deployments/DeploymentsPage"), "DeploymentsPage"),
+});
+
+const deploymentRoute = createRoute({
+  getParentRoute: () => appRoute,
+  path: "/deployments/$deploymentId",
+  component: lazyRouteComponent(() => import("./pages/deployments/DeploymentDetail"), "DeploymentDetailPage"),
+});
+
 const routeTree = rootRoute.addChildren([
   loginRoute,
-  appRoute.addChildren([dashboardRoute, devicesRoute, deviceRoute, enrollmentRoute]),
+  appRoute.addChildren([
+    dashboardRoute,
+    devicesRoute,
+    deviceRoute,
+    enrollmentRoute,
+    groupsRoute,
+    groupRoute,
+    jobsRoute,
+    jobRoute,
+    softwareRoute,
+    packageRoute,
+    deploymentsRoute,
+    deploymentRoute,
+  ]),
 ]);
 
 export const router = createRouter({ routeTree, defaultPreload: "intent", scrollRestoration: true });

@@ -66,6 +66,7 @@ fn api_router(max_inventory_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(crate::packages::router())
         .merge(crate::sources::router())
         .merge(crate::deploy::router())
+        .merge(crate::events::router())
         .merge(crate::deploy::agent_router())
         .merge(crate::packages::agent_router())
         .merge(crate::agent_api::router(max_inventory_bytes))

@@ -14,6 +14,7 @@ pub mod depot;
 pub mod devices;
 pub mod enrollment;
 pub mod error;
+pub mod events;
 pub mod fields;
 pub mod groups;
 pub mod install;

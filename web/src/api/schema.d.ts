@@ -1062,6 +1062,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/events/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Domain events as server-sent events. The first message is `event: ready` whose `id` is
+         *     where the stream starts; every domain event follows as a plain message (`data` is a
+         *     [`DomainEvent`], `id` its id). Resumes after the `Last-Event-ID` header (sent by a
+         *     reconnecting browser) or `?after=`, in that order; otherwise starts at the newest event.
+         *     A comment every 15 s keeps idle connections open through proxies.
+         */
+        get: operations["event_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/groups": {
         parameters: {
             query?: never;
@@ -2526,6 +2549,27 @@ export interface components {
             size_bytes?: number | null;
             /** @description Transport where known: nvme, sata, usb, virtio, scsi. */
             transport?: string | null;
+        };
+        /** @description One domain event, as the stream sends it (SSE `data`, with the same `id`). */
+        DomainEvent: {
+            /** Format: int64 */
+            at_ms: number;
+            /**
+             * @description Kind-specific details (for `software.status`: package, version, status, previous,
+             *     exit_code, …).
+             */
+            data: unknown;
+            /**
+             * Format: int64
+             * @description Increases with every event; the SSE `id` of the message.
+             */
+            id: number;
+            /** @description Dotted: `group.member_added`, `group.member_removed`, `software.status`, … */
+            kind: string;
+            /** @description The group (membership events) or package (`software.status`) it concerns. */
+            object?: string | null;
+            /** @description The device the event is about. */
+            subject: string;
         };
         DomainMembership: {
             /** @description `active_directory`, `kerberos`, `workgroup` or `none`. */
@@ -6297,6 +6341,39 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    event_stream: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Send the events after this id (an older page catching up). Without it (and without a
+                 *     `Last-Event-ID` header) the stream starts at the newest event.
+                 */
+                after?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["DomainEvent"];
+                };
+            };
+            401: {
                 headers: {
                     [name: string]: unknown;
                 };

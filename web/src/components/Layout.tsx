@@ -6,6 +6,7 @@ import { useEffect, useRef } from "react";
 import { isUnauthenticated } from "../api/client";
 import { visibleSections } from "../nav";
 import { useLogout, useMe } from "../services/auth";
+import { useLiveEvents } from "../services/events";
 import { RouterNavLink } from "./links";
 import { ErrorState, Loading } from "./QueryState";
 
@@ -16,6 +17,7 @@ export function Layout() {
   const navigate = useNavigate();
 
   const loggedOut = me.isError && isUnauthenticated(me.error);
+  const live = useLiveEvents(me.isSuccess);
   // Once only: the layout re-renders while the navigation is pending, and `<Navigate>` would
   // start it again on every render.
   const redirecting = useRef(false);
@@ -41,6 +43,14 @@ export function Layout() {
             Capstan
           </Title>
           <Group gap="sm">
+            <Badge
+              variant="dot"
+              color={live === "live" ? "green" : "orange"}
+              data-testid="live-state"
+              title={live === "live" ? "Updates arrive as they happen" : "Reconnecting to the server's live updates…"}
+            >
+              {live}
+            </Badge>
             <Text size="sm" data-testid="current-user">
               {me.data.username}
             </Text>

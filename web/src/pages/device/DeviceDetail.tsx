@@ -11,6 +11,7 @@ import { osLabel } from "../../services/dashboard";
 import { useDevice } from "../../services/devices";
 import { StatusBadge } from "../Devices";
 import { HardwareTab, NetworkTab, OverviewTab } from "./InventoryTabs";
+import { AssignmentsTab } from "./AssignmentsTab";
 import { MembershipTab } from "./MembershipTab";
 import { SoftwareTab } from "./SoftwareTab";
 import { TimelineTab } from "./TimelineTab";
@@ -21,6 +22,7 @@ export const DEVICE_TABS = [
   { id: "software", label: "Software" },
   { id: "network", label: "Network" },
   { id: "membership", label: "Groups, tags & fields" },
+  { id: "assignments", label: "Software assignments" },
   { id: "timeline", label: "Timeline" },
 ] as const;
 export type DeviceTab = (typeof DEVICE_TABS)[number]["id"];
@@ -106,6 +108,9 @@ export function DeviceDetailPage() {
         </Tabs.Panel>
         <Tabs.Panel value="membership" pt="md">
           <MembershipTab device={d} />
+        </Tabs.Panel>
+        <Tabs.Panel value="assignments" pt="md">
+          <AssignmentsTab deviceId={d.id} />
         </Tabs.Panel>
         <Tabs.Panel value="timeline" pt="md">
           <TimelineTab deviceId={d.id} />

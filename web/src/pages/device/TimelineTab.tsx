@@ -17,6 +17,7 @@ const KINDS = [
   { value: "group_left", label: "Left a group" },
   { value: "tag_added", label: "Tag added" },
   { value: "tag_removed", label: "Tag removed" },
+  { value: "software", label: "Software installs and removals" },
   { value: "software_drift", label: "Software drift" },
   { value: "refresh_requested", label: "Refresh requested" },
   { value: "revoked", label: "Revoked" },

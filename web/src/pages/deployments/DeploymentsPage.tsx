@@ -1,0 +1,261 @@
+// Deployments: the list with device counts per status and the success rate, the create
+// wizard, and the maintenance windows (list, create, delete).
+import { Alert, Badge, Button, Checkbox, Group, Modal, NumberInput, Progress, Stack, Table, Tabs, Text, TextInput, Title } from "@mantine/core";
+import { getRouteApi, useNavigate } from "@tanstack/react-router";
+import { useState } from "react";
+import { errorMessage } from "../../api/client";
+import { ConfirmDialog } from "../../components/Confirm";
+import { Empty, ErrorState, Loading } from "../../components/QueryState";
+import { RouterAnchor } from "../../components/links";
+import { GroupMultiPicker } from "../../components/TargetPicker";
+import { formatDateTime } from "../../lib/format";
+import {
+  type StatusCounts,
+  successRate,
+  useCreateWindow,
+  useDeleteWindow,
+  useDeployments,
+  useWindows,
+  type Weekday,
+  type WindowInfo,
+} from "../../services/deployments";
+import { CreateDeploymentWizard } from "./CreateDeployment";
+
+const route = getRouteApi("/app/deployments");
+
+export function StatusBar({ c }: { c: StatusCounts }) {
+  const pct = (n: number) => (c.total ? (n / c.total) * 100 : 0);
+  const busy = c.downloading + c.installing + c.uninstalling + c.reboot_pending;
+  return (
+    <Progress.Root size="lg" aria-label={`${c.installed} of ${c.total} installed`}>
+      <Progress.Section value={pct(c.installed + c.removed)} color="green" />
+      <Progress.Section value={pct(c.failed)} color="red" />
+      <Progress.Section value={pct(busy)} color="blue" />
+      <Progress.Section value={pct(c.waiting + c.planned)} color="yellow" />
+    </Progress.Root>
+  );
+}
+
+export function formatRate(r: number | null | undefined): string {
+  return r === null || r === undefined ? "—" : `${Math.round(r * 1000) / 10} %`;
+}
+
+function List() {
+  const deployments = useDeployments();
+  if (deployments.isPending) return <Loading label="Loading deployments…" />;
+  if (deployments.isError) return <ErrorState error={deployments.error} onRetry={() => deployments.refetch()} />;
+  if (deployments.data.length === 0) return <Empty title="No deployments yet">A deployment puts a package on a group's devices, on a schedule.</Empty>;
+  return (
+    <Table aria-label="Deployments" highlightOnHover>
+      <Table.Thead>
+        <Table.Tr>
+          <Table.Th>Deployment</Table.Th>
+          <Table.Th>Package</Table.Th>
+          <Table.Th>Target</Table.Th>
+          <Table.Th>Intent</Table.Th>
+          <Table.Th w={220}>Progress</Table.Th>
+          <Table.Th>Success rate</Table.Th>
+        </Table.Tr>
+      </Table.Thead>
+      <Table.Tbody>
+        {deployments.data.map((d) => (
+          <Table.Tr key={d.id} data-deployment-id={d.id}>
+            <Table.Td>
+              <Group gap={6}>
+                <RouterAnchor to="/deployments/$deploymentId" params={{ deploymentId: d.id }}>
+                  {d.name}
+                </RouterAnchor>
+                {d.paused && (
+                  <Badge color="orange" size="sm">
+                    paused
+                  </Badge>
+                )}
+              </Group>
+            </Table.Td>
+            <Table.Td>
+              {d.assignment.package_name} {d.assignment.version ?? "(latest)"}
+            </Table.Td>
+            <Table.Td>
+              {d.assignment.target_kind}: {d.assignment.target_name}
+            </Table.Td>
+            <Table.Td>{d.assignment.intent}</Table.Td>
+            <Table.Td>
+              <Stack gap={2}>
+                <StatusBar c={d.counts} />
+                <Text size="xs" c="dimmed">
+                  {d.counts.installed} installed · {d.counts.failed} failed · {d.counts.total} devices
+                </Text>
+              </Stack>
+            </Table.Td>
+            <Table.Td>{formatRate(successRate(d.counts))}</Table.Td>
+          </Table.Tr>
+        ))}
+      </Table.Tbody>
+    </Table>
+  );
+}
+
+const DAYS: Weekday[] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+function describeSchedule(w: WindowInfo): string {
+  const s = w.schedule;
+  return s.kind === "weekly"
+    ? `${s.days.join(", ")} at ${s.start} for ${s.duration_minutes} min (${w.timezone})`
+    : `cron ${s.expression} for ${s.duration_minutes} min (${w.timezone})`;
+}
+
+function WindowForm({ onDone }: { onDone: () => void }) {
+  const create = useCreateWindow();
+  const [name, setName] = useState("");
+  const [days, setDays] = useState<Weekday[]>(["sat", "sun"]);
+  const [start, setStart] = useState("02:00");
+  const [duration, setDuration] = useState<number>(120);
+  const [timezone, setTimezone] = useState("device");
+  const [groups, setGroups] = useState<string[]>([]);
+  return (
+    <form
+      aria-label="Create maintenance window"
+      onSubmit={(e) => {
+        e.preventDefault();
+        create.mutate(
+          { name: name.trim(), groups, timezone, schedule: { kind: "weekly", days, start, duration_minutes: duration } },
+          { onSuccess: onDone },
+        );
+      }}
+    >
+      <Stack>
+        <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} />
+        <Checkbox.Group label="Days" value={days} onChange={(v) => setDays(v as Weekday[])}>
+          <Group mt={4}>
+            {DAYS.map((d) => (
+              <Checkbox key={d} value={d} label={d} />
+            ))}
+          </Group>
+        </Checkbox.Group>
+        <Group grow>
+          <TextInput type="time" label="Start" value={start} onChange={(e) => setStart(e.currentTarget.value)} />
+          <NumberInput label="Duration (minutes)" min={1} value={duration} onChange={(v) => setDuration(typeof v === "number" ? v : 60)} />
+          <TextInput label="Time zone" description="IANA name, or “device” for each device's own" value={timezone} onChange={(e) => setTimezone(e.currentTarget.value)} />
+        </Group>
+        <GroupMultiPicker label="Groups it applies to" value={groups} onChange={setGroups} />
+        {create.isError && (
+          <Alert color="red" role="alert">
+            {errorMessage(create.error)}
+          </Alert>
+        )}
+        <Group justify="flex-end">
+          <Button type="submit" loading={create.isPending} disabled={!name.trim() || days.length === 0}>
+            Create window
+          </Button>
+        </Group>
+      </Stack>
+    </form>
+  );
+}
+
+function Windows() {
+  const windows = useWindows();
+  const remove = useDeleteWindow();
+  const [creating, setCreating] = useState(false);
+  const [deleting, setDeleting] = useState<WindowInfo | null>(null);
+  return (
+    <Stack>
+      <Group justify="flex-end">
+        <Button variant="light" onClick={() => setCreating(true)}>
+          New window
+        </Button>
+      </Group>
+      {windows.isPending ? (
+        <Loading label="Loading maintenance windows…" />
+      ) : windows.isError ? (
+        <ErrorState error={windows.error} onRetry={() => windows.refetch()} />
+      ) : windows.data.length === 0 ? (
+        <Empty title="No maintenance windows">Without windows, required installs run as soon as they are due.</Empty>
+      ) : (
+        <Table aria-label="Maintenance windows">
+          <Table.Thead>
+            <Table.Tr>
+              <Table.Th>Name</Table.Th>
+              <Table.Th>Schedule</Table.Th>
+              <Table.Th>Groups</Table.Th>
+              <Table.Th>Next opens</Table.Th>
+              <Table.Th />
+            </Table.Tr>
+          </Table.Thead>
+          <Table.Tbody>
+            {windows.data.map((w) => (
+              <Table.Tr key={w.id}>
+                <Table.Td>{w.name}</Table.Td>
+                <Table.Td>{describeSchedule(w)}</Table.Td>
+                <Table.Td>{w.groups.map((g) => g.name).join(", ")}</Table.Td>
+                <Table.Td>{formatDateTime(w.next_open_ms)}</Table.Td>
+                <Table.Td>
+                  <Button size="compact-sm" color="red" variant="subtle" onClick={() => setDeleting(w)} aria-label={`Delete ${w.name}`}>
+                    Delete
+                  </Button>
+                </Table.Td>
+              </Table.Tr>
+            ))}
+          </Table.Tbody>
+        </Table>
+      )}
+      <Modal opened={creating} onClose={() => setCreating(false)} title="New maintenance window" size="lg">
+        <WindowForm onDone={() => setCreating(false)} />
+      </Modal>
+      <ConfirmDialog
+        opened={deleting !== null}
+        title="Delete maintenance window?"
+        confirmLabel="Delete"
+        pending={remove.isPending}
+        error={remove.error}
+        onClose={() => {
+          setDeleting(null);
+          remove.reset();
+        }}
+        onConfirm={() => deleting && remove.mutate(deleting.id, { onSuccess: () => setDeleting(null) })}
+      >
+        Installs waiting for “{deleting?.name}” proceed unless another window holds them.
+      </ConfirmDialog>
+    </Stack>
+  );
+}
+
+export function DeploymentsPage() {
+  const { tab } = route.useSearch();
+  const navigate = useNavigate();
+  const [creating, setCreating] = useState(false);
+  return (
+    <Stack>
+      <Group justify="space-between">
+        <Title order={1} size="h2">
+          Deployments
+        </Title>
+        <Button onClick={() => setCreating(true)}>New deployment</Button>
+      </Group>
+      <Tabs
+        value={tab ?? "deployments"}
+        onChange={(v) => void navigate({ to: "/deployments", search: v === "windows" ? { tab: "windows" } : {}, replace: true })}
+        keepMounted={false}
+      >
+        <Tabs.List>
+          <Tabs.Tab value="deployments">Deployments</Tabs.Tab>
+          <Tabs.Tab value="windows">Maintenance windows</Tabs.Tab>
+        </Tabs.List>
+        <Tabs.Panel value="deployments" pt="md">
+          <List />
+        </Tabs.Panel>
+        <Tabs.Panel value="windows" pt="md">
+          <Windows />
+        </Tabs.Panel>
+      </Tabs>
+      <Modal opened={creating} onClose={() => setCreating(false)} title="New deployment" size="xl">
+        <CreateDeploymentWizard
+          onCreated={(d) => {
+            setCreating(false);
+            void navigate({ to: "/deployments/$deploymentId", params: { deploymentId: d.id } });
+          }}
+        />
+      </Modal>
+    </Stack>
+  );
+}
