@@ -2,10 +2,13 @@
 //! check-ins and inventory ingests per second a Capstan server sustains. It enrolls N devices
 //! (each with its own random identity and credential), then drives check-ins, full inventory
 //! uploads or a 95/5 mix of both, closed-loop or at a fixed rate, and reports throughput,
-//! latency percentiles, errors by code and the CPU each process used. The benchmark script
-//! (scripts/bench.sh) starts the server; this tool only talks to it.
+//! latency percentiles, errors by code and the CPU each process used. Two modes time what
+//! reaches agents holding the wake-up long-poll instead: `fanout` (a no-op job, fanout.rs) and
+//! `deploy` (assignments compiled into manifests and acknowledged, deploy.rs). The benchmark
+//! scripts (scripts/bench*.sh) start the server; this tool only talks to it.
 
 mod cpu;
+mod deploy;
 mod fanout;
 mod histogram;
 mod run;
@@ -53,9 +56,17 @@ struct Cli {
     /// Use this enrollment token instead of logging in (needs at least --agents uses left).
     #[arg(long)]
     token: Option<String>,
-    /// Simulated devices to enroll.
+    /// Simulated devices to enroll (deploy mode: simulated agents among --devices).
     #[arg(long, default_value_t = 100)]
     agents: usize,
+    /// Deploy mode: devices to enroll and put in the target group, at least --agents; the
+    /// ones beyond the agents are only enrolled [default: --agents].
+    #[arg(long)]
+    devices: Option<usize>,
+    /// Deploy mode: the server's log file, for its own compile figures ("manifests
+    /// compiled … ms="); without it they come from /metrics.
+    #[arg(long)]
+    server_log: Option<std::path::PathBuf>,
     /// Length of the measured phase, in seconds.
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
@@ -94,10 +105,12 @@ struct Cli {
     /// Seed of the synthetic identities and data [default: different every run].
     #[arg(long)]
     seed: Option<u64>,
-    /// Fan-out mode: jobs to create one after the other.
+    /// Fan-out mode: jobs to create one after the other; deploy mode: desired-state changes
+    /// (assign, remove, assign another package, …).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Fan-out mode: seconds to let the long-polls settle before (and between) rounds.
+    /// Fan-out mode: seconds to let the long-polls settle before (and between) rounds; deploy
+    /// mode: seconds without a compile pass or acknowledgement that end a round.
     #[arg(long, default_value_t = 3)]
     settle: u64,
     #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -114,10 +127,23 @@ fn parse_watch(s: &str) -> Result<(String, u32), String> {
     Ok((label.to_string(), pid))
 }
 
+impl Cli {
+    /// Devices to enroll: deploy mode enrolls --devices, of which --agents are simulated.
+    fn enrolled(&self) -> usize {
+        match self.mode {
+            Mode::Deploy => self.devices.unwrap_or(self.agents),
+            _ => self.agents,
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.agents == 0 {
         bail!("--agents must be at least 1");
+    }
+    if cli.enrolled() < cli.agents {
+        bail!("--devices must be at least --agents");
     }
     // Written so that NaN fails every check.
     let valid = cli.duration > 0.0 && cli.warmup >= 0.0 && cli.rate >= 0.0;
@@ -165,7 +191,7 @@ async fn enrollment_token(cli: &Cli, opts: &ClientOptions, seed: u64) -> anyhow:
         .create_enrollment_token(&CreateEnrollmentTokenRequest {
             name: format!("capstan-loadgen run {seed:016x}"),
             expires_in_secs: Some(86_400),
-            max_uses: Some(u32::try_from(cli.agents).context("--agents is too large")?),
+            max_uses: Some(u32::try_from(cli.enrolled()).context("--agents is too large")?),
             default_tags: vec![],
         })
         .await
@@ -198,15 +224,18 @@ async fn run(cli: &Cli) -> anyhow::Result<Value> {
         cpu: CpuWatch::new(cli.watch.clone()),
     };
 
-    let profiles: Vec<AgentProfile> = (0..cli.agents)
+    let profiles: Vec<AgentProfile> = (0..cli.enrolled())
         .map(|i| AgentProfile::new(seed, i))
         .collect();
-    eprintln!("enrolling {} agents…", cli.agents);
+    eprintln!("enrolling {} devices…", profiles.len());
     let (mut agents, enroll_phase) =
         run::enroll(&ctx, &token, profiles, cli.enroll_concurrency).await?;
     let mut phases = vec![enroll_phase];
     if cli.mode == Mode::Fanout {
         return fanout_report(cli, &opts, &ctx, agents, phases).await;
+    }
+    if cli.mode == Mode::Deploy {
+        return deploy_report(cli, &opts, &ctx, agents, phases, seed).await;
     }
 
     let mut prepare_secs = None;
@@ -345,6 +374,62 @@ async fn fanout_report(
     }))
 }
 
+async fn deploy_report(
+    cli: &Cli,
+    opts: &ClientOptions,
+    ctx: &Ctx,
+    agents: Vec<Arc<run::SimAgent>>,
+    phases: Vec<Phase>,
+    seed: u64,
+) -> anyhow::Result<Value> {
+    let api = operator(cli, opts).await?;
+    let op = deploy::Operator {
+        http: ctx.target.http.clone(),
+        base: ctx.target.base_url.clone(),
+        token: api
+            .token()
+            .map(str::to_string)
+            .context("the login gave no token")?,
+    };
+    // The compiler goes through devices in id order; the simulated agents are spread over it.
+    let mut agents = agents;
+    agents.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    let devices: Vec<String> = agents.iter().map(|a| a.device_id.clone()).collect();
+    let sim: Vec<Arc<deploy::DeployAgent>> = deploy::spread(agents.len(), cli.agents)
+        .into_iter()
+        .map(|i| {
+            Arc::new(deploy::DeployAgent {
+                client: agents[i].client.clone(),
+            })
+        })
+        .collect();
+    let cpu0 = ctx.cpu.sample();
+    let report = deploy::run(
+        &op,
+        sim,
+        devices,
+        &deploy::Options {
+            rounds: cli.rounds.max(1),
+            settle: Duration::from_secs(cli.settle),
+            round_timeout: Duration::from_secs(cli.timeout),
+            server_log: cli.server_log.clone(),
+            tag: format!("{:08x}", seed as u32),
+            cpu: ctx.cpu.clone(),
+        },
+    )
+    .await?;
+    let cpu = ctx.cpu.usage_since(&cpu0);
+    Ok(json!({
+        "loadgen_version": env!("CARGO_PKG_VERSION"),
+        "server": cli.server,
+        "tls": cli.server.starts_with("https://"),
+        "mode": "deploy",
+        "enroll": phases.iter().map(phase_json).collect::<Vec<_>>(),
+        "deploy": report,
+        "cpu_cores_during_deploy": cpu,
+    }))
+}
+
 fn ms(us: u64) -> f64 {
     (us as f64 / 10.0).round() / 100.0
 }
@@ -388,6 +473,67 @@ fn phase_json(p: &Phase) -> Value {
 }
 
 fn print_text(report: &Value) {
+    if report["mode"] == "deploy" {
+        let d = &report["deploy"];
+        println!(
+            "capstan-loadgen {} → {}, deployments to a group of {} devices, {} of them simulated agents holding long-polls",
+            report["loadgen_version"].as_str().unwrap_or("?"),
+            report["server"].as_str().unwrap_or("?"),
+            d["devices"],
+            d["agents"],
+        );
+        for r in d["rounds"].as_array().into_iter().flatten() {
+            let (c, a, f) = (&r["compile"], &r["acknowledged"], &r["final_acknowledged"]);
+            println!(
+                "  round {}: {} (request {} ms){}",
+                r["round"],
+                r["action"].as_str().unwrap_or("?"),
+                r["request_ms"],
+                if r["complete"] == true {
+                    ""
+                } else {
+                    "  (INCOMPLETE)"
+                }
+            );
+            println!(
+                "    compile: first pass {} ms ({}; devices {}, changed {}), seen on /metrics {} ms after the request; {} passes in the round, {} ms in all",
+                c["pass_ms"],
+                c["source"].as_str().unwrap_or("?"),
+                c["devices"],
+                c["changed"],
+                c["observed_after_ms"],
+                c["passes"],
+                c["passes_total_ms"],
+            );
+            if let Some(cpu) = r["cpu_cores_until_compiled"].as_object() {
+                let list: Vec<String> = cpu.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                println!("    cpu until compiled (cores): {}", list.join(", "));
+            }
+            println!(
+                "    acknowledged {}: p50 {} ms, p90 {} ms, p99 {} ms, all {} ms (manifest fetched: p50 {} ms, p99 {} ms)",
+                a["count"],
+                a["p50_ms"],
+                a["p90_ms"],
+                a["p99_ms"],
+                r["all_acknowledged_ms"],
+                r["manifest_fetched"]["p50_ms"],
+                r["manifest_fetched"]["p99_ms"],
+            );
+            if r["revisions_per_agent"]["max"].as_u64().unwrap_or(0) > 1 {
+                println!(
+                    "    last revision of the round acknowledged: p50 {} ms, p99 {} ms, all {} ms ({} revisions per agent at most, {} on average)",
+                    f["p50_ms"],
+                    f["p99_ms"],
+                    r["all_final_ms"],
+                    r["revisions_per_agent"]["max"],
+                    r["revisions_per_agent"]["mean"],
+                );
+            }
+        }
+        println!("  agent errors: {}", d["agent_errors"]);
+        println!("  cpu (cores): {}", report["cpu_cores_during_deploy"]);
+        return;
+    }
     if report["mode"] == "fanout" {
         let f = &report["fanout"];
         println!(

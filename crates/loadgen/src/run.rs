@@ -33,6 +33,9 @@ pub enum Mode {
     Mixed,
     /// Agents hold the wake-up long-poll; no-op jobs to all of them, timed per agent.
     Fanout,
+    /// Agents hold the wake-up long-poll and reconcile manifests; assignments to a group of
+    /// all enrolled devices, compile pass and acknowledgements timed.
+    Deploy,
 }
 
 impl Mode {
@@ -46,7 +49,7 @@ impl Mode {
             Mode::Checkin => OpKind::Checkin,
             Mode::Inventory => OpKind::Inventory,
             Mode::Mixed if seq % 20 == 19 => OpKind::Inventory,
-            Mode::Mixed | Mode::Fanout => OpKind::Checkin,
+            Mode::Mixed | Mode::Fanout | Mode::Deploy => OpKind::Checkin,
         }
     }
 }
