@@ -259,6 +259,46 @@ async fn assignments_become_signed_manifests_and_leaving_the_group_removes_what_
         (&json!("installed"), &json!("installing"), &json!("app"))
     );
 
+    // Another package for n1 changes its manifest; app's reported status stands.
+    package(&t, &admin, "other", &["1"], json!([])).await;
+    t.ok(
+        StatusCode::CREATED,
+        POST,
+        "/api/v1/assignments",
+        &admin,
+        Some(json!({"package": "other", "target": {"kind": "device", "id": d1}, "intent": "available"})),
+    )
+    .await;
+    compile(&t).await;
+    let sw = software(&t, &admin, &d1).await;
+    let app_row = sw["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["package_name"] == "app")
+        .unwrap()
+        .clone();
+    assert_eq!(app_row["status"], "installed", "{sw}");
+    let other = t
+        .ok(
+            StatusCode::OK,
+            GET,
+            &format!("/api/v1/assignments?device={d1}&package=other"),
+            &admin,
+            None,
+        )
+        .await;
+    t.ok(
+        StatusCode::NO_CONTENT,
+        DELETE,
+        &format!("/api/v1/assignments/{}", other[0]["id"].as_str().unwrap()),
+        &admin,
+        None,
+    )
+    .await;
+    compile(&t).await;
+    assert_eq!(manifest(&t, &tok1).await.unwrap().revision, 3);
+
     // n1 leaves the group: what Capstan installed there is removed (any version).
     t.ok(
         StatusCode::OK,
@@ -270,7 +310,7 @@ async fn assignments_become_signed_manifests_and_leaving_the_group_removes_what_
     .await;
     compile(&t).await;
     let m1 = manifest(&t, &tok1).await.unwrap();
-    assert_eq!(m1.revision, 2);
+    assert_eq!(m1.revision, 4);
     assert_eq!(m1.items.len(), 1);
     assert_eq!(m1.items[0].intent, ItemIntent::Absent);
     assert_eq!(m1.items[0].assignment_id, None);
@@ -294,7 +334,7 @@ async fn assignments_become_signed_manifests_and_leaving_the_group_removes_what_
     let m1 = manifest(&t, &tok1).await.unwrap();
     assert_eq!(
         (m1.revision, m1.items.len()),
-        (3, 0),
+        (5, 0),
         "removed: nothing left to do"
     );
 

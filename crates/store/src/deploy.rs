@@ -134,7 +134,8 @@ pub struct CompileInputs {
     /// (device id, group id) of direct memberships, static and dynamic.
     pub memberships: Vec<(String, String)>,
     pub states: Vec<StateBrief>,
-    pub manifests: Vec<(String, i64, String)>,
+    /// (device id, revision, digest, next evaluation time).
+    pub manifests: Vec<(String, i64, String, Option<i64>)>,
 }
 
 /// One package the compiled manifest wants on a device.
@@ -161,6 +162,10 @@ pub struct CompiledManifest {
     pub digest: String,
     pub payload: String,
     pub items: Vec<DesiredItem>,
+    /// When the manifest may change by itself (a window, a schedule).
+    pub next_eval: Option<i64>,
+    /// Packages that had a desired state on the device and are no longer in its manifest.
+    pub left: Vec<String>,
 }
 
 /// One agent report of one item, validated by the server.
@@ -529,7 +534,8 @@ impl Store {
                  FROM device_software WHERE device_id IN ({list})"
             ));
             let manifests = sqlx::AssertSqlSafe(format!(
-                "SELECT device_id, revision, digest FROM device_manifests WHERE device_id IN ({list})"
+                "SELECT device_id, revision, digest, next_eval_at FROM device_manifests
+                 WHERE device_id IN ({list})"
             ));
             with_pool!(self, |pool| {
                 let mut q = sqlx::query_as::<_, (String, String)>(members);
@@ -542,7 +548,7 @@ impl Store {
                     q = q.bind(d);
                 }
                 out.states.extend(q.fetch_all(pool).await?);
-                let mut q = sqlx::query_as::<_, (String, i64, String)>(manifests);
+                let mut q = sqlx::query_as::<_, (String, i64, String, Option<i64>)>(manifests);
                 for d in chunk {
                     q = q.bind(d);
                 }
@@ -580,71 +586,143 @@ impl Store {
     }
 
     /// Write the compiled manifests that changed (one transaction), bringing each device's
-    /// `device_software` rows in line with its items, and set every compiled device's next
-    /// evaluation time. A manifest whose stored revision moved since it was read is skipped
-    /// (another compiler wrote it); the ids written are returned.
+    /// `device_software` rows in line with its items, and set the next evaluation time of
+    /// devices whose manifest did not change (`next_evals`). A manifest whose stored revision
+    /// moved since it was read (another compiler wrote it), or whose device is gone, is skipped;
+    /// the ids written are returned. Everything is written with multi-row statements: a pass
+    /// over thousands of devices is a few hundred statements, not tens of thousands.
     pub async fn write_compiled(
         &self,
         changed: &[CompiledManifest],
         next_evals: &[(String, Option<i64>)],
         now: i64,
     ) -> Result<Vec<String>> {
-        let mut written = Vec::new();
+        const ROWS: usize = 100;
+        let mut written: Vec<String> = Vec::new();
+        let fresh: Vec<&CompiledManifest> = changed
+            .iter()
+            .filter(|m| m.previous_revision.is_none())
+            .collect();
+        let updated: Vec<&CompiledManifest> = changed
+            .iter()
+            .filter(|m| m.previous_revision.is_some())
+            .collect();
+        let tuple = |k: usize, width: usize| {
+            let b = width * k;
+            format!(
+                "({})",
+                (1..=width)
+                    .map(|i| format!("${}", b + i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let rows_of = |n: usize, width: usize| {
+            (0..n)
+                .map(|k| tuple(k, width))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            for m in changed {
-                let done = match m.previous_revision {
-                    None => sqlx::query(
-                        "INSERT INTO device_manifests (device_id, revision, digest, payload, compiled_at)
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id) DO NOTHING",
-                    )
-                    .bind(&m.device_id)
-                    .bind(m.revision)
-                    .bind(&m.digest)
-                    .bind(&m.payload)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| match &e {
-                        // The device was deleted meanwhile.
-                        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                            StoreError::NotFound
-                        }
-                        _ => StoreError::Database(e),
-                    }),
-                    Some(prev) => sqlx::query(
-                        "UPDATE device_manifests SET revision = $2, digest = $3, payload = $4,
-                                compiled_at = $5
-                         WHERE device_id = $1 AND revision = $6",
-                    )
-                    .bind(&m.device_id)
-                    .bind(m.revision)
-                    .bind(&m.digest)
-                    .bind(&m.payload)
-                    .bind(now)
-                    .bind(prev)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::Database),
-                };
-                let done = match done {
-                    Ok(r) => r.rows_affected(),
-                    Err(StoreError::NotFound) => 0,
-                    Err(e) => return Err(e),
-                };
-                if done == 0 {
-                    continue;
+            for part in fresh.chunks(ROWS) {
+                // `WHERE EXISTS`: a device deleted meanwhile is skipped, not an error.
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO device_manifests (device_id, revision, digest, payload, compiled_at,
+                            next_eval_at)
+                     SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6
+                     FROM (VALUES {}) AS v
+                     WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = v.column1)
+                     ON CONFLICT (device_id) DO NOTHING
+                     RETURNING device_id",
+                    rows_of(part.len(), 6)
+                ));
+                let mut q = sqlx::query_as::<_, (String,)>(sql);
+                for m in part {
+                    q = q
+                        .bind(&m.device_id)
+                        .bind(m.revision)
+                        .bind(&m.digest)
+                        .bind(&m.payload)
+                        .bind(now)
+                        .bind(m.next_eval);
                 }
-                // Packages that left the manifest keep their row (status, history) without a
-                // desired state.
-                sqlx::query(
-                    "UPDATE device_software SET desired = NULL, assignment_id = NULL
-                     WHERE device_id = $1 AND desired IS NOT NULL",
-                )
-                .bind(&m.device_id)
-                .execute(&mut *tx)
-                .await?;
-                for item in &m.items {
+                written.extend(q.fetch_all(&mut *tx).await?.into_iter().map(|r| r.0));
+            }
+            for part in updated.chunks(ROWS) {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE device_manifests SET revision = v.column2, digest = v.column3,
+                            payload = v.column4, compiled_at = v.column5, next_eval_at = v.column6
+                     FROM (VALUES {}) AS v
+                     WHERE device_manifests.device_id = v.column1
+                       AND device_manifests.revision = v.column7
+                     RETURNING device_manifests.device_id",
+                    rows_of(part.len(), 7)
+                ));
+                let mut q = sqlx::query_as::<_, (String,)>(sql);
+                for m in part {
+                    q = q
+                        .bind(&m.device_id)
+                        .bind(m.revision)
+                        .bind(&m.digest)
+                        .bind(&m.payload)
+                        .bind(now)
+                        .bind(m.next_eval)
+                        .bind(m.previous_revision);
+                }
+                written.extend(q.fetch_all(&mut *tx).await?.into_iter().map(|r| r.0));
+            }
+            let done: std::collections::HashSet<&str> =
+                written.iter().map(String::as_str).collect();
+            let items: Vec<(&str, &DesiredItem)> = changed
+                .iter()
+                .filter(|m| done.contains(m.device_id.as_str()))
+                .flat_map(|m| m.items.iter().map(move |i| (m.device_id.as_str(), i)))
+                .collect();
+            for part in items.chunks(ROWS) {
+                // A new row, or a row whose desired state or version changed, starts over as
+                // planned (or waiting, or available); otherwise the agent's last report stands.
+                let values = (0..part.len())
+                    .map(|k| {
+                        let b = 8 * k;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, FALSE, ${}, 0, $1)",
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6,
+                            b + 7,
+                            b + 8,
+                            b + 9
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO device_software (device_id, package_id, version, desired,
+                            status, detail, assignment_id, managed, leave_installed,
+                            drift_repairs, updated_at)
+                     VALUES {values}
+                     ON CONFLICT (device_id, package_id) DO UPDATE SET
+                       status = CASE
+                         WHEN device_software.version IS DISTINCT FROM excluded.version
+                              OR device_software.desired IS DISTINCT FROM excluded.desired
+                              OR device_software.status IN ('waiting', 'planned')
+                         THEN excluded.status ELSE device_software.status END,
+                       detail = CASE
+                         WHEN device_software.version IS DISTINCT FROM excluded.version
+                              OR device_software.desired IS DISTINCT FROM excluded.desired
+                              OR device_software.status IN ('waiting', 'planned')
+                         THEN excluded.detail ELSE device_software.detail END,
+                       version = excluded.version,
+                       desired = excluded.desired,
+                       assignment_id = excluded.assignment_id,
+                       leave_installed = excluded.leave_installed,
+                       updated_at = excluded.updated_at"
+                ));
+                let mut q = sqlx::query(sql).bind(now);
+                for (device, item) in part {
                     let initial = if item.hold.is_some() {
                         "waiting"
                     } else if item.desired == "available" {
@@ -652,50 +730,51 @@ impl Store {
                     } else {
                         "planned"
                     };
-                    // A new row, or a row whose desired state or version changed, starts over
-                    // as planned (or waiting); otherwise the agent's last report stands.
-                    sqlx::query(
-                        "INSERT INTO device_software (device_id, package_id, version, desired,
-                                status, detail, assignment_id, managed, leave_installed,
-                                drift_repairs, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE, $8, 0, $9)
-                         ON CONFLICT (device_id, package_id) DO UPDATE SET
-                           status = CASE
-                             WHEN device_software.version IS DISTINCT FROM excluded.version
-                                  OR device_software.desired IS DISTINCT FROM excluded.desired
-                                  OR device_software.status IN ('waiting', 'planned')
-                             THEN excluded.status ELSE device_software.status END,
-                           detail = CASE
-                             WHEN device_software.version IS DISTINCT FROM excluded.version
-                                  OR device_software.desired IS DISTINCT FROM excluded.desired
-                                  OR device_software.status IN ('waiting', 'planned')
-                             THEN excluded.detail ELSE device_software.detail END,
-                           version = excluded.version,
-                           desired = excluded.desired,
-                           assignment_id = excluded.assignment_id,
-                           leave_installed = excluded.leave_installed,
-                           updated_at = excluded.updated_at",
-                    )
-                    .bind(&m.device_id)
-                    .bind(&item.package_id)
-                    .bind(&item.version)
-                    .bind(&item.desired)
-                    .bind(initial)
-                    .bind(&item.hold)
-                    .bind(&item.assignment_id)
-                    .bind(item.leave_installed)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    q = q
+                        .bind(*device)
+                        .bind(&item.package_id)
+                        .bind(&item.version)
+                        .bind(&item.desired)
+                        .bind(initial)
+                        .bind(&item.hold)
+                        .bind(&item.assignment_id)
+                        .bind(item.leave_installed);
                 }
-                written.push(m.device_id.clone());
+                q.execute(&mut *tx).await?;
             }
-            for (device, next) in next_evals {
-                sqlx::query("UPDATE device_manifests SET next_eval_at = $2 WHERE device_id = $1")
-                    .bind(device)
-                    .bind(next)
-                    .execute(&mut *tx)
-                    .await?;
+            // Packages that left a written manifest keep their row (status, history) without a
+            // desired state. (Clearing only these — not every row before the upsert — keeps an
+            // unchanged item's reported status when the manifest around it changes.)
+            let left: Vec<(&str, &String)> = changed
+                .iter()
+                .filter(|m| done.contains(m.device_id.as_str()))
+                .flat_map(|m| m.left.iter().map(move |p| (m.device_id.as_str(), p)))
+                .collect();
+            for part in left.chunks(ROWS * 2) {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE device_software SET desired = NULL, assignment_id = NULL
+                     FROM (VALUES {}) AS v
+                     WHERE device_software.device_id = v.column1
+                       AND device_software.package_id = v.column2",
+                    rows_of(part.len(), 2)
+                ));
+                let mut q = sqlx::query(sql);
+                for (device, package) in part {
+                    q = q.bind(*device).bind(*package);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            for part in next_evals.chunks(ROWS * 2) {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE device_manifests SET next_eval_at = v.column2
+                     FROM (VALUES {}) AS v WHERE device_manifests.device_id = v.column1",
+                    rows_of(part.len(), 2)
+                ));
+                let mut q = sqlx::query(sql);
+                for (device, next) in part {
+                    q = q.bind(device).bind(next);
+                }
+                q.execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });

@@ -34,6 +34,7 @@ on_both!(
     custom_fields_round_trip_every_type_and_filter,
     dynamic_membership_changes_are_recorded_once,
     batched_job_reports_behave_like_one_at_a_time,
+    compiled_manifests_are_written_in_batches_and_skip_what_moved,
 );
 
 fn audit(action: &str) -> AuditEntry {
@@ -1964,4 +1965,158 @@ async fn batched_job_reports_behave_like_one_at_a_time(s: &Store) {
         s.run(&job_b, &run_b).await.unwrap().unwrap().state,
         "delivered"
     );
+}
+
+fn compiled(
+    device: &str,
+    previous: Option<i64>,
+    revision: i64,
+    items: Vec<DesiredItem>,
+) -> CompiledManifest {
+    CompiledManifest {
+        device_id: device.into(),
+        previous_revision: previous,
+        revision,
+        digest: format!("d{revision}"),
+        payload: format!("{{\"revision\":{revision}}}"),
+        items,
+        next_eval: Some(1000 + revision),
+        left: Vec::new(),
+    }
+}
+
+async fn compiled_manifests_are_written_in_batches_and_skip_what_moved(s: &Store) {
+    // 250 devices: more than one multi-row statement of each kind.
+    let mut devices = Vec::new();
+    for i in 0..250 {
+        devices.push(enrolled(s, &format!("m{i}"), 10).await);
+    }
+    let pkg = PackageRow {
+        id: id(),
+        name: "tool".into(),
+        display_name: "Tool".into(),
+        publisher: None,
+        description: None,
+        created_at: 1,
+        updated_at: 1,
+        version_count: 0,
+        latest_version: None,
+    };
+    s.create_package(&pkg, &audit("package.create"))
+        .await
+        .unwrap();
+    let item = |desired: &str, version: &str, hold: Option<&str>| DesiredItem {
+        package_id: pkg.id.clone(),
+        version: version.into(),
+        desired: desired.into(),
+        assignment_id: None,
+        leave_installed: false,
+        hold: hold.map(str::to_string),
+    };
+    let mut first: Vec<CompiledManifest> = devices
+        .iter()
+        .map(|d| compiled(d, None, 1, vec![item("present", "1.0", None)]))
+        .collect();
+    // A device that no longer exists is skipped, not an error.
+    first.push(compiled("no-such-device", None, 1, vec![]));
+    let written = s.write_compiled(&first, &[], 50).await.unwrap();
+    assert_eq!(written.len(), 250);
+    let revs = s.manifest_revisions(&devices).await.unwrap();
+    assert!(revs.values().all(|r| *r == 1));
+    let m = s.manifest(&devices[0]).await.unwrap().unwrap();
+    assert_eq!((m.next_eval_at, m.digest.as_str()), (Some(1001), "d1"));
+    let rows = s.device_software(&devices[7]).await.unwrap();
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].desired.as_deref()),
+        ("planned", Some("present"))
+    );
+
+    // The agent reports; a recompile with the same version keeps the report, a new version or
+    // a hold starts over, and a write against a moved revision is skipped.
+    s.record_item_reports(
+        &devices[0],
+        1,
+        true,
+        &[ItemReportRow {
+            package_id: pkg.id.clone(),
+            version: "1.0".into(),
+            status: "installed".into(),
+            detail: None,
+            exit_code: None,
+            log: None,
+            progress: None,
+            drift: false,
+            at: 60,
+        }],
+        60,
+    )
+    .await
+    .unwrap();
+    let second = vec![
+        compiled(&devices[0], Some(1), 2, vec![item("present", "1.0", None)]),
+        compiled(&devices[1], Some(1), 2, vec![item("present", "2.0", None)]),
+        compiled(
+            &devices[2],
+            Some(1),
+            2,
+            vec![item("present", "1.0", Some("window"))],
+        ),
+        compiled(&devices[3], Some(7), 8, vec![]),
+        CompiledManifest {
+            left: vec![pkg.id.clone()],
+            ..compiled(&devices[4], Some(1), 2, vec![])
+        },
+    ];
+    let written = s
+        .write_compiled(&second, &[(devices[5].clone(), Some(42))], 70)
+        .await
+        .unwrap();
+    assert_eq!(
+        written.len(),
+        4,
+        "the moved revision is skipped: {written:?}"
+    );
+    assert!(!written.contains(&devices[3]));
+    let status = |rows: Vec<SoftwareStateRow>| {
+        (
+            rows[0].status.clone(),
+            rows[0].version.clone(),
+            rows[0].desired.clone(),
+            rows[0].detail.clone(),
+        )
+    };
+    assert_eq!(
+        status(s.device_software(&devices[0]).await.unwrap()),
+        (
+            "installed".into(),
+            Some("1.0".into()),
+            Some("present".into()),
+            None
+        )
+    );
+    assert_eq!(
+        status(s.device_software(&devices[1]).await.unwrap()).0,
+        "planned",
+        "a new version starts over"
+    );
+    assert_eq!(
+        status(s.device_software(&devices[2]).await.unwrap()),
+        (
+            "waiting".into(),
+            Some("1.0".into()),
+            Some("present".into()),
+            Some("window".into())
+        )
+    );
+    assert_eq!(
+        status(s.device_software(&devices[4]).await.unwrap()).2,
+        None,
+        "left the manifest: no desired state"
+    );
+    assert_eq!(s.manifest(&devices[3]).await.unwrap().unwrap().revision, 1);
+    assert_eq!(
+        s.manifest(&devices[5]).await.unwrap().unwrap().next_eval_at,
+        Some(42)
+    );
+    assert_eq!(s.manifests_due(50).await.unwrap(), vec![devices[5].clone()]);
 }

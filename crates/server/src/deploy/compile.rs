@@ -301,10 +301,10 @@ pub(crate) async fn compile(
         for s in &inputs.states {
             states.entry(s.device_id.as_str()).or_default().push(s);
         }
-        let stored: HashMap<&str, (i64, &str)> = inputs
+        let stored: HashMap<&str, (i64, &str, Option<i64>)> = inputs
             .manifests
             .iter()
-            .map(|(d, r, digest)| (d.as_str(), (*r, digest.as_str())))
+            .map(|(d, r, digest, next)| (d.as_str(), (*r, digest.as_str(), *next)))
             .collect();
         let mut changed = Vec::new();
         let mut next_evals = Vec::new();
@@ -398,11 +398,16 @@ pub(crate) async fn compile(
             let sources = ctx.sources_for(&closure);
             let interval = state.config.reconcile_interval_secs;
             let digest = content_digest(&items, &sources, interval);
-            next_evals.push((device.clone(), decision.next_eval));
-            if previous.is_some_and(|(_, d)| d == digest) {
+            if let Some((_, d, next)) = previous
+                && d == digest
+            {
+                // Unchanged: only a moved evaluation time is written.
+                if next != decision.next_eval {
+                    next_evals.push((device.clone(), decision.next_eval));
+                }
                 continue;
             }
-            let revision = previous.map(|(r, _)| r + 1).unwrap_or(1);
+            let revision = previous.map(|(r, _, _)| r + 1).unwrap_or(1);
             let payload = ManifestPayload {
                 device_id: device.clone(),
                 revision: u64::try_from(revision).unwrap_or(0),
@@ -411,13 +416,22 @@ pub(crate) async fn compile(
                 sources,
                 reconcile_interval_secs: interval,
             };
+            let wanted: std::collections::HashSet<&str> =
+                desired.iter().map(|d| d.package_id.as_str()).collect();
+            let left = device_states
+                .iter()
+                .filter(|s| s.desired.is_some() && !wanted.contains(s.package_id.as_str()))
+                .map(|s| s.package_id.clone())
+                .collect();
             changed.push(CompiledManifest {
                 device_id: device.clone(),
-                previous_revision: previous.map(|(r, _)| r),
+                previous_revision: previous.map(|(r, _, _)| r),
                 revision,
                 digest,
                 payload: serde_json::to_string(&payload).map_err(ApiError::internal)?,
                 items: desired,
+                next_eval: decision.next_eval,
+                left,
             });
         }
         let written = state
