@@ -149,6 +149,33 @@ describe("web console", () => {
     await page.getByRole("button", { name: "Clear filters" }).click();
   });
 
+  step("tags the selected device in bulk, which makes it join a dynamic group", async () => {
+    const group = await fx.json<{ id: string }>("POST", "/api/v1/groups", {
+      name: "bulk-tagged",
+      kind: "dynamic",
+      rule: { tag: "bulk-e2e" },
+    });
+    const members = async () =>
+      (await fx.json<{ items: { id: string }[] }>("GET", `/api/v1/groups/${group.id}/members`)).items.map((d) => d.id);
+    expect(await members()).toEqual([]);
+    const row = page.locator(`tr[data-device-id="${deviceId}"]`);
+    await row.getByRole("checkbox", { name: `Select ${hostname}` }).check();
+    const bar = page.getByRole("region", { name: "Bulk actions" });
+    await expectVisible(bar.getByText("1 device selected"));
+    await bar.getByRole("button", { name: "Add tags…" }).click();
+    const dialog = page.getByRole("dialog", { name: "Add tags: 1 device" });
+    await expectVisible(dialog.getByText(hostname, { exact: false }));
+    await dialog.getByLabel("Tags").fill("bulk-e2e");
+    await dialog.getByLabel("Tags").press("Enter");
+    await shot("05b-devices-bulk-tags");
+    await dialog.getByRole("button", { name: "Add tags" }).click();
+    await expectVisible(page.getByText("Tag bulk-e2e added to 1 device."));
+    await expectVisible(row.getByText("bulk-e2e", { exact: true }));
+    expect(await waitFor("the device in the dynamic group", async () => ((await members()).includes(deviceId) ? true : undefined))).toBe(true);
+    await bar.getByRole("button", { name: "Clear selection" }).click();
+    await bar.waitFor({ state: "detached", timeout: 5_000 });
+  });
+
   step("opens the device detail with its hostname, OS and tabs", async () => {
     // Wait until the first inventory is in, so every tab has something to show.
     const detail = await waitFor("the agent's first inventory", async () => {

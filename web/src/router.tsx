@@ -114,7 +114,12 @@ const packageRoute = createRoute({
 const deploymentsRoute = createRoute({
   getParentRoute: () => appRoute,
   path: "/deployments",
-  validateSearch: (raw: Record<string, unknown>): { tab?: "windows" } => (raw.tab === "windows" ? { tab: "windows" } : {}),
+  validateSearch: (raw: Record<string, unknown>): { tab?: "windows"; filter?: "active" | "failing" } =>
+    raw.tab === "windows"
+      ? { tab: "windows" }
+      : raw.filter === "active" || raw.filter === "failing"
+        ? { filter: raw.filter }
+        : {},
   component: lazyRouteComponent(() => import("./pages/deployments/DeploymentsPage"), "DeploymentsPage"),
 });
 

@@ -33,9 +33,20 @@ export function GroupMultiPicker({ value, onChange, label = "Groups" }: { value:
   );
 }
 
-export function DeviceMultiPicker({ value, onChange, label = "Devices" }: { value: string[]; onChange: (v: string[]) => void; label?: string }) {
+export function DeviceMultiPicker({
+  value,
+  onChange,
+  label = "Devices",
+  known = [],
+}: {
+  value: string[];
+  onChange: (v: string[]) => void;
+  label?: string;
+  /** Labels of devices already in `value` (preselected elsewhere), shown instead of their ids. */
+  known?: { value: string; label: string }[];
+}) {
   const [search, setSearch] = useState("");
-  const [chosen, setChosen] = useState<{ value: string; label: string }[]>([]);
+  const [chosen, setChosen] = useState<{ value: string; label: string }[]>(known);
   const data = useDeviceOptions(search, chosen);
   return (
     <MultiSelect

@@ -1,6 +1,6 @@
 // The device list: server-side search, filters, sorting and paging, all kept in the URL; a
 // column chooser remembered in this browser; refreshed every few seconds so newly enrolled
-// devices appear without a reload.
+// devices appear without a reload. Rows can be chosen across pages for bulk actions.
 import {
   Badge,
   Button,
@@ -23,6 +23,7 @@ import { useEffect, useState } from "react";
 import { Empty, ErrorState, Loading } from "../components/QueryState";
 import { RouterAnchor } from "../components/links";
 import { formatDateTime, formatRelative } from "../lib/format";
+import { EMPTY_SELECTION, pageState, type Selection, toggle, togglePage } from "../lib/selection";
 import {
   buildDeviceQuery,
   DEFAULT_PAGE_SIZE,
@@ -34,6 +35,7 @@ import {
 } from "../services/devices";
 import { useGroups } from "../services/groups";
 import { osLabel } from "../services/dashboard";
+import { BulkActions } from "./devices/BulkActions";
 
 const route = getRouteApi("/app/devices");
 
@@ -119,6 +121,10 @@ export function DevicesPage() {
       },
       replace: true,
     });
+
+  const [selection, setSelection] = useState<Selection>(EMPTY_SELECTION);
+  const rows = devices.data?.items ?? [];
+  const headerState = pageState(selection, rows);
 
   const [text, setText] = useState(search.q ?? "");
   const [tag, setTag] = useState(search.tag ?? "");
@@ -222,6 +228,8 @@ export function DevicesPage() {
         </Group>
       </Paper>
 
+      {selection.size > 0 && <BulkActions selection={selection} onClear={() => setSelection(EMPTY_SELECTION)} />}
+
       {devices.isPending ? (
         <Loading label="Loading devices…" />
       ) : devices.isError ? (
@@ -244,6 +252,14 @@ export function DevicesPage() {
         <Table striped highlightOnHover verticalSpacing="xs" aria-label="Devices" aria-busy={devices.isFetching}>
           <Table.Thead>
             <Table.Tr>
+              <Table.Th w={36}>
+                <Checkbox
+                  aria-label={headerState === "all" ? "Clear this page's selection" : "Select every device on this page"}
+                  checked={headerState === "all"}
+                  indeterminate={headerState === "some"}
+                  onChange={() => setSelection((sel) => togglePage(sel, rows))}
+                />
+              </Table.Th>
               {shown.map((c) => {
                 const active = (search.sort ?? "hostname") === c.sort;
                 return (
@@ -265,7 +281,14 @@ export function DevicesPage() {
           </Table.Thead>
           <Table.Tbody>
             {devices.data.items.map((d) => (
-              <Table.Tr key={d.id} data-device-id={d.id}>
+              <Table.Tr key={d.id} data-device-id={d.id} bg={selection.has(d.id) ? "var(--mantine-primary-color-light)" : undefined}>
+                <Table.Td>
+                  <Checkbox
+                    aria-label={`Select ${d.hostname}`}
+                    checked={selection.has(d.id)}
+                    onChange={() => setSelection((sel) => toggle(sel, d))}
+                  />
+                </Table.Td>
                 {shown.map((c) => (
                   <Table.Td key={c.id}>{c.render(d)}</Table.Td>
                 ))}

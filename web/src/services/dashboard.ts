@@ -1,8 +1,10 @@
 // The dashboard's figures, from the device list API: counts come from `total` of one-row pages;
 // the OS distribution is counted over the device list page by page (up to a cap), because the
-// server has no aggregate endpoint yet.
+// server has no aggregate endpoint yet. Recent failures come from the newest page of jobs and
+// the deployment list (both cheap: the server returns their counts per state).
 import { useQuery } from "@tanstack/react-query";
 import { type DeviceSummary, fetchDevices, LIST_REFRESH_MS } from "./devices";
+import type { JobInfo } from "./jobs";
 
 export interface DeviceCounts {
   total: number;
@@ -79,4 +81,28 @@ export function useOsDistribution() {
     },
     refetchInterval: 30_000,
   });
+}
+
+export interface JobFailure {
+  id: string;
+  name: string;
+  /** Runs that failed or timed out. */
+  failed: number;
+  total: number;
+  createdAtMs: number;
+}
+
+/** Jobs with failed or timed-out runs, newest first, at most `max`. */
+export function recentJobFailures(jobs: readonly Pick<JobInfo, "id" | "name" | "counts" | "created_at_ms">[], max = 5): JobFailure[] {
+  return jobs
+    .filter((j) => j.counts.failed + j.counts.timed_out > 0)
+    .sort((a, b) => b.created_at_ms - a.created_at_ms)
+    .slice(0, max)
+    .map((j) => ({
+      id: j.id,
+      name: j.name,
+      failed: j.counts.failed + j.counts.timed_out,
+      total: j.counts.total,
+      createdAtMs: j.created_at_ms,
+    }));
 }

@@ -182,3 +182,38 @@ export function useDeleteWindow() {
     onSuccess: () => qc.invalidateQueries({ queryKey: deploymentKeys.windows }),
   });
 }
+
+/** Devices a deployment has not finished with yet; `available` (offered for self-service) is an
+ *  end state like installed, failed or not applicable. */
+export function pendingDevices(c: StatusCounts): number {
+  return c.planned + c.waiting + c.downloading + c.installing + c.uninstalling + c.reboot_pending;
+}
+
+/** Which deployments a list filter keeps: `active` still has devices under way and is not
+ *  paused; `failing` has at least one failed device. */
+export type DeploymentFilter = "active" | "failing";
+
+export function matchesDeploymentFilter(d: Pick<DeploymentInfo, "paused" | "counts">, f: DeploymentFilter | undefined): boolean {
+  if (f === "active") return !d.paused && pendingDevices(d.counts) > 0;
+  if (f === "failing") return d.counts.failed > 0;
+  return true;
+}
+
+export interface DeploymentSummary {
+  active: number;
+  failing: number;
+  /** Devices failed, summed over every deployment. */
+  failedDevices: number;
+  /** Devices still under way in active deployments. */
+  pendingDevices: number;
+}
+
+export function summarizeDeployments(list: readonly Pick<DeploymentInfo, "paused" | "counts">[]): DeploymentSummary {
+  const active = list.filter((d) => matchesDeploymentFilter(d, "active"));
+  return {
+    active: active.length,
+    failing: list.filter((d) => matchesDeploymentFilter(d, "failing")).length,
+    failedDevices: list.reduce((n, d) => n + d.counts.failed, 0),
+    pendingDevices: active.reduce((n, d) => n + pendingDevices(d.counts), 0),
+  };
+}

@@ -1,5 +1,6 @@
 // Deployments: the list with device counts per status and the success rate, the create
-// wizard, and the maintenance windows (list, create, delete).
+// wizard, and the maintenance windows (list, create, delete). `?filter=active|failing` narrows
+// the list (the dashboard links there).
 import { Alert, Badge, Button, Checkbox, Group, Modal, NumberInput, Progress, Stack, Table, Tabs, Text, TextInput, Title } from "@mantine/core";
 import { getRouteApi, useNavigate } from "@tanstack/react-router";
 import { useState } from "react";
@@ -10,6 +11,8 @@ import { RouterAnchor } from "../../components/links";
 import { GroupMultiPicker } from "../../components/TargetPicker";
 import { formatDateTime } from "../../lib/format";
 import {
+  type DeploymentFilter,
+  matchesDeploymentFilter,
   type StatusCounts,
   successRate,
   useCreateWindow,
@@ -40,12 +43,32 @@ export function formatRate(r: number | null | undefined): string {
   return r === null || r === undefined ? "—" : `${Math.round(r * 1000) / 10} %`;
 }
 
-function List() {
+const FILTER_LABELS: Record<DeploymentFilter, string> = {
+  active: "Only deployments in progress",
+  failing: "Only deployments with failed devices",
+};
+
+function List({ filter }: { filter?: DeploymentFilter }) {
   const deployments = useDeployments();
   if (deployments.isPending) return <Loading label="Loading deployments…" />;
   if (deployments.isError) return <ErrorState error={deployments.error} onRetry={() => deployments.refetch()} />;
   if (deployments.data.length === 0) return <Empty title="No deployments yet">A deployment puts a package on a group's devices, on a schedule.</Empty>;
+  const shown = deployments.data.filter((d) => matchesDeploymentFilter(d, filter));
   return (
+    <Stack>
+      {filter && (
+        <Group gap="sm">
+          <Text size="sm">
+            {FILTER_LABELS[filter]}: {shown.length} of {deployments.data.length}.
+          </Text>
+          <RouterAnchor to="/deployments" search={{}} size="sm">
+            Show all
+          </RouterAnchor>
+        </Group>
+      )}
+      {shown.length === 0 ? (
+        <Empty title="No deployment matches" />
+      ) : (
     <Table aria-label="Deployments" highlightOnHover>
       <Table.Thead>
         <Table.Tr>
@@ -58,7 +81,7 @@ function List() {
         </Table.Tr>
       </Table.Thead>
       <Table.Tbody>
-        {deployments.data.map((d) => (
+        {shown.map((d) => (
           <Table.Tr key={d.id} data-deployment-id={d.id}>
             <Table.Td>
               <Group gap={6}>
@@ -92,6 +115,8 @@ function List() {
         ))}
       </Table.Tbody>
     </Table>
+      )}
+    </Stack>
   );
 }
 
@@ -221,7 +246,7 @@ function Windows() {
 }
 
 export function DeploymentsPage() {
-  const { tab } = route.useSearch();
+  const { tab, filter } = route.useSearch();
   const navigate = useNavigate();
   const [creating, setCreating] = useState(false);
   return (
@@ -242,7 +267,7 @@ export function DeploymentsPage() {
           <Tabs.Tab value="windows">Maintenance windows</Tabs.Tab>
         </Tabs.List>
         <Tabs.Panel value="deployments" pt="md">
-          <List />
+          <List filter={filter} />
         </Tabs.Panel>
         <Tabs.Panel value="windows" pt="md">
           <Windows />

@@ -60,7 +60,16 @@ function ParameterInput({ p, value, onChange }: { p: ScriptParameter; value: str
   );
 }
 
-export function CreateJobWizard({ initial, onCreated }: { initial?: Partial<JobForm>; onCreated: (j: JobInfo) => void }) {
+export function CreateJobWizard({
+  initial,
+  knownDevices,
+  onCreated,
+}: {
+  initial?: Partial<JobForm>;
+  /** Hostnames of preselected devices, so the picker can name them. */
+  knownDevices?: { value: string; label: string }[];
+  onCreated: (j: JobInfo) => void;
+}) {
   const [form, setForm] = useState<JobForm>({ ...EMPTY_JOB_FORM, ...initial });
   const [step, setStep] = useState(0);
   const scripts = useScripts();
@@ -148,7 +157,7 @@ export function CreateJobWizard({ initial, onCreated }: { initial?: Partial<JobF
         <Stepper.Step label="Where" description="devices and groups">
           <Stack mt="md">
             <GroupMultiPicker value={form.groups} onChange={(groups) => set({ groups })} />
-            <DeviceMultiPicker value={form.devices} onChange={(devices) => set({ devices })} />
+            <DeviceMultiPicker value={form.devices} onChange={(devices) => set({ devices })} known={knownDevices} />
             <Text size="sm" c="dimmed">
               A group means its members and the members of its subgroups, resolved when the job is created.
             </Text>
