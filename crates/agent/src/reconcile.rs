@@ -524,16 +524,9 @@ impl Worker {
     }
 
     async fn detect(&self, rule: &capstan_proto::software::Detection) -> Result<bool, String> {
-        let rule = rule.clone();
-        let make = self.settings.software.probe.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut probe = make();
-            capstan_core::detection::evaluate(&rule, probe.as_mut())
-                .map(|o| o.detected)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| format!("detection task failed: {e}"))?
+        crate::software::detect(&self.settings.software, rule)
+            .await
+            .map(|(present, _)| present)
     }
 
     async fn execute(

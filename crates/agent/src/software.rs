@@ -460,8 +460,11 @@ fn free_disk_mb(path: &Path) -> Option<u64> {
     }
 }
 
-/// Evaluates a detection rule on a blocking thread.
-async fn detect(ctx: &SoftwareContext, rule: &Detection) -> Result<(bool, Vec<String>), String> {
+/// Evaluates a detection rule on a blocking thread: whether it detects, and why.
+pub(crate) async fn detect(
+    ctx: &SoftwareContext,
+    rule: &Detection,
+) -> Result<(bool, Vec<String>), String> {
     let rule = rule.clone();
     let make = ctx.probe.clone();
     tokio::task::spawn_blocking(move || {

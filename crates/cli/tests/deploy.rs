@@ -4,17 +4,12 @@
 //! through the agent API and report item statuses as an agent would (fetch the signed
 //! manifest, report against its revision), so status, watch and history show real data.
 
-use std::net::SocketAddr;
-use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use capstan_client::agent::AgentClient;
-use capstan_client::api::ApiClient;
 use capstan_client::tls::ClientOptions;
 use capstan_proto::agent::{DeviceIdentity, EnrollRequest};
-use capstan_proto::api::{
-    CreateEnrollmentTokenRequest, CreateGroupRequest, LoginRequest, MembershipChange,
-};
+use capstan_proto::api::{CreateEnrollmentTokenRequest, CreateGroupRequest, MembershipChange};
 use capstan_proto::deploy::{
     AssignmentInfo, DeploymentInfo, DeploymentStatus, DeviceSoftwareState, ItemHistoryEntry,
     ItemReport, ItemStatus, ManifestPayload, ManifestReport, Progress, WindowInfo,
@@ -23,49 +18,18 @@ use capstan_proto::software::{CreatePackageRequest, CreateVersionRequest};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 
-struct Server {
-    url: String,
-    token: String,
-    api: ApiClient,
-    /// HOME and config of the CLI runs (they never log in, so nothing is written there).
-    home: tempfile::TempDir,
-    _data: tempfile::TempDir,
-}
+mod common;
+use common::{Server, has_line, stderr, stdout};
 
 async fn start() -> Server {
-    let data = tempfile::tempdir().unwrap();
-    let config = capstan_server::config::Config::for_tests(data.path());
-    let (router, state) = capstan_server::testing::app_with_config(config)
-        .await
-        .expect("server state");
     // The controller compiles manifests after every change, as in the real server.
-    tokio::spawn(capstan_server::deploy::run_controller(state));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    let api = ApiClient::new(&url, None, &ClientOptions::default()).unwrap();
-    let token = api
-        .login(&LoginRequest {
-            username: "admin".into(),
-            password: "test-admin-password".into(),
-        })
-        .await
-        .expect("admin login")
-        .token;
-    Server {
-        api: api.with_token(Some(token.clone())),
-        url,
-        token,
-        home: tempfile::tempdir().unwrap(),
-        _data: data,
-    }
+    common::start_with(
+        |_| {},
+        |state| {
+            tokio::spawn(capstan_server::deploy::run_controller(state));
+        },
+    )
+    .await
 }
 
 /// An enrolled device and its agent's client.
@@ -136,49 +100,6 @@ impl Node {
 }
 
 impl Server {
-    /// Run `capstan` with this server's credentials in the environment and stdin closed.
-    async fn capstan(&self, args: &[&str]) -> Output {
-        self.command(args).output().await.unwrap()
-    }
-
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let home = self.home.path();
-        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_capstan"));
-        c.args(args)
-            .env_remove("CAPSTAN_FINGERPRINT")
-            .env_remove("XDG_CONFIG_HOME")
-            .env("HOME", home)
-            .env("CAPSTAN_CONFIG", home.join("cli.toml"))
-            .env("CAPSTAN_SERVER", &self.url)
-            .env("CAPSTAN_TOKEN", &self.token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        c
-    }
-
-    /// Run `capstan` and expect exit status 0; its standard output.
-    async fn ok(&self, args: &[&str]) -> String {
-        let out = self.capstan(args).await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "capstan {args:?}\nstdout: {}\nstderr: {}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    }
-
-    async fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        let text = self.ok(&all).await;
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("capstan {args:?}: {e}\n{text}"))
-    }
-
-    /// Run `capstan`, expect a failure with `exit`; its standard error.
     async fn fails(&self, args: &[&str], exit: i32) -> String {
         let out = self.capstan(args).await;
         assert_eq!(
@@ -285,21 +206,6 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// Whether `text` has a line equal to `want` once runs of spaces are collapsed.
-fn has_line(text: &str, want: &str) -> bool {
-    let squash = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
-    let want = squash(want);
-    text.lines().any(|l| squash(l) == want)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,118 +3,31 @@
 //! real `.deb` files built by `dpkg-deb`. Uploads stream from disk; what the server stored is
 //! checked through the API as well as through the CLI's own output.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
 
 use capstan_client::agent::AgentClient;
-use capstan_client::api::ApiClient;
 use capstan_client::tls::ClientOptions;
 use capstan_proto::agent::{DeviceIdentity, EnrollRequest};
-use capstan_proto::api::{CreateEnrollmentTokenRequest, LoginRequest};
+use capstan_proto::api::CreateEnrollmentTokenRequest;
 use capstan_proto::software::{PackageInfo, UploadAnalysis, VersionInfo};
 use serde_json::Value;
+
+mod common;
+use common::{Server, has_line, stderr, stdout};
 
 /// The largest upload the test server takes; the big package in `streams_large_files` is
 /// between one chunk of the CLI's body stream and this.
 const UPLOAD_LIMIT: u64 = 2 << 20;
 
-struct Server {
-    url: String,
-    token: String,
-    api: ApiClient,
-    _data: tempfile::TempDir,
-}
-
 async fn start() -> Server {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = capstan_server::config::Config::for_tests(data.path());
-    config.max_upload_bytes = UPLOAD_LIMIT;
-    let (router, state) = capstan_server::testing::app_with_config(config)
-        .await
-        .expect("server state");
-    // The ticker expires runs nobody picked up, as in the real server.
-    tokio::spawn(capstan_server::jobs::run_ticker(state));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    let api = ApiClient::new(&url, None, &ClientOptions::default()).unwrap();
-    let token = api
-        .login(&LoginRequest {
-            username: "admin".into(),
-            password: "test-admin-password".into(),
-        })
-        .await
-        .expect("admin login")
-        .token;
-    Server {
-        api: api.with_token(Some(token.clone())),
-        url,
-        token,
-        _data: data,
-    }
-}
-
-impl Server {
-    /// Run `capstan` with this server's credentials in the environment and stdin closed.
-    async fn capstan(&self, args: &[&str]) -> Output {
-        let home = tempfile::tempdir().unwrap();
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
-            .args(args)
-            .env_remove("CAPSTAN_FINGERPRINT")
-            .env_remove("XDG_CONFIG_HOME")
-            .env("HOME", home.path())
-            .env("CAPSTAN_CONFIG", home.path().join("cli.toml"))
-            .env("CAPSTAN_SERVER", &self.url)
-            .env("CAPSTAN_TOKEN", &self.token)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap()
-    }
-
-    /// Run `capstan` and expect exit status 0; its standard output.
-    async fn ok(&self, args: &[&str]) -> String {
-        let out = self.capstan(args).await;
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "capstan {args:?}\nstdout: {}\nstderr: {}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    }
-
-    async fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        let text = self.ok(&all).await;
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("capstan {args:?}: {e}\n{text}"))
-    }
-}
-
-/// Whether `text` has a line equal to `want` once runs of spaces are collapsed (column widths
-/// depend on the longest label shown).
-fn has_line(text: &str, want: &str) -> bool {
-    let squash = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
-    let want = squash(want);
-    text.lines().any(|l| squash(l) == want)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::start_with(
+        |c| c.max_upload_bytes = UPLOAD_LIMIT,
+        // The ticker expires runs nobody picked up, as in the real server.
+        |state| {
+            tokio::spawn(capstan_server::jobs::run_ticker(state));
+        },
+    )
+    .await
 }
 
 /// A real `.deb` built with `dpkg-deb`, carrying `payload` bytes of incompressible data (so

@@ -14,42 +14,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use capstan_testkit::{AgentProcess, ServerOptions, wait_until};
-use common::{Fx, connect, unique};
-use serde_json::{Value, json};
+use common::{Fx, build_deb, connect, sh, unique};
+use serde_json::json;
 
 mod common;
 
 const PATIENCE: Duration = Duration::from_secs(90);
-
-fn sh(cmd: &str) -> std::process::Output {
-    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
-}
-
-/// A `.deb` built with `dpkg-deb` that installs one file.
-fn build_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
-    let root = dir.join(format!("{name}-{version}"));
-    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
-    let share = root.join("usr/share").join(name);
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::write(share.join("version.txt"), format!("{version}\n")).unwrap();
-    std::fs::write(
-        root.join("DEBIAN/control"),
-        format!(
-            "Package: {name}\nVersion: {version}\nArchitecture: all\n\
-             Maintainer: Capstan tests <tests@capstan.invalid>\n\
-             Description: Capstan deployment e2e package\n"
-        ),
-    )
-    .unwrap();
-    let deb = dir.join(format!("{name}_{version}_all.deb"));
-    let out = sh(&format!(
-        "dpkg-deb --root-owner-group --build {} {}",
-        root.display(),
-        deb.display()
-    ));
-    assert!(out.status.success(), "dpkg-deb: {out:?}");
-    deb
-}
 
 /// A node: an agent whose dpkg works in a private root.
 struct Node {
@@ -94,24 +64,6 @@ fn dpkg_root(dir: &Path, name: &str) -> PathBuf {
 }
 
 impl Fx {
-    async fn upload(&self, file: &Path, create: bool) -> Value {
-        let name = file.file_name().unwrap().to_string_lossy().to_string();
-        let resp = self
-            .http
-            .post(format!(
-                "{}/api/v1/packages/upload?file_name={name}&create={create}",
-                self.server.url()
-            ))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/octet-stream")
-            .body(std::fs::read(file).unwrap())
-            .send()
-            .await
-            .expect("upload");
-        assert_eq!(resp.status().as_u16(), 201);
-        resp.json().await.unwrap()
-    }
-
     /// Enrolls an agent working in its own dpkg root; started unless `start` is false.
     async fn node(&self, dir: &Path, label: &str, start: bool) -> Node {
         let root = dpkg_root(dir, label);
@@ -198,7 +150,7 @@ async fn desired_state_story(database_url: Option<String>) {
     .await;
     let name = unique("dep");
     let up = fx
-        .upload(&build_deb(dir.path(), &name, "1.0-1"), true)
+        .uploaded(&build_deb(dir.path(), &name, "1.0-1"), true)
         .await;
     assert_eq!(up["created"]["version"], "1.0-1");
     let a = fx
@@ -245,7 +197,7 @@ async fn desired_state_story(database_url: Option<String>) {
 
     // A new version: "latest" upgrades every node of the group.
     let up2 = fx
-        .upload(&build_deb(dir.path(), &name, "2.0-1"), false)
+        .uploaded(&build_deb(dir.path(), &name, "2.0-1"), false)
         .await;
     fx.post(
         &format!("/api/v1/packages/{name}/versions"),
@@ -341,7 +293,8 @@ async fn a_window_holds_the_install_offline_agents_converge_and_a_killed_server_
     )
     .await;
     let name = unique("win");
-    fx.upload(&build_deb(dir.path(), &name, "1.0"), true).await;
+    fx.uploaded(&build_deb(dir.path(), &name, "1.0"), true)
+        .await;
     let dep = fx
         .post(
             "/api/v1/deployments",
@@ -429,7 +382,8 @@ async fn a_window_holds_the_install_offline_agents_converge_and_a_killed_server_
 
     // Someone on the node installs an available package with the agent's own command.
     let extra = unique("avail");
-    fx.upload(&build_deb(dir.path(), &extra, "0.5"), true).await;
+    fx.uploaded(&build_deb(dir.path(), &extra, "0.5"), true)
+        .await;
     fx.post(
         "/api/v1/assignments",
         json!({"package": extra, "target": {"kind": "device", "id": n3.id}, "intent": "available"}),
@@ -512,7 +466,7 @@ async fn network_policies_limit_the_rate_report_progress_and_wait_on_metered_lin
 
     let name = unique("net");
     // ~400 KiB at 96 KiB/s: about four seconds of downloading.
-    fx.upload(&big_deb(dir.path(), &name, "1.0", 400), true)
+    fx.uploaded(&big_deb(dir.path(), &name, "1.0", 400), true)
         .await;
     for (node, label) in [(&slow, "slow"), (&metered, "metered")] {
         fx.post(

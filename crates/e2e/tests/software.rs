@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use capstan_testkit::{ServerOptions, wait_until};
-use common::{Fx, unique};
+use common::{Fx, build_deb, sh, unique};
 use serde_json::{Value, json};
 
 mod common;
@@ -20,29 +20,6 @@ async fn start() -> Fx {
 const PATIENCE: Duration = Duration::from_secs(90);
 
 impl Fx {
-    /// Uploads a file through `POST /api/v1/packages/upload`; returns status and body.
-    async fn upload(&self, file: &Path, create: bool) -> (u16, Value) {
-        let name = file.file_name().unwrap().to_string_lossy().to_string();
-        let resp = self
-            .http
-            .post(format!(
-                "{}/api/v1/packages/upload?file_name={name}&create={create}",
-                self.server.url()
-            ))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/octet-stream")
-            .body(std::fs::read(file).unwrap())
-            .send()
-            .await
-            .expect("upload");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
     /// Runs a software job on one device and waits for its run to end; returns the run.
     async fn software(&self, op: &str, body: Value, device: &str) -> Value {
         let mut body = body;
@@ -62,36 +39,6 @@ impl Fx {
         .await
         .unwrap()
     }
-}
-
-fn sh(cmd: &str) -> std::process::Output {
-    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
-}
-
-/// A `.deb` built with `dpkg-deb` that installs one file.
-fn build_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
-    let root = dir.join(format!("{name}-{version}"));
-    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
-    let share = root.join("usr/share").join(name);
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::write(share.join("version.txt"), format!("{version}\n")).unwrap();
-    std::fs::write(
-        root.join("DEBIAN/control"),
-        format!(
-            "Package: {name}\nVersion: {version}\nArchitecture: all\n\
-             Maintainer: Capstan tests <tests@capstan.invalid>\n\
-             Description: Capstan software e2e package\n"
-        ),
-    )
-    .unwrap();
-    let deb = dir.join(format!("{name}_{version}_all.deb"));
-    let out = sh(&format!(
-        "dpkg-deb --root-owner-group --build {} {}",
-        root.display(),
-        deb.display()
-    ));
-    assert!(out.status.success(), "dpkg-deb: {out:?}");
-    deb
 }
 
 /// `dpkg -s` says the package is installed, at this version.

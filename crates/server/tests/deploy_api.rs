@@ -9,22 +9,13 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use capstan_proto::deploy::{ItemIntent, ManifestPayload, SignedManifest};
-use common::{T, assert_error, setup, setup_with};
+use common::{T, apt_version, assert_error, setup, setup_with};
 use ed25519_dalek::Verifier;
 use serde_json::{Value, json};
 
 const GET: Method = Method::GET;
 const POST: Method = Method::POST;
 const DELETE: Method = Method::DELETE;
-
-fn apt_version(version: &str, pkg: &str, deps: Value) -> Value {
-    json!({"version": version, "spec": {
-        "installer_type": "package_manager",
-        "manager_package": {"manager": "apt", "name": pkg},
-        "dependencies": deps,
-        "detection": {"type": "package", "manager": "dpkg", "name": pkg}
-    }})
-}
 
 async fn package(t: &T, admin: &str, name: &str, versions: &[&str], deps: Value) {
     t.ok(
@@ -41,7 +32,7 @@ async fn package(t: &T, admin: &str, name: &str, versions: &[&str], deps: Value)
             POST,
             &format!("/api/v1/packages/{name}/versions"),
             admin,
-            Some(apt_version(v, name, deps.clone())),
+            Some(apt_version(v, name, deps.clone(), json!([]))),
         )
         .await;
     }
@@ -407,7 +398,7 @@ async fn leave_installed_latest_upgrades_and_available_packages_on_request() {
         POST,
         "/api/v1/packages/tool/versions",
         &admin,
-        Some(apt_version("1.1", "tool", json!([]))),
+        Some(apt_version("1.1", "tool", json!([]), json!([]))),
     )
     .await;
     compile(&t).await;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use axum::http::{Method, StatusCode};
-use common::{T, assert_error, setup};
+use common::{T, apt_version, assert_error, setup};
 use serde_json::{Value, json};
 
 const GET: Method = Method::GET;
@@ -57,17 +57,6 @@ async fn upload(
         bytes,
     )
     .await
-}
-
-/// A package-manager version (no artifact), with the given dependencies and supersedence.
-fn apt_version(version: &str, pkg: &str, deps: Value, supersedes: Value) -> Value {
-    json!({"version": version, "spec": {
-        "installer_type": "package_manager",
-        "manager_package": {"manager": "apt", "name": pkg},
-        "dependencies": deps,
-        "supersedes": supersedes,
-        "detection": {"type": "package", "manager": "dpkg", "name": pkg}
-    }})
 }
 
 #[tokio::test]

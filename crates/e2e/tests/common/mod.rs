@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use capstan_client::tls::{ClientOptions, Fingerprint, build_http_client};
 use capstan_proto::api::LoginRequest;
 use capstan_testkit::{AgentProcess, ServerOptions, ServerProcess};
@@ -45,6 +48,36 @@ pub async fn connect(server: ServerProcess) -> Fx {
 }
 
 impl Fx {
+    /// Uploads a file through `POST /api/v1/packages/upload`; returns status and body.
+    pub async fn upload(&self, file: &Path, create: bool) -> (u16, Value) {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let resp = self
+            .http
+            .post(format!(
+                "{}/api/v1/packages/upload?file_name={name}&create={create}",
+                self.server.url()
+            ))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/octet-stream")
+            .body(std::fs::read(file).unwrap())
+            .send()
+            .await
+            .expect("upload");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// [`Fx::upload`] that must be accepted (201); the body.
+    pub async fn uploaded(&self, file: &Path, create: bool) -> Value {
+        let (status, body) = self.upload(file, create).await;
+        assert_eq!(status, 201, "upload of {}: {body}", file.display());
+        body
+    }
+
     /// A request with an optional JSON body: the status and the body as JSON (or as a JSON
     /// string when it is not JSON).
     pub async fn req(
@@ -116,4 +149,35 @@ pub fn unique(tag: &str) -> String {
         std::process::id(),
         u32::from_le_bytes(b)
     )
+}
+
+pub fn sh(cmd: &str) -> std::process::Output {
+    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
+}
+
+/// A `.deb` built with `dpkg-deb` that installs `/usr/share/<name>/version.txt` (plus whatever
+/// the caller already put under `<dir>/<name>-<version>/`).
+pub fn build_deb(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let root = dir.join(format!("{name}-{version}"));
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    let share = root.join("usr/share").join(name);
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("version.txt"), format!("{version}\n")).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: all\n\
+             Maintainer: Capstan tests <tests@capstan.invalid>\n\
+             Description: Capstan e2e package\n"
+        ),
+    )
+    .unwrap();
+    let deb = dir.join(format!("{name}_{version}_all.deb"));
+    let out = sh(&format!(
+        "dpkg-deb --root-owner-group --build {} {}",
+        root.display(),
+        deb.display()
+    ));
+    assert!(out.status.success(), "dpkg-deb: {out:?}");
+    deb
 }

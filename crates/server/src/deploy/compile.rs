@@ -263,6 +263,14 @@ impl Context {
     }
 }
 
+/// Whether an assignment reaches `device`, which is in the groups `closure` (with ancestors).
+pub(crate) fn reaches(r: &AssignmentRow, device: &str, closure: &HashSet<String>) -> bool {
+    match r.target_kind.as_str() {
+        "device" => r.target_id == device,
+        _ => closure.contains(&r.target_id),
+    }
+}
+
 /// The digest of what a manifest asks (not its revision or compile time).
 fn content_digest(items: &[ManifestItem], sources: &[DownloadSource], interval: u64) -> String {
     let text = serde_json::to_vec(&(items, sources, interval)).unwrap_or_default();
@@ -318,10 +326,7 @@ pub(crate) async fn compile(
             let reach: Vec<&AssignmentFacts> = ctx
                 .assignments
                 .iter()
-                .filter(|(r, _)| match r.target_kind.as_str() {
-                    "device" => r.target_id == *device,
-                    _ => closure.contains(&r.target_id),
-                })
+                .filter(|(r, _)| reaches(r, device, &closure))
                 .map(|(_, f)| f)
                 .collect();
             let mine: Vec<&CompiledWindow> = ctx
@@ -466,10 +471,7 @@ pub(crate) async fn conflicts_for(
     let reach: Vec<&AssignmentFacts> = ctx
         .assignments
         .iter()
-        .filter(|(r, _)| match r.target_kind.as_str() {
-            "device" => r.target_id == device,
-            _ => closure.contains(&r.target_id),
-        })
+        .filter(|(r, _)| reaches(r, device, &closure))
         .map(|(_, f)| f)
         .collect();
     let states: Vec<&StateBrief> = inputs.states.iter().collect();

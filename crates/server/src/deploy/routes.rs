@@ -410,10 +410,7 @@ async fn reaching(state: &AppState, device: &str) -> ApiResult<Vec<String>> {
         .assignments()
         .await?
         .into_iter()
-        .filter(|a| match a.target_kind.as_str() {
-            "device" => a.target_id == device,
-            _ => mine.contains(&a.target_id),
-        })
+        .filter(|a| super::compile::reaches(a, device, &mine))
         .map(|a| a.id)
         .collect())
 }

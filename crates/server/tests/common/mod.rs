@@ -203,3 +203,14 @@ pub fn assert_error(resp: &(StatusCode, Value), status: StatusCode, code: &str) 
         resp.1
     );
 }
+
+/// A package-manager version (apt, no artifact) with the given dependencies and supersedence.
+pub fn apt_version(version: &str, pkg: &str, deps: Value, supersedes: Value) -> Value {
+    json!({"version": version, "spec": {
+        "installer_type": "package_manager",
+        "manager_package": {"manager": "apt", "name": pkg},
+        "dependencies": deps,
+        "supersedes": supersedes,
+        "detection": {"type": "package", "manager": "dpkg", "name": pkg}
+    }})
+}
