@@ -268,6 +268,13 @@ async fn checkin(
         None => None,
     };
     let now = now_ms();
+    let runs_jobs = req
+        .capabilities
+        .iter()
+        .any(|c| c == capstan_proto::jobs::CAP_JOBS);
+    // Announced before queueing, so writes of other kinds hold back while check-ins (which
+    // deliver runs) wait for the database; see capstan_store's write gate.
+    let urgent = state.store.urgent_write();
     let recorded = crate::batch::writes(&state)
         .checkin
         .call(capstan_store::CheckinRecord {
@@ -275,28 +282,23 @@ async fn checkin(
             agent_version: req.agent_version.clone(),
             boot_id: req.boot_id.clone(),
             performance: perf,
+            claim_runs: runs_jobs,
         })
         .await
         .map_err(|e| e.into_api(revoked))?;
+    drop(urgent);
     let refresh = recorded.refresh_requested_at;
-    let stored_digest = recorded.digest;
+    let stored_digest = recorded.digest.clone();
     metrics::counter!("capstan_agent_checkins_total").increment(1);
     crate::membership::checked_in(&state, &device.id, now).await;
     let digest_differs = match (&stored_digest, &req.inventory_digest) {
         (Some(stored), Some(reported)) => stored != reported,
         _ => true,
     };
-    let mut runs_pending = recorded.runs_pending;
-    let mut runs = Vec::new();
-    if runs_pending
-        && req
-            .capabilities
-            .iter()
-            .any(|c| c == capstan_proto::jobs::CAP_JOBS)
-    {
-        runs = crate::jobs::claim_for(&state, &device.id).await?;
-        runs_pending = runs.len() >= crate::jobs::CLAIM_LIMIT;
-    }
+    // The check-in claimed this device's runnable runs in the same write; they are delivered
+    // with the answer (signed), and `runs_pending` says whether more are left to claim.
+    let runs = crate::jobs::deliver(&state, &device.id, recorded.claimed).await?;
+    let runs_pending = recorded.runs_pending;
     Ok(Json(CheckinResponse {
         runs_pending,
         runs,

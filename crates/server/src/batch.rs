@@ -53,6 +53,26 @@ impl BatchError {
 
 type Reply<O> = oneshot::Sender<Result<O, BatchError>>;
 
+/// The runtime the batch writers run on: a thread of their own. A fan-out wakes thousands of
+/// request tasks at once; on the server's runtime each database round trip of a batch would
+/// wait for its turn behind all of them, and a batch makes several.
+fn writer_runtime() -> &'static tokio::runtime::Handle {
+    static RT: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("capstan-writes")
+            .build()
+            .expect("the batch writer runtime starts");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("capstan-writes".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("the batch writer thread starts");
+        handle
+    })
+}
+
 /// A queue of items and the task that writes them in batches.
 pub struct Batcher<I, O> {
     tx: mpsc::UnboundedSender<(I, Reply<O>)>,
@@ -66,52 +86,47 @@ impl<I, O> std::fmt::Debug for Batcher<I, O> {
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Start the worker. `write` gets every item of a batch and returns one result per item,
-    /// in order (or fails as a whole).
-    pub fn spawn<F, Fut>(write: F) -> Batcher<I, O>
+    /// in order (or fails as a whole). `kind` labels the batch metrics (size, seconds).
+    pub fn spawn<F, Fut>(kind: &'static str, write: F) -> Batcher<I, O>
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<Result<O, StoreError>>, StoreError>> + Send,
     {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(I, Reply<O>)>();
+        Self::spawn_workers(kind, 1, write)
+    }
+
+    /// [`Batcher::spawn`] with `workers` batches in flight at once (for a database that
+    /// writes concurrently: while one batch waits for its commit, the next is written).
+    pub fn spawn_workers<F, Fut>(kind: &'static str, workers: usize, write: F) -> Batcher<I, O>
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Result<O, StoreError>>, StoreError>> + Send,
+    {
+        let (tx, rx) = mpsc::unbounded_channel::<(I, Reply<O>)>();
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let write = Arc::new(write);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut items = vec![first];
-                while items.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => items.push(next),
-                        Err(_) => break,
-                    }
+        for _ in 0..workers.max(1) {
+            let (rx, write) = (rx.clone(), write.clone());
+            writer_runtime().spawn(async move {
+                loop {
+                    let items = {
+                        let mut rx = rx.lock().await;
+                        let Some(first) = rx.recv().await else {
+                            return;
+                        };
+                        let mut items = vec![first];
+                        while items.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(next) => items.push(next),
+                                Err(_) => break,
+                            }
+                        }
+                        items
+                    };
+                    write_batch(kind, &*write, items).await;
                 }
-                let (inputs, replies): (Vec<I>, Vec<Reply<O>>) = items.into_iter().unzip();
-                metrics::histogram!("capstan_write_batch_size").record(inputs.len() as f64);
-                match write(inputs).await {
-                    Ok(results) if results.len() == replies.len() => {
-                        for (reply, result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(result.map_err(BatchError::Item));
-                        }
-                    }
-                    Ok(results) => {
-                        let msg = format!(
-                            "a batch of {} reports returned {} results",
-                            replies.len(),
-                            results.len()
-                        );
-                        tracing::error!("{msg}");
-                        for reply in replies {
-                            let _ = reply.send(Err(BatchError::Batch(msg.clone())));
-                        }
-                    }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        tracing::warn!(error = %msg, "a batch of agent reports failed");
-                        for reply in replies {
-                            let _ = reply.send(Err(BatchError::Batch(msg.clone())));
-                        }
-                    }
-                }
-            }
-        });
+            });
+        }
         Batcher { tx }
     }
 
@@ -122,6 +137,45 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             .send((item, reply))
             .map_err(|_| BatchError::Closed)?;
         rx.await.map_err(|_| BatchError::Closed)?
+    }
+}
+
+/// Write one batch and answer every caller.
+async fn write_batch<I, O, F, Fut>(kind: &'static str, write: &F, items: Vec<(I, Reply<O>)>)
+where
+    F: Fn(Vec<I>) -> Fut,
+    Fut: Future<Output = Result<Vec<Result<O, StoreError>>, StoreError>>,
+{
+    let (inputs, replies): (Vec<I>, Vec<Reply<O>>) = items.into_iter().unzip();
+    metrics::histogram!("capstan_write_batch_size", "kind" => kind).record(inputs.len() as f64);
+    let started = std::time::Instant::now();
+    let written = write(inputs).await;
+    metrics::histogram!("capstan_write_batch_seconds", "kind" => kind)
+        .record(started.elapsed().as_secs_f64());
+    match written {
+        Ok(results) if results.len() == replies.len() => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result.map_err(BatchError::Item));
+            }
+        }
+        Ok(results) => {
+            let msg = format!(
+                "a batch of {} reports returned {} results",
+                replies.len(),
+                results.len()
+            );
+            tracing::error!("{msg}");
+            for reply in replies {
+                let _ = reply.send(Err(BatchError::Batch(msg.clone())));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::warn!(error = %msg, "a batch of agent reports failed");
+            for reply in replies {
+                let _ = reply.send(Err(BatchError::Batch(msg.clone())));
+            }
+        }
     }
 }
 
@@ -140,13 +194,26 @@ pub fn writes(state: &AppState) -> &AgentWrites {
     state.agent_writes.get_or_init(|| {
         let store = state.store.clone();
         let threshold = state.config.job_breaker_threshold;
+        // PostgreSQL writes concurrently: a second check-in batch is written while the first
+        // waits for its commit. SQLite has one writer; a second worker would only queue.
+        let checkin_workers = match store.backend() {
+            capstan_store::Backend::Postgres => 2,
+            capstan_store::Backend::Sqlite => 1,
+        };
         let (s0, s1, s2, s3) = (store.clone(), store.clone(), store.clone(), store);
         AgentWrites {
-            checkin: Batcher::spawn(move |items: Vec<CheckinRecord>| {
-                let store = s0.clone();
-                async move { store.record_checkins_batch(&items, now_ms()).await }
-            }),
-            claim: Batcher::spawn(move |devices: Vec<String>| {
+            checkin: Batcher::spawn_workers(
+                "checkin",
+                checkin_workers,
+                move |items: Vec<CheckinRecord>| {
+                    let store = s0.clone();
+                    async move {
+                        let limit = crate::jobs::CLAIM_LIMIT as i64;
+                        store.record_checkins_batch(&items, now_ms(), limit).await
+                    }
+                },
+            ),
+            claim: Batcher::spawn("claim", move |devices: Vec<String>| {
                 let store = s1.clone();
                 async move {
                     let limit = crate::jobs::CLAIM_LIMIT as i64;
@@ -154,11 +221,11 @@ pub fn writes(state: &AppState) -> &AgentWrites {
                     Ok(out.into_iter().map(Ok).collect())
                 }
             }),
-            start: Batcher::spawn(move |items: Vec<StartReport>| {
+            start: Batcher::spawn("start", move |items: Vec<StartReport>| {
                 let store = s2.clone();
                 async move { store.start_runs_batch(&items, now_ms()).await }
             }),
-            finish: Batcher::spawn(move |items: Vec<FinishReport>| {
+            finish: Batcher::spawn("finish", move |items: Vec<FinishReport>| {
                 let store = s3.clone();
                 async move { store.finish_runs_batch(&items, threshold, now_ms()).await }
             }),
@@ -175,7 +242,7 @@ mod tests {
     async fn concurrent_calls_share_batches_and_get_their_own_results() {
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
-        let b: Arc<Batcher<u32, u32>> = Arc::new(Batcher::spawn(move |items: Vec<u32>| {
+        let b: Arc<Batcher<u32, u32>> = Arc::new(Batcher::spawn("test", move |items: Vec<u32>| {
             c.fetch_add(1, Ordering::SeqCst);
             async move {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -210,7 +277,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_every_item_with_the_reason() {
-        let b: Batcher<u32, u32> = Batcher::spawn(|_items: Vec<u32>| async {
+        let b: Batcher<u32, u32> = Batcher::spawn("test", |_items: Vec<u32>| async {
             Err(StoreError::Conflict("db down".into()))
         });
         match b.call(1).await {

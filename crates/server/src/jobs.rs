@@ -1012,11 +1012,23 @@ fn agent_store_error(run: &str, e: StoreError) -> ApiError {
 /// Claim the device's runnable runs and sign them (the claim route, and check-ins of agents
 /// that take their runs with the check-in).
 pub(crate) async fn claim_for(state: &AppState, device_id: &str) -> ApiResult<Vec<DeliveredRun>> {
+    let urgent = state.store.urgent_write();
     let claimed = crate::batch::writes(state)
         .claim
         .call(device_id.to_string())
         .await
         .map_err(|e| batch_error(device_id, e))?;
+    drop(urgent);
+    deliver(state, device_id, claimed).await
+}
+
+/// The payloads of runs claimed for a device, each signed by the server key (software runs
+/// carry the device's download sources).
+pub(crate) async fn deliver(
+    state: &AppState,
+    device_id: &str,
+    claimed: Vec<capstan_store::ClaimedRun>,
+) -> ApiResult<Vec<DeliveredRun>> {
     let mut runs = Vec::with_capacity(claimed.len());
     // A software run carries the device's download sources; they are looked up once.
     let mut sources: Option<Vec<capstan_proto::software::DownloadSource>> = None;

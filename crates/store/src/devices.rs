@@ -93,6 +93,8 @@ pub struct CheckinRecorded {
     pub runs_pending: bool,
     /// The device's current manifest revision, if it has a manifest.
     pub manifest_revision: Option<i64>,
+    /// The runs this check-in claimed (when it asked to, [`CheckinRecord::claim_runs`]).
+    pub claimed: Vec<crate::jobs::ClaimedRun>,
 }
 
 /// One check-in for [`Store::record_checkins_batch`].
@@ -103,6 +105,8 @@ pub struct CheckinRecord {
     pub boot_id: Option<String>,
     /// JSON text of the performance snapshot; `None` keeps the stored one.
     pub performance: Option<String>,
+    /// Claim the device's runnable job runs in the same transaction (the agent runs jobs).
+    pub claim_runs: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -253,48 +257,54 @@ impl Store {
             agent_version: agent_version.to_string(),
             boot_id: boot_id.map(str::to_string),
             performance: performance_json.map(str::to_string),
+            claim_runs: false,
         };
-        self.record_checkins_batch(std::slice::from_ref(&item), now)
+        self.record_checkins_batch(std::slice::from_ref(&item), now, 0)
             .await?
             .pop()
             .unwrap_or(Err(StoreError::NotFound))
             .map(|r| (r.refresh_requested_at, r.digest))
     }
 
-    /// [`Store::record_checkin`] for many check-ins in one statement per 200 (check-ins are the
-    /// hottest write; after a fan-out wake-up thousands arrive at once). One result per item.
+    /// [`Store::record_checkin`] for many check-ins, in one transaction with one statement per
+    /// 200 (check-ins are the hottest write; after a fan-out wake-up thousands arrive at once).
+    /// Devices that ask for it ([`CheckinRecord::claim_runs`]) and have runnable runs claim up
+    /// to `claim_limit` of them in the same transaction, so a woken agent's check-in and the
+    /// delivery of its runs take one turn at the database, not two. One result per item.
     pub async fn record_checkins_batch(
         &self,
         items: &[CheckinRecord],
         now: i64,
+        claim_limit: i64,
     ) -> Result<Vec<Result<CheckinRecorded>>> {
         let mut found: std::collections::HashMap<String, CheckinRecorded> =
             std::collections::HashMap::new();
-        let _turn = self.write_turn().await;
-        for part in items.chunks(200) {
-            let rows = (0..part.len())
-                .map(|k| {
-                    let b = 4 * k + 1;
-                    format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            // One autocommit statement: the values of each device come from the VALUES list.
-            let sql = sqlx::AssertSqlSafe(format!(
-                "UPDATE devices SET last_seen_at = $1, agent_version = v.column2, boot_id = v.column3,
-                        performance = COALESCE(v.column4, devices.performance)
-                 FROM (VALUES {rows}) AS v
-                 WHERE devices.id = v.column1 AND devices.revoked_at IS NULL
-                 RETURNING devices.id, devices.refresh_requested_at,
-                           (SELECT digest FROM device_inventory i WHERE i.device_id = devices.id),
-                           (SELECT COUNT(*) FROM (SELECT 1 FROM job_runs r
-                               WHERE r.device_id = devices.id AND r.state IN ('queued', 'delivered')
-                                 AND r.not_before <= $1 AND r.expires_at > $1 LIMIT 1) AS pending),
-                           (SELECT revision FROM device_manifests m WHERE m.device_id = devices.id)"
-            ));
-            type Row = (String, Option<i64>, Option<String>, i64, Option<i64>);
-            let rows: Vec<Row> = with_pool!(self, |pool| {
-                let mut q = sqlx::query_as(sql).bind(now);
+        with_pool!(self, |pool| {
+            // A check-in delivers work: it goes ahead of other writes (see `gate`).
+            let mut tx = pool.begin_write_as(true).await?;
+            for part in items.chunks(200) {
+                let rows = (0..part.len())
+                    .map(|k| {
+                        let b = 4 * k + 1;
+                        format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                // The values of each device come from the VALUES list.
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE devices SET last_seen_at = $1, agent_version = v.column2, boot_id = v.column3,
+                            performance = COALESCE(v.column4, devices.performance)
+                     FROM (VALUES {rows}) AS v
+                     WHERE devices.id = v.column1 AND devices.revoked_at IS NULL
+                     RETURNING devices.id, devices.refresh_requested_at,
+                               (SELECT digest FROM device_inventory i WHERE i.device_id = devices.id),
+                               (SELECT COUNT(*) FROM (SELECT 1 FROM job_runs r
+                                   WHERE r.device_id = devices.id AND r.state IN ('queued', 'delivered')
+                                     AND r.not_before <= $1 AND r.expires_at > $1 LIMIT 1) AS pending),
+                               (SELECT revision FROM device_manifests m WHERE m.device_id = devices.id)"
+                ));
+                type Row = (String, Option<i64>, Option<String>, i64, Option<i64>);
+                let mut q = sqlx::query_as::<_, Row>(sql).bind(now);
                 for it in part {
                     q = q
                         .bind(&it.device_id)
@@ -302,20 +312,50 @@ impl Store {
                         .bind(&it.boot_id)
                         .bind(&it.performance);
                 }
-                q.fetch_all(pool).await?
-            });
-            for (id, refresh, digest, pending, manifest_revision) in rows {
-                found.insert(
-                    id,
-                    CheckinRecorded {
-                        refresh_requested_at: refresh,
-                        digest,
-                        runs_pending: pending > 0,
-                        manifest_revision,
-                    },
-                );
+                for (id, refresh, digest, pending, manifest_revision) in
+                    q.fetch_all(&mut *tx).await?
+                {
+                    found.insert(
+                        id,
+                        CheckinRecorded {
+                            refresh_requested_at: refresh,
+                            digest,
+                            runs_pending: pending > 0,
+                            manifest_revision,
+                            claimed: Vec::new(),
+                        },
+                    );
+                }
             }
-        }
+            let claimers: Vec<String> = items
+                .iter()
+                .filter(|it| {
+                    it.claim_runs && found.get(&it.device_id).is_some_and(|r| r.runs_pending)
+                })
+                .map(|it| it.device_id.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if !claimers.is_empty() {
+                let claimed = crate::jobs::claim_in_tx!(tx, &claimers, now, claim_limit);
+                for (device, runs) in claimed {
+                    if let Some(r) = found.get_mut(&device) {
+                        // Whatever is left beyond the limit stays pending.
+                        r.runs_pending = runs.len() as i64 >= claim_limit;
+                        r.claimed = runs;
+                    }
+                }
+                for id in &claimers {
+                    if let Some(r) = found.get_mut(id)
+                        && r.claimed.is_empty()
+                    {
+                        // Pending a moment ago, but nothing runnable was left to claim.
+                        r.runs_pending = false;
+                    }
+                }
+            }
+            tx.commit().await?;
+        });
         Ok(items
             .iter()
             .map(|it| {

@@ -16,7 +16,7 @@ use crate::BeginWrite;
 use crate::groups::placeholders;
 use crate::{AuditEntry, Result, Store, StoreError, conflict_or, decode_json, with_pool};
 
-const CHUNK: usize = 400;
+pub(crate) const CHUNK: usize = 400;
 
 /// Terminal states as an SQL list.
 const TERMINAL: &str = "('succeeded', 'failed', 'timed_out', 'cancelled', 'expired')";
@@ -347,7 +347,7 @@ struct FinishRun {
 /// hundred per statement, inside a transaction.
 macro_rules! history_rows {
     ($tx:ident, $rows:expr, $state:literal, $now:expr) => {
-        for part in $rows.chunks(CHUNK / 3) {
+        for part in $rows.chunks($crate::jobs::CHUNK / 3) {
             let values = (0..part.len())
                 .map(|k| {
                     format!(
@@ -371,6 +371,86 @@ macro_rules! history_rows {
         }
     };
 }
+pub(crate) use history_rows;
+
+/// Claims the runnable runs of `$devices` (a slice of device ids) inside the write transaction
+/// `$tx`: queued runs become delivered (attempt row and history written), runs delivered before
+/// but never started are handed out again. At most `$limit` per device. Evaluates to a map from
+/// device id to its runs. A macro because the statements are the same on both backends but the
+/// transaction types differ; [`Store::claim_runs_batch`] and the check-in batch use it.
+macro_rules! claim_in_tx {
+    ($tx:ident, $devices:expr, $now:expr, $limit:expr) => {{
+        let now: i64 = $now;
+        let limit: i64 = $limit;
+        let mut by_device: std::collections::HashMap<String, Vec<$crate::jobs::ClaimedRun>> =
+            std::collections::HashMap::new();
+            for chunk in $devices.chunks($crate::jobs::CHUNK) {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT r.device_id, r.id, r.job_id, r.attempt, r.expires_at, r.state, j.spec
+                     FROM job_runs r JOIN jobs j ON j.id = r.job_id
+                     WHERE r.device_id IN ({}) AND r.state IN ('queued', 'delivered')
+                       AND r.not_before <= $1 AND r.expires_at > $1
+                     ORDER BY r.device_id, r.not_before, r.id",
+                    $crate::groups::placeholders(2, chunk.len())
+                ));
+                let mut q =
+                    sqlx::query_as::<_, (String, String, String, i64, i64, String, String)>(sql)
+                        .bind(now);
+                for d in chunk {
+                    q = q.bind(d);
+                }
+                let rows = q.fetch_all(&mut *$tx).await?;
+                let mut fresh: Vec<(String, String, i64)> = Vec::new();
+                for (device, run_id, job_id, attempt, expires_at, state, spec) in rows {
+                    let list = by_device.entry(device).or_default();
+                    if list.len() as i64 >= limit {
+                        continue;
+                    }
+                    if state == "queued" {
+                        fresh.push((run_id.clone(), job_id.clone(), attempt));
+                    }
+                    list.push($crate::jobs::ClaimedRun {
+                        run_id,
+                        job_id,
+                        attempt,
+                        expires_at,
+                        spec,
+                    });
+                }
+                for part in fresh.chunks($crate::jobs::CHUNK) {
+                    let sql = sqlx::AssertSqlSafe(format!(
+                        "UPDATE job_runs SET state = 'delivered', updated_at = $1 WHERE id IN ({})",
+                        $crate::groups::placeholders(2, part.len())
+                    ));
+                    let mut q = sqlx::query(sql).bind(now);
+                    for (run_id, _, _) in part {
+                        q = q.bind(run_id);
+                    }
+                    q.execute(&mut *$tx).await?;
+                    let rows = (0..part.len())
+                        .map(|k| format!("(${}, ${}, $1)", 2 * k + 2, 2 * k + 3))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO job_attempts (run_id, attempt, delivered_at) VALUES {rows}
+                         ON CONFLICT (run_id, attempt) DO UPDATE SET delivered_at = excluded.delivered_at"
+                    ));
+                    let mut q = sqlx::query(sql).bind(now);
+                    for (run_id, _, attempt) in part {
+                        q = q.bind(run_id).bind(*attempt);
+                    }
+                    q.execute(&mut *$tx).await?;
+                    let rows: Vec<(&str, &str, i64)> = part
+                        .iter()
+                        .map(|(run, job, attempt)| (job.as_str(), run.as_str(), *attempt))
+                        .collect();
+                    $crate::jobs::history_rows!($tx, &rows, "delivered", now);
+                }
+            }
+        by_device
+    }};
+}
+pub(crate) use claim_in_tx;
 
 /// The run as an agent report sees it: only the reporting device's own runs are found.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -700,82 +780,21 @@ impl Store {
     /// Hand each device its runnable runs: queued ones become delivered (their attempt row and
     /// history are written); runs delivered before but never started are handed out again with
     /// the same attempt, which the agent recognises by the idempotency key. One transaction
-    /// with a handful of set-based statements for all devices (a fan-out wakes thousands of agents at once; per-device transactions would
-    /// queue behind each other). Returns one list per device, in order.
+    /// with a handful of set-based statements for all devices (a fan-out wakes thousands of
+    /// agents at once; per-device transactions would queue behind each other). Returns one list
+    /// per device, in order. A check-in claims in its own batch
+    /// ([`Store::record_checkins_batch`]); this is for agents that still had runs pending.
     pub async fn claim_runs_batch(
         &self,
         device_ids: &[String],
         now: i64,
         limit: i64,
     ) -> Result<Vec<Vec<ClaimedRun>>> {
-        let mut by_device: std::collections::HashMap<String, Vec<ClaimedRun>> =
-            std::collections::HashMap::new();
-        with_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            for chunk in device_ids.chunks(CHUNK) {
-                let sql = sqlx::AssertSqlSafe(format!(
-                    "SELECT r.device_id, r.id, r.job_id, r.attempt, r.expires_at, r.state, j.spec
-                     FROM job_runs r JOIN jobs j ON j.id = r.job_id
-                     WHERE r.device_id IN ({}) AND r.state IN ('queued', 'delivered')
-                       AND r.not_before <= $1 AND r.expires_at > $1
-                     ORDER BY r.device_id, r.not_before, r.id",
-                    placeholders(2, chunk.len())
-                ));
-                let mut q =
-                    sqlx::query_as::<_, (String, String, String, i64, i64, String, String)>(sql)
-                        .bind(now);
-                for d in chunk {
-                    q = q.bind(d);
-                }
-                let rows = q.fetch_all(&mut *tx).await?;
-                let mut fresh: Vec<(String, String, i64)> = Vec::new();
-                for (device, run_id, job_id, attempt, expires_at, state, spec) in rows {
-                    let list = by_device.entry(device).or_default();
-                    if list.len() as i64 >= limit {
-                        continue;
-                    }
-                    if state == "queued" {
-                        fresh.push((run_id.clone(), job_id.clone(), attempt));
-                    }
-                    list.push(ClaimedRun {
-                        run_id,
-                        job_id,
-                        attempt,
-                        expires_at,
-                        spec,
-                    });
-                }
-                for part in fresh.chunks(CHUNK) {
-                    let sql = sqlx::AssertSqlSafe(format!(
-                        "UPDATE job_runs SET state = 'delivered', updated_at = $1 WHERE id IN ({})",
-                        placeholders(2, part.len())
-                    ));
-                    let mut q = sqlx::query(sql).bind(now);
-                    for (run_id, _, _) in part {
-                        q = q.bind(run_id);
-                    }
-                    q.execute(&mut *tx).await?;
-                    let rows = (0..part.len())
-                        .map(|k| format!("(${}, ${}, $1)", 2 * k + 2, 2 * k + 3))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let sql = sqlx::AssertSqlSafe(format!(
-                        "INSERT INTO job_attempts (run_id, attempt, delivered_at) VALUES {rows}
-                         ON CONFLICT (run_id, attempt) DO UPDATE SET delivered_at = excluded.delivered_at"
-                    ));
-                    let mut q = sqlx::query(sql).bind(now);
-                    for (run_id, _, attempt) in part {
-                        q = q.bind(run_id).bind(*attempt);
-                    }
-                    q.execute(&mut *tx).await?;
-                    let rows: Vec<(&str, &str, i64)> = part
-                        .iter()
-                        .map(|(run, job, attempt)| (job.as_str(), run.as_str(), *attempt))
-                        .collect();
-                    history_rows!(tx, &rows, "delivered", now);
-                }
-            }
+        let mut by_device = with_pool!(self, |pool| {
+            let mut tx = pool.begin_write_as(true).await?;
+            let by_device = claim_in_tx!(tx, device_ids, now, limit);
             tx.commit().await?;
+            by_device
         });
         Ok(device_ids
             .iter()

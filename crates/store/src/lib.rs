@@ -12,6 +12,7 @@ mod devices;
 mod dynamic;
 mod enrollment;
 mod fields;
+mod gate;
 mod groups;
 mod jobs;
 mod migrations;
@@ -37,6 +38,7 @@ pub use enrollment::{
     EnrollError, EnrollInput, EnrollOutcome, EnrollmentTokenRow, NewEnrollmentToken,
 };
 pub use fields::{FieldRow, FieldValueRow};
+pub use gate::UrgentWrite;
 pub use groups::{
     DeviceSelection, GroupRow, GroupUpdate, GroupWithCounts, MembershipRow, NewGroup,
 };
@@ -125,12 +127,21 @@ pub(crate) use with_pool;
 /// the write lock up front. SQLite has one writer, and its busy handler waits for the lock by
 /// sleeping in growing steps (up to 100 ms), so many concurrent writers waste most of their time
 /// asleep; writers in this process therefore queue on an async gate per database file first
-/// (FIFO, no polling) and only then begin. PostgreSQL needs neither.
+/// (no polling; deliveries first, see [`gate`]) and only then begin. PostgreSQL needs neither.
 pub(crate) trait BeginWrite {
     type Db: sqlx::Database;
+    /// `urgent`: a delivery that goes ahead of other writes ([`gate`]).
+    fn begin_write_as(
+        &self,
+        urgent: bool,
+    ) -> impl std::future::Future<Output = std::result::Result<WriteTx<Self::Db>, sqlx::Error>> + Send;
+
     fn begin_write(
         &self,
-    ) -> impl std::future::Future<Output = std::result::Result<WriteTx<Self::Db>, sqlx::Error>> + Send;
+    ) -> impl std::future::Future<Output = std::result::Result<WriteTx<Self::Db>, sqlx::Error>> + Send
+    {
+        self.begin_write_as(false)
+    }
 }
 
 /// A write transaction (and, on SQLite, this process's turn to write). Dereferences to the
@@ -159,32 +170,16 @@ impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<DB> {
     }
 }
 
-/// The write gate of a SQLite database file (one per file in this process).
-fn sqlite_gate(pool: &SqlitePool) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-    use std::collections::HashMap;
-    use std::path::PathBuf;
-    use std::sync::{Arc, LazyLock, Mutex};
-    static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
-        LazyLock::new(Default::default);
-    let options = pool.connect_options();
-    let file = options.get_filename();
-    let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
-    // Every write asks: look up without allocating, insert only the first time.
-    if let Some(gate) = gates.get(file) {
-        return gate.clone();
-    }
-    gates.entry(file.to_path_buf()).or_default().clone()
-}
-
 impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
-    fn begin_write(
+    fn begin_write_as(
         &self,
+        urgent: bool,
     ) -> impl std::future::Future<Output = std::result::Result<WriteTx<sqlx::Sqlite>, sqlx::Error>> + Send
     {
-        let gate = sqlite_gate(self);
+        let gate = gate::sqlite_gate(self);
         async move {
-            let turn = gate.lock_owned().await;
+            let turn = gate.enter(urgent).await;
             let tx = self.begin_with("BEGIN IMMEDIATE").await?;
             Ok(WriteTx {
                 tx,
@@ -196,7 +191,13 @@ impl BeginWrite for SqlitePool {
 
 impl BeginWrite for PgPool {
     type Db = sqlx::Postgres;
-    async fn begin_write(&self) -> std::result::Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
+    async fn begin_write_as(
+        &self,
+        urgent: bool,
+    ) -> std::result::Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
+        if !urgent {
+            gate::pg_gate(self).hold_back().await;
+        }
         Ok(WriteTx {
             tx: self.begin().await?,
             _turn: None,
@@ -280,7 +281,7 @@ impl Store {
     /// gets it from `begin_write`); `None` on PostgreSQL.
     pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.pool {
-            Pool::Sqlite(p) => Some(sqlite_gate(p).lock_owned().await),
+            Pool::Sqlite(p) => Some(gate::sqlite_gate(p).enter(false).await),
             Pool::Postgres(_) => None,
         }
     }

@@ -67,6 +67,12 @@ pub const MIGRATIONS: &[MigrationPair] = &[
         sqlite: include_str!("../migrations/sqlite/0008_assignments.sql"),
         postgres: include_str!("../migrations/postgres/0008_assignments.sql"),
     },
+    MigrationPair {
+        version: 10,
+        name: "job_runs_device_index",
+        sqlite: include_str!("../migrations/sqlite/0010_job_runs_device_index.sql"),
+        postgres: include_str!("../migrations/postgres/0010_job_runs_device_index.sql"),
+    },
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {

@@ -1808,29 +1808,44 @@ async fn batched_job_reports_behave_like_one_at_a_time(s: &Store) {
         .await
         .unwrap();
     }
-    // Pending is reported by the check-in itself.
+    // Pending is reported by the check-in itself; a check-in that asks to claims in the same
+    // write, at most the limit, and says whether more are left.
+    let checkin = |device: &str, claim_runs: bool| capstan_store::CheckinRecord {
+        device_id: device.into(),
+        agent_version: "1".into(),
+        boot_id: None,
+        performance: None,
+        claim_runs,
+    };
     let rec = s
-        .record_checkins_batch(
-            &[
-                capstan_store::CheckinRecord {
-                    device_id: a.clone(),
-                    agent_version: "1".into(),
-                    boot_id: None,
-                    performance: None,
-                },
-                capstan_store::CheckinRecord {
-                    device_id: "nope".into(),
-                    agent_version: "1".into(),
-                    boot_id: None,
-                    performance: None,
-                },
-            ],
-            2_000,
-        )
+        .record_checkins_batch(&[checkin(&a, false), checkin("nope", true)], 2_000, 50)
         .await
         .unwrap();
-    assert!(rec[0].as_ref().unwrap().runs_pending);
+    let first = rec[0].as_ref().unwrap();
+    assert!(first.runs_pending);
+    assert!(first.claimed.is_empty(), "not asked to claim");
     assert!(matches!(rec[1], Err(StoreError::NotFound)));
+    let rec = s
+        .record_checkins_batch(&[checkin(&b, true), checkin(&a, true)], 2_000, 1)
+        .await
+        .unwrap();
+    let (rb, ra) = (rec[0].as_ref().unwrap(), rec[1].as_ref().unwrap());
+    assert_eq!(
+        (ra.claimed.len(), ra.runs_pending),
+        (1, true),
+        "limit 1 of 2"
+    );
+    assert_eq!(rb.claimed.len(), 1);
+    let history = s
+        .job_history_after(&rb.claimed[0].job_id, 0, 100)
+        .await
+        .unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h.run_id == rb.claimed[0].run_id && h.state == "delivered"),
+        "the check-in's claim is recorded as a delivery: {history:?}"
+    );
 
     let claimed = s
         .claim_runs_batch(&[a.clone(), b.clone(), "nope".into()], 2_000, 50)
