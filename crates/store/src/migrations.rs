@@ -67,6 +67,12 @@ pub const MIGRATIONS: &[MigrationPair] = &[
         sqlite: include_str!("../migrations/sqlite/0008_assignments.sql"),
         postgres: include_str!("../migrations/postgres/0008_assignments.sql"),
     },
+    MigrationPair {
+        version: 9,
+        name: "device_presence",
+        sqlite: include_str!("../migrations/sqlite/0009_device_presence.sql"),
+        postgres: include_str!("../migrations/postgres/0009_device_presence.sql"),
+    },
 ];
 
 pub(crate) fn migrator(backend: Backend) -> Migrator {
