@@ -216,11 +216,50 @@ pub struct DeviceListQuery {
     /// `name=value`: devices whose effective custom field value equals `value` (the field's
     /// type decides how `value` is read, e.g. `true`, `42`, `2026-01-31`).
     pub field: Option<String>,
+    /// Devices whose operating system is exactly this: the OS name (`Debian GNU/Linux`, every
+    /// version) or the name and version joined by a space (`Debian GNU/Linux 12`) — the values
+    /// `GET /api/v1/devices/summary` lists.
+    pub os: Option<String>,
+    /// Devices whose hardware model is exactly this: system manufacturer and product joined by
+    /// a space (`LENOVO 20XW0055GE`), as `GET /api/v1/devices/summary` lists them.
+    pub model: Option<String>,
     /// Sort key: `hostname` (default), `last_seen`, `enrolled`. Prefix `-` for descending.
     pub sort: Option<String>,
     pub offset: Option<u64>,
     /// Page size, 1..=1000, default 100.
     pub limit: Option<u64>,
+}
+
+/// One value of a distribution and how many devices have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ValueCount {
+    pub value: String,
+    pub count: u64,
+}
+
+/// How the devices divide over one property.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Distribution {
+    /// The 20 most common values, most devices first (ties by value).
+    pub top: Vec<ValueCount>,
+    /// Devices with a value not in `top`.
+    pub other: u64,
+    /// Devices without a value (no inventory yet, or the property was not reported).
+    pub unknown: u64,
+}
+
+/// Counters and distributions over all devices (`GET /api/v1/devices/summary`). Each value of
+/// a distribution is accepted by the device list's filter of the same name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceFleetSummary {
+    pub total: u64,
+    /// Checked in within three check-in intervals (the device list's `status=online`).
+    pub online: u64,
+    pub offline: u64,
+    /// By operating system: name and version (`Debian GNU/Linux 12`), or the name alone.
+    pub os: Distribution,
+    /// By hardware model: system manufacturer and product.
+    pub model: Distribution,
 }
 
 /// One entry of a device's timeline (newest first).

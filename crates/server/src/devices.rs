@@ -1,13 +1,15 @@
 //! Console routes for devices: the paged list (filtered in SQL by hostname, status, tag, group
-//! including descendants, and custom field value), the full detail with the latest inventory,
-//! custom fields and groups, the timeline (inventory history and lifecycle events, newest
-//! first), refresh, revoke, delete.
+//! including descendants, custom field value, operating system and hardware model), the fleet
+//! summary (counters and OS / hardware-model distributions, grouped in SQL), the full detail
+//! with the latest inventory, custom fields and groups, the timeline (inventory history and
+//! lifecycle events, newest first), refresh, revoke, delete.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use capstan_proto::api::{
-    DeviceDetail, DeviceGroupRef, DeviceListQuery, DevicePage, DeviceSelector, DeviceSummary,
-    RefreshResponse, TimelineEntry, TimelinePage, TimelineQuery,
+    DeviceDetail, DeviceFleetSummary, DeviceGroupRef, DeviceListQuery, DevicePage, DeviceSelector,
+    DeviceSummary, Distribution, RefreshResponse, TimelineEntry, TimelinePage, TimelineQuery,
+    ValueCount,
 };
 use capstan_proto::error::ErrorBody;
 use capstan_store::{DeviceFilter, DeviceRow, DeviceSort, StoreError};
@@ -22,6 +24,7 @@ use crate::state::{AppState, now_ms};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_devices))
+        .routes(routes!(fleet_summary))
         .routes(routes!(get_device, delete_device))
         .routes(routes!(revoke_device))
         .routes(routes!(refresh_inventory))
@@ -129,7 +132,9 @@ pub(crate) async fn device_filter(
 ///
 /// `group` selects the members of a group *and of all its descendant groups* (the same set a
 /// job targeting the group reaches); `tag` is an exact tag; `field=name=value` matches the
-/// effective custom field value (a device without its own value matches the default).
+/// effective custom field value (a device without its own value matches the default); `os`
+/// is the exact OS name or "name version", `model` the exact hardware model — the values
+/// `GET /api/v1/devices/summary` lists.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceListQuery),
     responses((status = 200, body = DevicePage), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 async fn list_devices(
@@ -180,11 +185,20 @@ pub(crate) async fn device_page(state: &AppState, q: &DeviceListQuery) -> ApiRes
         group: q.group.clone(),
         field: q.field.clone(),
     };
+    for (name, value) in [("os", &q.os), ("model", &q.model)] {
+        if value.as_ref().is_some_and(|s| s.len() > 512) {
+            return Err(ApiError::validation(format!(
+                "{name} is longer than 512 bytes"
+            )));
+        }
+    }
     let filter = DeviceFilter {
         sort,
         descending,
         offset: offset as i64,
         limit: limit as i64,
+        os: q.os.clone().filter(|s| !s.is_empty()),
+        model: q.model.clone().filter(|s| !s.is_empty()),
         ..device_filter(state, &sel, now).await?
     };
     let (rows, total) = state.store.list_devices(&filter).await?;
@@ -194,6 +208,44 @@ pub(crate) async fn device_page(state: &AppState, q: &DeviceListQuery) -> ApiRes
         offset,
         limit,
     })
+}
+
+/// Values kept per distribution of the summary; the rest are counted as `other`.
+const SUMMARY_TOP: i64 = 20;
+
+/// Counters (total, online, offline) and the OS and hardware-model distributions of all
+/// devices, each value usable as the device list's `os` / `model` filter. Online has the
+/// meaning of the list's `status=online`: checked in within three check-in intervals.
+#[utoipa::path(get, path = "/api/v1/devices/summary", tag = "devices",
+    responses((status = 200, body = DeviceFleetSummary)), security(("bearer" = [])))]
+async fn fleet_summary(
+    State(state): State<AppState>,
+    _auth: Authz<DevicesRead>,
+) -> ApiResult<Json<DeviceFleetSummary>> {
+    let s = state
+        .store
+        .fleet_summary(online_cutoff(&state, now_ms()), SUMMARY_TOP)
+        .await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let dist = |d: capstan_store::DistributionRows| Distribution {
+        top: d
+            .top
+            .into_iter()
+            .map(|r| ValueCount {
+                value: r.value,
+                count: count(r.count),
+            })
+            .collect(),
+        other: count(d.other),
+        unknown: count(d.unknown),
+    };
+    Ok(Json(DeviceFleetSummary {
+        total: count(s.total),
+        online: count(s.online),
+        offline: count(s.total - s.online),
+        os: dist(s.os),
+        model: dist(s.model),
+    }))
 }
 
 /// One device with its full latest inventory, last performance snapshot, effective custom

@@ -423,14 +423,6 @@ async fn create_job(
     Ok((StatusCode::CREATED, Json(job)))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct PageQuery {
-    /// 1..=500, default 50.
-    limit: Option<u64>,
-    offset: Option<u64>,
-}
-
 fn page(limit: Option<u64>, offset: Option<u64>) -> ApiResult<(i64, i64)> {
     let limit = limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -444,16 +436,30 @@ fn page(limit: Option<u64>, offset: Option<u64>) -> ApiResult<(i64, i64)> {
     Ok((limit as i64, offset))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct JobListParams {
+    /// 1..=500, default 50.
+    limit: Option<u64>,
+    offset: Option<u64>,
+    /// `true`: only jobs with at least one run that failed or timed out (an interrupted last
+    /// attempt counts as failed).
+    failed: Option<bool>,
+}
+
 /// Jobs, newest first, with run counts.
-#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(PageQuery),
-    responses((status = 200, body = JobPage)))]
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(JobListParams),
+    responses((status = 200, body = JobPage), (status = 400, body = ErrorBody)))]
 async fn list_jobs(
     State(state): State<AppState>,
     _auth: Authz<JobsRead>,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<JobListParams>,
 ) -> ApiResult<Json<JobPage>> {
     let (limit, offset) = page(q.limit, q.offset)?;
-    let (rows, total) = state.store.list_jobs(limit, offset).await?;
+    let (rows, total) = state
+        .store
+        .list_jobs(limit, offset, q.failed.unwrap_or(false))
+        .await?;
     let ids: Vec<String> = rows.iter().map(|j| j.id.clone()).collect();
     let mut counts = counts_for(&state, &ids).await?;
     let items = rows

@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod membership;
 pub mod packages;
 pub mod predefined;
+pub mod presence;
 pub mod ratelimit;
 pub mod scripts;
 pub mod serve;

@@ -176,6 +176,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::membership::run_periodic(state.clone()));
     tokio::spawn(crate::jobs::run_ticker(state.clone()));
     tokio::spawn(crate::deploy::run_controller(state.clone()));
+    tokio::spawn(crate::presence::run(state.clone()));
     // Background housekeeping: expired sessions.
     let housekeeping_store = store.clone();
     tokio::spawn(async move {

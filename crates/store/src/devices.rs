@@ -122,6 +122,11 @@ pub struct DeviceFilter {
     pub tag: Option<String>,
     /// Devices whose effective custom field value equals the given one.
     pub field: Option<FieldMatch>,
+    /// Devices whose OS name, or name and version joined by a space, equals this exactly
+    /// (`Debian GNU/Linux` or `Debian GNU/Linux 12`; the values [`FleetSummary::os`] lists).
+    pub os: Option<String>,
+    /// Devices whose hardware model ([`hardware_model`]) equals this exactly.
+    pub model: Option<String>,
     pub sort: DeviceSort,
     pub descending: bool,
     pub offset: i64,
@@ -138,7 +143,7 @@ pub struct FieldMatch {
     pub matches_default: bool,
 }
 
-/// The device filter as SQL over `devices d`, with parameters `$1..=$8` bound by
+/// The device filter as SQL over `devices d`, with parameters `$1..=$10` bound by
 /// [`bind_filter!`]. Group membership walks the group tree with a recursive CTE, tags are
 /// matched as the exact JSON string element in `devices.tags` (`REPLACE` is case-sensitive on
 /// both backends, unlike `LIKE`), custom fields by their canonical JSON text.
@@ -157,9 +162,11 @@ pub(crate) const FILTER_WHERE: &str = "WHERE ($1 IS NULL OR LOWER(d.hostname) LI
            OR EXISTS (SELECT 1 FROM device_field_values v
                       WHERE v.device_id = d.id AND v.field_name = $6 AND v.value = $7)
            OR ($8 = 1 AND NOT EXISTS (SELECT 1 FROM device_field_values v
-                      WHERE v.device_id = d.id AND v.field_name = $6)))";
+                      WHERE v.device_id = d.id AND v.field_name = $6)))
+      AND ($9 IS NULL OR d.os_name = $9 OR d.os_name || ' ' || d.os_version = $9)
+      AND ($10 IS NULL OR d.hw_model = $10)";
 
-/// The filter's parameters in `$1..=$8` order.
+/// The filter's parameters in `$1..=$10` order.
 pub(crate) struct FilterBinds {
     pub search: Option<String>,
     pub online: Option<i64>,
@@ -169,6 +176,8 @@ pub(crate) struct FilterBinds {
     pub field_name: Option<String>,
     pub field_value: Option<String>,
     pub field_default: i64,
+    pub os: Option<String>,
+    pub model: Option<String>,
 }
 
 impl DeviceFilter {
@@ -191,11 +200,13 @@ impl DeviceFilter {
             field_name: self.field.as_ref().map(|f| f.name.clone()),
             field_value: self.field.as_ref().map(|f| f.value_json.clone()),
             field_default: i64::from(self.field.as_ref().is_some_and(|f| f.matches_default)),
+            os: self.os.clone().filter(|s| !s.is_empty()),
+            model: self.model.clone().filter(|s| !s.is_empty()),
         }
     }
 }
 
-/// Bind [`FilterBinds`] as `$1..=$8` of a query using [`FILTER_WHERE`].
+/// Bind [`FilterBinds`] as `$1..=$10` of a query using [`FILTER_WHERE`].
 macro_rules! bind_filter {
     ($q:expr, $b:expr) => {
         $q.bind($b.search.clone())
@@ -206,6 +217,8 @@ macro_rules! bind_filter {
             .bind($b.field_name.clone())
             .bind($b.field_value.clone())
             .bind($b.field_default)
+            .bind($b.os.clone())
+            .bind($b.model.clone())
     };
 }
 pub(crate) use bind_filter;
@@ -215,6 +228,79 @@ pub(crate) const DEVICE_COLS: &str =
     d.agent_version, d.boot_id, d.tags, d.enrolled_at, d.last_seen_at, d.revoked_at,
     d.refresh_requested_at, d.performance, i.digest AS inventory_digest,
     i.updated_at AS inventory_updated_at";
+
+/// The part of an inventory document the hardware model is read from (everything else is
+/// skipped by the parser).
+#[derive(serde::Deserialize)]
+struct ModelDoc {
+    hardware: Option<ModelHardware>,
+}
+
+#[derive(serde::Deserialize)]
+struct ModelHardware {
+    system: Option<ModelSystem>,
+}
+
+#[derive(serde::Deserialize)]
+struct ModelSystem {
+    manufacturer: Option<String>,
+    product: Option<String>,
+}
+
+/// The hardware model of an inventory document (JSON text) as stored in `devices.hw_model`:
+/// the system manufacturer and product, each trimmed, joined by a space; `None` when both are
+/// missing or blank (or the text is not a document). Migration 0009 computes the same in SQL
+/// for inventories stored before the column existed.
+pub fn hardware_model(document_json: &str) -> Option<String> {
+    let doc: ModelDoc = serde_json::from_str(document_json).ok()?;
+    let system = doc.hardware?.system?;
+    let part = |v: &Option<String>| v.as_deref().unwrap_or("").trim().to_string();
+    let joined = format!("{} {}", part(&system.manufacturer), part(&system.product));
+    let joined = joined.trim();
+    (!joined.is_empty()).then(|| joined.to_string())
+}
+
+/// One value of a distribution and how many devices have it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueCountRow {
+    pub value: String,
+    pub count: i64,
+}
+
+/// How the fleet divides over one property: the most common values (most devices first, ties
+/// by value), the devices with any other value, and those without a value.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DistributionRows {
+    pub top: Vec<ValueCountRow>,
+    pub other: i64,
+    pub unknown: i64,
+}
+
+/// Counters and distributions over all devices, from [`Store::fleet_summary`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FleetSummary {
+    pub total: i64,
+    /// Last seen at or after the cutoff (the same rule as the `online` filter).
+    pub online: i64,
+    /// `os_name`, or `os_name os_version` when a version is known — values the `os` filter
+    /// accepts.
+    pub os: DistributionRows,
+    /// `devices.hw_model` — values the `model` filter accepts.
+    pub model: DistributionRows,
+}
+
+/// The SQL of the OS label of `devices d`; NULL without an OS name.
+const OS_LABEL: &str = "CASE WHEN d.os_name IS NULL OR d.os_name = '' THEN NULL
+     WHEN d.os_version IS NULL OR d.os_version = '' THEN d.os_name
+     ELSE d.os_name || ' ' || d.os_version END";
+
+/// A device whose announced presence changed, from [`Store::announce_presence`].
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PresenceChange {
+    pub id: String,
+    pub hostname: String,
+    pub last_seen_at: Option<i64>,
+}
 
 /// Escape LIKE wildcards so a search for `50%` means the literal text.
 fn like_pattern(s: &str) -> String {
@@ -396,7 +482,7 @@ impl Store {
             "SELECT {DEVICE_COLS} FROM devices d LEFT JOIN device_inventory i ON i.device_id = d.id
              {FILTER_WHERE}
              ORDER BY {order}
-             LIMIT $9 OFFSET $10"
+             LIMIT $11 OFFSET $12"
         ));
         let count_sql =
             sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM devices d {FILTER_WHERE}"));
@@ -412,6 +498,167 @@ impl Store {
                 .await?;
             (rows, total)
         }))
+    }
+
+    /// Counters and the OS and hardware-model distributions of all devices (each distribution
+    /// keeps its `top` most common values), grouped in SQL.
+    pub async fn fleet_summary(&self, online_cutoff: i64, top: i64) -> Result<FleetSummary> {
+        let counts_sql = sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(CASE WHEN d.last_seen_at >= $1 THEN 1 ELSE 0 END), 0),
+                    COUNT({OS_LABEL}),
+                    COUNT(d.hw_model)
+             FROM devices d"
+        ));
+        let os_sql = sqlx::AssertSqlSafe(format!(
+            "SELECT v, COUNT(*) AS n FROM (SELECT {OS_LABEL} AS v FROM devices d) AS labels
+             WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT $1"
+        ));
+        let model_sql = "SELECT hw_model, COUNT(*) AS n FROM devices WHERE hw_model IS NOT NULL
+             GROUP BY hw_model ORDER BY n DESC, hw_model LIMIT $1";
+        let (counts, os, model) = with_pool!(self, |pool| {
+            let counts: (i64, i64, i64, i64) = sqlx::query_as(counts_sql)
+                .bind(online_cutoff)
+                .fetch_one(pool)
+                .await?;
+            let os: Vec<(String, i64)> = sqlx::query_as(os_sql).bind(top).fetch_all(pool).await?;
+            let model: Vec<(String, i64)> =
+                sqlx::query_as(model_sql).bind(top).fetch_all(pool).await?;
+            (counts, os, model)
+        });
+        let (total, online, with_os, with_model) = counts;
+        let distribution = |rows: Vec<(String, i64)>, known: i64| {
+            let top: Vec<ValueCountRow> = rows
+                .into_iter()
+                .map(|(value, count)| ValueCountRow { value, count })
+                .collect();
+            let shown: i64 = top.iter().map(|r| r.count).sum();
+            DistributionRows {
+                top,
+                other: (known - shown).max(0),
+                unknown: (total - known).max(0),
+            }
+        };
+        Ok(FleetSummary {
+            total,
+            online,
+            os: distribution(os, with_os),
+            model: distribution(model, with_model),
+        })
+    }
+
+    /// Bring the announced presence (`devices.presence`) up to date with `online_cutoff` and
+    /// record a `device.online` / `device.offline` event for each device that changed, in one
+    /// transaction. Devices in `keep_online` (they hold a wake-up connection) are not announced
+    /// offline. Rows whose presence is unknown (they predate the column) are settled without
+    /// an event. Only devices whose presence actually flips are returned, so two passes racing
+    /// (two replicas) announce each change once. Returns (came online, went offline).
+    pub async fn announce_presence(
+        &self,
+        now: i64,
+        online_cutoff: i64,
+        keep_online: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<(Vec<PresenceChange>, Vec<PresenceChange>)> {
+        // Candidates are read outside the write transaction: both reads walk the
+        // (presence, last_seen_at) index, so a quiet fleet costs two empty range scans.
+        let (unknown, mut offline, online) = with_pool!(self, |pool| {
+            let (unknown,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM devices WHERE presence IS NULL")
+                    .fetch_one(pool)
+                    .await?;
+            let offline: Vec<(String,)> =
+                sqlx::query_as("SELECT id FROM devices WHERE presence = 1 AND last_seen_at < $1")
+                    .bind(online_cutoff)
+                    .fetch_all(pool)
+                    .await?;
+            let online: Vec<(String,)> = sqlx::query_as(
+                "SELECT id FROM devices
+                 WHERE presence = 0 AND last_seen_at >= $1 AND revoked_at IS NULL",
+            )
+            .bind(online_cutoff)
+            .fetch_all(pool)
+            .await?;
+            (unknown, offline, online)
+        });
+        offline.retain(|(id,)| !keep_online(id));
+        if unknown == 0 && offline.is_empty() && online.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut came = Vec::new();
+        let mut went = Vec::new();
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            if unknown > 0 {
+                sqlx::query(
+                    "UPDATE devices SET presence = CASE
+                         WHEN revoked_at IS NULL AND last_seen_at >= $1 THEN 1 ELSE 0 END
+                     WHERE presence IS NULL",
+                )
+                .bind(online_cutoff)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // The conditions are repeated in the updates, so a device that checked in (or
+            // was announced by another replica) since the read is left alone.
+            for (ids, to_online) in [(&online, true), (&offline, false)] {
+                for chunk in ids.chunks(500) {
+                    let list = crate::groups::placeholders(2, chunk.len());
+                    let sql = sqlx::AssertSqlSafe(if to_online {
+                        format!(
+                            "UPDATE devices SET presence = 1
+                             WHERE presence = 0 AND last_seen_at >= $1 AND revoked_at IS NULL
+                               AND id IN ({list})
+                             RETURNING id, hostname, last_seen_at"
+                        )
+                    } else {
+                        format!(
+                            "UPDATE devices SET presence = 0
+                             WHERE presence = 1 AND last_seen_at < $1 AND id IN ({list})
+                             RETURNING id, hostname, last_seen_at"
+                        )
+                    });
+                    let mut q = sqlx::query_as(sql).bind(online_cutoff);
+                    for (id,) in chunk {
+                        q = q.bind(id);
+                    }
+                    let mut changed: Vec<PresenceChange> = q.fetch_all(&mut *tx).await?;
+                    changed.sort_by(|a, b| a.id.cmp(&b.id));
+                    if !changed.is_empty() {
+                        // One statement per chunk: a restart of the whole fleet's network
+                        // announces thousands at once.
+                        let rows = (0..changed.len())
+                            .map(|k| format!("($1, $2, ${}, ${})", 2 * k + 3, 2 * k + 4))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let sql = sqlx::AssertSqlSafe(format!(
+                            "INSERT INTO events (at, kind, subject, data) VALUES {rows}"
+                        ));
+                        let kind = if to_online {
+                            "device.online"
+                        } else {
+                            "device.offline"
+                        };
+                        let mut q = sqlx::query(sql).bind(now).bind(kind);
+                        for c in &changed {
+                            let data = serde_json::json!({
+                                "hostname": c.hostname,
+                                "last_seen_at_ms": c.last_seen_at,
+                            })
+                            .to_string();
+                            q = q.bind(c.id.clone()).bind(data);
+                        }
+                        q.execute(&mut *tx).await?;
+                    }
+                    if to_online {
+                        came.extend(changed);
+                    } else {
+                        went.extend(changed);
+                    }
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok((came, went))
     }
 
     /// Delete a device and everything stored about it. `NotFound` if absent.
@@ -484,6 +731,7 @@ impl Store {
         entries: &[NewTimelineEntry],
         now: i64,
     ) -> Result<()> {
+        let hw_model = hardware_model(document_json);
         with_pool!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let n = match replaces {
@@ -518,13 +766,14 @@ impl Store {
             }
             let n = sqlx::query(
                 "UPDATE devices SET hostname = $2, os_name = $3, os_version = $4,
-                        refresh_requested_at = NULL
+                        hw_model = $5, refresh_requested_at = NULL
                  WHERE id = $1 AND revoked_at IS NULL",
             )
             .bind(device_id)
             .bind(hostname)
             .bind(os_name)
             .bind(os_version)
+            .bind(&hw_model)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -581,6 +830,30 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hardware_model_joins_trimmed_manufacturer_and_product() {
+        for (doc, want) in [
+            (
+                r#"{"hardware":{"system":{"manufacturer":" LENOVO ","product":"20XW "}}}"#,
+                Some("LENOVO 20XW"),
+            ),
+            (
+                r#"{"hardware":{"system":{"product":"Virtual"}}}"#,
+                Some("Virtual"),
+            ),
+            (
+                r#"{"hardware":{"system":{"manufacturer":"Dell Inc.","product":null}}}"#,
+                Some("Dell Inc."),
+            ),
+            (r#"{"hardware":{"system":{"manufacturer":"  "}}}"#, None),
+            (r#"{"hardware":{"cpu":{"model":"x"}}}"#, None),
+            (r#"{"os":{"hostname":"h"}}"#, None),
+            ("not json", None),
+        ] {
+            assert_eq!(super::hardware_model(doc).as_deref(), want, "{doc}");
+        }
+    }
+
     #[test]
     fn like_pattern_escapes_wildcards() {
         assert_eq!(super::like_pattern("Web_01%"), "%web\\_01\\%%");

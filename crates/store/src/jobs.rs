@@ -581,17 +581,33 @@ impl Store {
     }
 
     /// Jobs, newest first, with the total count.
-    pub async fn list_jobs(&self, limit: i64, offset: i64) -> Result<(Vec<JobRow>, i64)> {
+    /// Jobs, newest first, and how many there are; with `failed_only`, just the jobs with at
+    /// least one run that ended failed or timed out (an interrupted last attempt ends its run
+    /// as failed; runs have no state of their own for it).
+    pub async fn list_jobs(
+        &self,
+        limit: i64,
+        offset: i64,
+        failed_only: bool,
+    ) -> Result<(Vec<JobRow>, i64)> {
+        // The EXISTS probes job_runs(job_id, state) twice per job.
+        let filter = "WHERE ($1 = 0 OR EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = jobs.id
+                           AND r.state IN ('failed', 'timed_out')))";
         let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLS} FROM jobs ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+            "SELECT {JOB_COLS} FROM jobs {filter}
+             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
         ));
+        let count_sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM jobs {filter}"));
+        let failed_only = i64::from(failed_only);
         Ok(with_pool!(self, |pool| {
             let rows = sqlx::query_as(sql)
+                .bind(failed_only)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all(pool)
                 .await?;
-            let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs")
+            let (total,): (i64,) = sqlx::query_as(count_sql)
+                .bind(failed_only)
                 .fetch_one(pool)
                 .await?;
             (rows, total)

@@ -30,8 +30,9 @@ pub use deploy::{
     ReportOutcome, SoftwareHistoryRow, SoftwareStateRow, StateBrief, WindowRow,
 };
 pub use devices::{
-    CheckinRecord, CheckinRecorded, DeviceAuth, DeviceFilter, DeviceRow, DeviceSort, FieldMatch,
-    InventoryRow, NewTimelineEntry, TimelineRow,
+    CheckinRecord, CheckinRecorded, DeviceAuth, DeviceFilter, DeviceRow, DeviceSort,
+    DistributionRows, FieldMatch, FleetSummary, InventoryRow, NewTimelineEntry, PresenceChange,
+    TimelineRow, ValueCountRow, hardware_model,
 };
 pub use dynamic::{DeviceFactRows, EventRow, MembershipChangeOutcome};
 pub use enrollment::{

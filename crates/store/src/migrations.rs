@@ -68,6 +68,12 @@ pub const MIGRATIONS: &[MigrationPair] = &[
         postgres: include_str!("../migrations/postgres/0008_assignments.sql"),
     },
     MigrationPair {
+        version: 9,
+        name: "device_presence",
+        sqlite: include_str!("../migrations/sqlite/0009_device_presence.sql"),
+        postgres: include_str!("../migrations/postgres/0009_device_presence.sql"),
+    },
+    MigrationPair {
         version: 10,
         name: "job_runs_device_index",
         sqlite: include_str!("../migrations/sqlite/0010_job_runs_device_index.sql"),

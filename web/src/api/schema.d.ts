@@ -820,9 +820,32 @@ export interface paths {
          * List devices, paged, filtered and sorted on the server.
          * @description `group` selects the members of a group *and of all its descendant groups* (the same set a
          *     job targeting the group reaches); `tag` is an exact tag; `field=name=value` matches the
-         *     effective custom field value (a device without its own value matches the default).
+         *     effective custom field value (a device without its own value matches the default); `os`
+         *     is the exact OS name or "name version", `model` the exact hardware model — the values
+         *     `GET /api/v1/devices/summary` lists.
          */
         get: operations["list_devices"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/devices/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Counters (total, online, offline) and the OS and hardware-model distributions of all
+         *     devices, each value usable as the device list's `os` / `model` filter. Online has the
+         *     meaning of the list's `status=online`: checked in within three check-in intervals.
+         */
+        get: operations["fleet_summary"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2440,6 +2463,25 @@ export interface components {
             inventory_updated_at_ms?: number | null;
             performance?: components["schemas"]["PerformanceSnapshot"] | null;
         };
+        /**
+         * @description Counters and distributions over all devices (`GET /api/v1/devices/summary`). Each value of
+         *     a distribution is accepted by the device list's filter of the same name.
+         */
+        DeviceFleetSummary: {
+            /** @description By hardware model: system manufacturer and product. */
+            model: components["schemas"]["Distribution"];
+            /** Format: int64 */
+            offline: number;
+            /**
+             * Format: int64
+             * @description Checked in within three check-in intervals (the device list's `status=online`).
+             */
+            online: number;
+            /** @description By operating system: name and version (`Debian GNU/Linux 12`), or the name alone. */
+            os: components["schemas"]["Distribution"];
+            /** Format: int64 */
+            total: number;
+        };
         /** @description A device's membership of one group. */
         DeviceGroupRef: {
             id: string;
@@ -2549,6 +2591,21 @@ export interface components {
             size_bytes?: number | null;
             /** @description Transport where known: nvme, sata, usb, virtio, scsi. */
             transport?: string | null;
+        };
+        /** @description How the devices divide over one property. */
+        Distribution: {
+            /**
+             * Format: int64
+             * @description Devices with a value not in `top`.
+             */
+            other: number;
+            /** @description The 20 most common values, most devices first (ties by value). */
+            top: components["schemas"]["ValueCount"][];
+            /**
+             * Format: int64
+             * @description Devices without a value (no inventory yet, or the property was not reported).
+             */
+            unknown: number;
         };
         /** @description One domain event, as the stream sends it (SSE `data`, with the same `id`). */
         DomainEvent: {
@@ -3834,6 +3891,12 @@ export interface components {
             id: string;
             role: components["schemas"]["Role"];
             username: string;
+        };
+        /** @description One value of a distribution and how many devices have it. */
+        ValueCount: {
+            /** Format: int64 */
+            count: number;
+            value: string;
         };
         Vec: string[];
         /**
@@ -5816,6 +5879,17 @@ export interface operations {
                  *     type decides how `value` is read, e.g. `true`, `42`, `2026-01-31`).
                  */
                 field?: string;
+                /**
+                 * @description Devices whose operating system is exactly this: the OS name (`Debian GNU/Linux`, every
+                 *     version) or the name and version joined by a space (`Debian GNU/Linux 12`) — the values
+                 *     `GET /api/v1/devices/summary` lists.
+                 */
+                os?: string;
+                /**
+                 * @description Devices whose hardware model is exactly this: system manufacturer and product joined by
+                 *     a space (`LENOVO 20XW0055GE`), as `GET /api/v1/devices/summary` lists them.
+                 */
+                model?: string;
                 /** @description Sort key: `hostname` (default), `last_seen`, `enrolled`. Prefix `-` for descending. */
                 sort?: string;
                 offset?: number;
@@ -5842,6 +5916,25 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    fleet_summary: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceFleetSummary"];
                 };
             };
         };
@@ -6675,6 +6768,17 @@ export interface operations {
                  *     type decides how `value` is read, e.g. `true`, `42`, `2026-01-31`).
                  */
                 field?: string;
+                /**
+                 * @description Devices whose operating system is exactly this: the OS name (`Debian GNU/Linux`, every
+                 *     version) or the name and version joined by a space (`Debian GNU/Linux 12`) — the values
+                 *     `GET /api/v1/devices/summary` lists.
+                 */
+                os?: string;
+                /**
+                 * @description Devices whose hardware model is exactly this: system manufacturer and product joined by
+                 *     a space (`LENOVO 20XW0055GE`), as `GET /api/v1/devices/summary` lists them.
+                 */
+                model?: string;
                 /** @description Sort key: `hostname` (default), `last_seen`, `enrolled`. Prefix `-` for descending. */
                 sort?: string;
                 offset?: number;
@@ -6822,6 +6926,11 @@ export interface operations {
                 /** @description 1..=500, default 50. */
                 limit?: number;
                 offset?: number;
+                /**
+                 * @description `true`: only jobs with at least one run that failed or timed out (an interrupted last
+                 *     attempt counts as failed).
+                 */
+                failed?: boolean;
             };
             header?: never;
             path?: never;
@@ -6835,6 +6944,14 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobPage"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

@@ -1,14 +1,15 @@
-// The dashboard: how many devices there are, how many are online, which operating systems they
-// run, which deployments are under way and what failed recently. Counters link to the lists
+// The dashboard: how many devices there are and how many are online (live: presence events
+// refresh the summary), which operating systems and hardware models they have, which
+// deployments are under way and what failed recently. Counters and bars link to the lists
 // filtered the same way.
 import { Card, Group, Progress, SimpleGrid, Stack, Table, Text, Title } from "@mantine/core";
 import { Empty, ErrorState, Loading } from "../components/QueryState";
 import { RouterAnchor } from "../components/links";
 import { formatRelative } from "../lib/format";
 import { plural } from "../lib/selection";
-import { recentJobFailures, useDeviceCounts, useOsDistribution } from "../services/dashboard";
+import { type Bar, distributionBars, useFailedJobs } from "../services/dashboard";
 import { summarizeDeployments, useDeployments } from "../services/deployments";
-import { useJobs } from "../services/jobs";
+import { useDeviceSummary } from "../services/devices";
 
 function Counter({ label, value, status }: { label: string; value: number; status?: "online" | "offline" }) {
   return (
@@ -24,10 +25,10 @@ function Counter({ label, value, status }: { label: string; value: number; statu
 }
 
 function Counters() {
-  const counts = useDeviceCounts();
-  if (counts.isPending) return <Loading label="Counting devices…" />;
-  if (counts.isError) return <ErrorState error={counts.error} onRetry={() => counts.refetch()} />;
-  const c = counts.data;
+  const summary = useDeviceSummary();
+  if (summary.isPending) return <Loading label="Counting devices…" />;
+  if (summary.isError) return <ErrorState error={summary.error} onRetry={() => summary.refetch()} />;
+  const c = summary.data;
   return (
     <SimpleGrid cols={3}>
       <Counter label="Devices" value={c.total} />
@@ -37,38 +38,63 @@ function Counters() {
   );
 }
 
-function OsDistribution() {
-  const os = useOsDistribution();
-  if (os.isPending) return <Loading label="Reading operating systems…" />;
-  if (os.isError) return <ErrorState error={os.error} onRetry={() => os.refetch()} />;
-  const { shares, counted, total } = os.data;
-  if (counted === 0) {
+/** Horizontal bars (Mantine Progress), each value a link to the devices it counts. */
+function Bars({ bars, name }: { bars: Bar[]; name: string }) {
+  return (
+    <Stack gap="sm" role="list" aria-label={name}>
+      {bars.map((b) => (
+        <div key={`${b.search ? "v" : "x"}:${b.label}`} role="listitem">
+          <Group justify="space-between" gap="xs" wrap="nowrap">
+            {b.search ? (
+              <RouterAnchor to="/devices" search={b.search} size="sm" truncate="end">
+                {b.label}
+              </RouterAnchor>
+            ) : (
+              <Text size="sm" c="dimmed">
+                {b.label}
+              </Text>
+            )}
+            <Text size="sm" c="dimmed" style={{ whiteSpace: "nowrap" }}>
+              {b.count.toLocaleString()} ({Math.round(b.percent)} %)
+            </Text>
+          </Group>
+          <Progress value={b.percent} color={b.search ? undefined : "gray"} aria-label={`${b.label}: ${b.count} devices`} />
+        </div>
+      ))}
+    </Stack>
+  );
+}
+
+function Distributions() {
+  const summary = useDeviceSummary();
+  if (summary.isPending) return <Loading label="Reading operating systems and hardware…" />;
+  if (summary.isError) return <ErrorState error={summary.error} onRetry={() => summary.refetch()} />;
+  const s = summary.data;
+  if (s.total === 0) {
     return (
-      <Empty title="No devices yet">
-        Create an <RouterAnchor to="/enrollment">enrollment token</RouterAnchor> and run its install command on a
-        machine.
-      </Empty>
+      <Card withBorder padding="lg">
+        <Empty title="No devices yet">
+          Create an <RouterAnchor to="/enrollment">enrollment token</RouterAnchor> and run its install command on a
+          machine.
+        </Empty>
+      </Card>
     );
   }
   return (
-    <Stack gap="sm">
-      {shares.map((s) => (
-        <div key={s.label}>
-          <Group justify="space-between" gap="xs">
-            <Text size="sm">{s.label}</Text>
-            <Text size="sm" c="dimmed">
-              {s.count.toLocaleString()} ({Math.round((s.count / counted) * 100)} %)
-            </Text>
-          </Group>
-          <Progress value={(s.count / counted) * 100} aria-label={`${s.label}: ${s.count} devices`} />
-        </div>
-      ))}
-      {counted < total && (
-        <Text size="xs" c="dimmed">
-          Counted over the first {counted.toLocaleString()} of {total.toLocaleString()} devices.
-        </Text>
-      )}
-    </Stack>
+    <SimpleGrid cols={{ base: 1, md: 2 }}>
+      <Card withBorder padding="lg">
+        <Title order={2} size="h4" mb="md">
+          Operating systems
+        </Title>
+        <Bars bars={distributionBars(s.os, s.total, "os")} name="Operating systems" />
+      </Card>
+      <Card withBorder padding="lg">
+        <Title order={2} size="h4" mb="md">
+          Hardware models
+        </Title>
+        <Bars bars={distributionBars(s.model, s.total, "model")} name="Hardware models" />
+      </Card>
+    </SimpleGrid>
   );
 }
 
@@ -133,48 +159,48 @@ function Deployments() {
 }
 
 function FailedJobs() {
-  const jobs = useJobs(1);
+  const jobs = useFailedJobs();
   if (jobs.isPending) return <Loading label="Reading jobs…" />;
   if (jobs.isError) return <ErrorState error={jobs.error} onRetry={() => jobs.refetch()} />;
-  const failures = recentJobFailures(jobs.data.items);
-  if (jobs.data.items.length === 0) {
-    return (
-      <Text size="sm" c="dimmed">
-        No jobs yet.
-      </Text>
-    );
-  }
+  const { failures, total } = jobs.data;
   if (failures.length === 0) {
     return (
       <Text size="sm" c="dimmed">
-        No failed runs among the {plural(jobs.data.items.length, "newest job")}.
+        No job has a failed run.
       </Text>
     );
   }
   return (
-    <Table aria-label="Recent failed jobs">
-      <Table.Tbody>
-        {failures.map((f) => (
-          <Table.Tr key={f.id}>
-            <Table.Td>
-              <RouterAnchor to="/jobs/$jobId" params={{ jobId: f.id }}>
-                {f.name}
-              </RouterAnchor>
-            </Table.Td>
-            <Table.Td>
-              <Text size="sm" c="red">
-                {f.failed.toLocaleString()} of {f.total.toLocaleString()} runs failed
-              </Text>
-            </Table.Td>
-            <Table.Td>
-              <Text size="sm" c="dimmed">
-                {formatRelative(f.createdAtMs)}
-              </Text>
-            </Table.Td>
-          </Table.Tr>
-        ))}
-      </Table.Tbody>
-    </Table>
+    <Stack gap="xs">
+      <Table aria-label="Recent failed jobs">
+        <Table.Tbody>
+          {failures.map((f) => (
+            <Table.Tr key={f.id}>
+              <Table.Td>
+                <RouterAnchor to="/jobs/$jobId" params={{ jobId: f.id }}>
+                  {f.name}
+                </RouterAnchor>
+              </Table.Td>
+              <Table.Td>
+                <Text size="sm" c="red">
+                  {f.failed.toLocaleString()} of {f.total.toLocaleString()} runs failed
+                </Text>
+              </Table.Td>
+              <Table.Td>
+                <Text size="sm" c="dimmed">
+                  {formatRelative(f.createdAtMs)}
+                </Text>
+              </Table.Td>
+            </Table.Tr>
+          ))}
+        </Table.Tbody>
+      </Table>
+      {total > failures.length && (
+        <Text size="xs" c="dimmed">
+          The newest {failures.length} of {plural(total, "job")} with failed runs.
+        </Text>
+      )}
+    </Stack>
   );
 }
 
@@ -185,12 +211,7 @@ export function DashboardPage() {
         Dashboard
       </Title>
       <Counters />
-      <Card withBorder padding="lg">
-        <Title order={2} size="h4" mb="md">
-          Operating systems
-        </Title>
-        <OsDistribution />
-      </Card>
+      <Distributions />
       <Card withBorder padding="lg">
         <Title order={2} size="h4" mb="md">
           Deployments

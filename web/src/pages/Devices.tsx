@@ -1,6 +1,7 @@
-// The device list: server-side search, filters, sorting and paging, all kept in the URL; a
-// column chooser remembered in this browser; refreshed every few seconds so newly enrolled
-// devices appear without a reload. Rows can be chosen across pages for bulk actions.
+// The device list: server-side search, filters (status, group, tag, OS, hardware model, custom
+// field), sorting and paging, all kept in the URL so the dashboard can link to a filtered list;
+// a column chooser remembered in this browser; refreshed by the live event stream (presence)
+// and every few seconds. Rows can be chosen across pages for bulk actions.
 import {
   Badge,
   Button,
@@ -29,11 +30,14 @@ import {
   DEFAULT_PAGE_SIZE,
   type DeviceListSearch,
   type DeviceSummary,
+  hasDeviceFilters,
   PAGE_SIZES,
   type SortKey,
   useDevices,
+  useDeviceSummary,
 } from "../services/devices";
 import { useGroups } from "../services/groups";
+import { FieldFilter, valueOptions } from "./devices/filters";
 import { osLabel } from "../services/dashboard";
 import { BulkActions } from "./devices/BulkActions";
 
@@ -92,16 +96,13 @@ export const COLUMNS: Column[] = [
 
 const DEFAULT_COLUMNS = ["hostname", "status", "os", "agent", "last_seen", "tags"];
 
-function hasFilters(s: DeviceListSearch): boolean {
-  return Boolean(s.q || s.status || s.tag || s.group);
-}
-
 export function DevicesPage() {
   const search = route.useSearch();
   const navigate = route.useNavigate();
   const query = buildDeviceQuery(search);
   const devices = useDevices(query);
   const groups = useGroups();
+  const summary = useDeviceSummary(60_000);
   const [columns, setColumns] = useLocalStorage<string[]>({
     key: "capstan.devices.columns",
     defaultValue: DEFAULT_COLUMNS,
@@ -200,6 +201,27 @@ export function DevicesPage() {
             }}
             w={160}
           />
+          <Select
+            label="Operating system"
+            placeholder={summary.isError ? "Unavailable" : "Any"}
+            data={valueOptions(summary.data?.os, search.os)}
+            searchable
+            clearable
+            value={search.os ?? null}
+            onChange={(v) => update({ os: v ?? undefined })}
+            w={220}
+          />
+          <Select
+            label="Hardware model"
+            placeholder={summary.isError ? "Unavailable" : "Any"}
+            data={valueOptions(summary.data?.model, search.model)}
+            searchable
+            clearable
+            value={search.model ?? null}
+            onChange={(v) => update({ model: v ?? undefined })}
+            w={220}
+          />
+          <FieldFilter value={search.field} onChange={(field) => update({ field })} />
           <Menu closeOnItemClick={false} position="bottom-end">
             <Menu.Target>
               <Button variant="default">Columns</Button>
@@ -220,7 +242,7 @@ export function DevicesPage() {
               ))}
             </Menu.Dropdown>
           </Menu>
-          {hasFilters(search) && (
+          {hasDeviceFilters(search) && (
             <Button variant="subtle" onClick={() => navigate({ search: {}, replace: true })}>
               Clear filters
             </Button>
@@ -235,7 +257,7 @@ export function DevicesPage() {
       ) : devices.isError ? (
         <ErrorState error={devices.error} onRetry={() => devices.refetch()} />
       ) : devices.data.items.length === 0 ? (
-        hasFilters(search) ? (
+        hasDeviceFilters(search) ? (
           <Empty title="No device matches these filters" />
         ) : page > 1 ? (
           <Empty title="This page is empty">

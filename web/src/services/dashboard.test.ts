@@ -1,6 +1,7 @@
-// The dashboard's deployment and failure figures, from the lists the server returns.
+// The dashboard's figures: deployments and failures from the lists the server returns, the
+// distribution bars from the fleet summary (each linking to the filtered device list).
 import { describe, expect, it } from "vitest";
-import { recentJobFailures } from "./dashboard";
+import { distributionBars, jobFailures } from "./dashboard";
 import { matchesDeploymentFilter, type StatusCounts, summarizeDeployments } from "./deployments";
 import type { RunCounts } from "./jobs";
 
@@ -47,7 +48,7 @@ describe("deployment figures", () => {
   });
 });
 
-describe("recentJobFailures", () => {
+describe("jobFailures", () => {
   const counts = (c: Partial<RunCounts>): RunCounts => ({
     cancelled: 0,
     delivered: 0,
@@ -63,17 +64,36 @@ describe("recentJobFailures", () => {
   });
   const job = (id: string, at: number, c: Partial<RunCounts>) => ({ id, name: `job ${id}`, created_at_ms: at, counts: counts(c) });
 
-  it("keeps jobs with failed or timed-out runs, newest first, up to the limit", () => {
-    const jobs = [
-      job("ok", 5, { succeeded: 3, total: 3 }),
-      job("old", 1, { failed: 1, total: 2 }),
-      job("new", 4, { failed: 1, timed_out: 2, total: 4 }),
-      job("mid", 3, { timed_out: 1, total: 1 }),
-    ];
-    expect(recentJobFailures(jobs, 2)).toEqual([
+  it("counts failed and timed-out runs, in the server's order", () => {
+    expect(jobFailures([job("new", 4, { failed: 1, timed_out: 2, succeeded: 1, total: 4 }), job("old", 1, { failed: 1, total: 2 })])).toEqual([
       { id: "new", name: "job new", failed: 3, total: 4, createdAtMs: 4 },
-      { id: "mid", name: "job mid", failed: 1, total: 1, createdAtMs: 3 },
+      { id: "old", name: "job old", failed: 1, total: 2, createdAtMs: 1 },
     ]);
-    expect(recentJobFailures([job("ok", 1, { succeeded: 1, total: 1 })])).toEqual([]);
+  });
+});
+
+describe("distributionBars", () => {
+  it("links each counted value to the list filtered by it; other and unknown are not links", () => {
+    const d = {
+      top: [
+        { value: "Debian GNU/Linux 12", count: 6 },
+        { value: "Ubuntu 24.04", count: 2 },
+      ],
+      other: 1,
+      unknown: 1,
+    };
+    expect(distributionBars(d, 10, "os")).toEqual([
+      { label: "Debian GNU/Linux 12", count: 6, percent: 60, search: { os: "Debian GNU/Linux 12" } },
+      { label: "Ubuntu 24.04", count: 2, percent: 20, search: { os: "Ubuntu 24.04" } },
+      { label: "Other", count: 1, percent: 10 },
+      { label: "Unknown", count: 1, percent: 10 },
+    ]);
+    expect(distributionBars({ top: [{ value: "LENOVO 20XW", count: 3 }], other: 0, unknown: 0 }, 3, "model")).toEqual([
+      { label: "LENOVO 20XW", count: 3, percent: 100, search: { model: "LENOVO 20XW" } },
+    ]);
+  });
+
+  it("is empty for an empty fleet", () => {
+    expect(distributionBars({ top: [], other: 0, unknown: 0 }, 0, "os")).toEqual([]);
   });
 });

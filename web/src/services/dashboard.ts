@@ -1,50 +1,11 @@
-// The dashboard's figures, from the device list API: counts come from `total` of one-row pages;
-// the OS distribution is counted over the device list page by page (up to a cap), because the
-// server has no aggregate endpoint yet. Recent failures come from the newest page of jobs and
-// the deployment list (both cheap: the server returns their counts per state).
+// The dashboard's figures. Device counters and the OS / hardware-model distributions come from
+// `GET /api/v1/devices/summary` (grouped on the server; every value is a filter the device list
+// accepts, so each bar links to exactly the devices it counts). Recent job failures come from
+// `GET /api/v1/jobs?failed=true`; deployment figures from the deployment list.
 import { useQuery } from "@tanstack/react-query";
-import { type DeviceSummary, fetchDevices, LIST_REFRESH_MS } from "./devices";
+import { api, unwrap } from "../api/client";
+import type { DeviceListSearch, DeviceSummary, Distribution } from "./devices";
 import type { JobInfo } from "./jobs";
-
-export interface DeviceCounts {
-  total: number;
-  online: number;
-  offline: number;
-}
-
-export interface OsShare {
-  label: string;
-  count: number;
-}
-
-export interface OsDistribution {
-  shares: OsShare[];
-  /** Devices counted; less than the fleet when the cap was reached. */
-  counted: number;
-  total: number;
-}
-
-/** Pages of 1000 read for the OS distribution at most (10,000 devices). */
-export const OS_SCAN_MAX_PAGES = 10;
-
-export const dashboardKeys = {
-  counts: ["dashboard", "counts"] as const,
-  os: ["dashboard", "os"] as const,
-};
-
-export function useDeviceCounts() {
-  return useQuery({
-    queryKey: dashboardKeys.counts,
-    queryFn: async (): Promise<DeviceCounts> => {
-      const [all, online] = await Promise.all([
-        fetchDevices({ offset: 0, limit: 1 }),
-        fetchDevices({ offset: 0, limit: 1, status: "online" }),
-      ]);
-      return { total: all.total, online: online.total, offline: Math.max(0, all.total - online.total) };
-    },
-    refetchInterval: LIST_REFRESH_MS,
-  });
-}
 
 /** "Debian GNU/Linux 12", else the family ("windows"), else "unknown". */
 export function osLabel(d: Pick<DeviceSummary, "os_family" | "os_name" | "os_version">): string {
@@ -54,33 +15,31 @@ export function osLabel(d: Pick<DeviceSummary, "os_family" | "os_name" | "os_ver
   return d.os_family || "unknown";
 }
 
-export function countByOs(devices: Pick<DeviceSummary, "os_family" | "os_name" | "os_version">[]): OsShare[] {
-  const counts = new Map<string, number>();
-  for (const d of devices) {
-    const label = osLabel(d);
-    counts.set(label, (counts.get(label) ?? 0) + 1);
-  }
-  return [...counts.entries()]
-    .map(([label, count]) => ({ label, count }))
-    .sort((a, b) => b.count - a.count || a.label.localeCompare(b.label));
+/** One bar of a distribution chart. */
+export interface Bar {
+  label: string;
+  count: number;
+  /** Share of all devices, 0..100. */
+  percent: number;
+  /** The device list showing exactly these devices; `undefined` for the "other" and "unknown" rows. */
+  search?: DeviceListSearch;
 }
 
-export function useOsDistribution() {
-  return useQuery({
-    queryKey: dashboardKeys.os,
-    queryFn: async (): Promise<OsDistribution> => {
-      const seen: DeviceSummary[] = [];
-      let total = 0;
-      for (let page = 0; page < OS_SCAN_MAX_PAGES; page++) {
-        const p = await fetchDevices({ offset: page * 1000, limit: 1000 });
-        total = p.total;
-        seen.push(...p.items);
-        if (p.items.length < 1000 || seen.length >= total) break;
-      }
-      return { shares: countByOs(seen), counted: seen.length, total };
-    },
-    refetchInterval: 30_000,
-  });
+/**
+ * The bars of a distribution over `total` devices: one per listed value (linked to the list
+ * filtered by `filter`), then "Other" and "Unknown" when they count any device.
+ */
+export function distributionBars(d: Distribution, total: number, filter: "os" | "model"): Bar[] {
+  const pct = (n: number) => (total > 0 ? (n / total) * 100 : 0);
+  const bars: Bar[] = d.top.map((v) => ({
+    label: v.value,
+    count: v.count,
+    percent: pct(v.count),
+    search: { [filter]: v.value },
+  }));
+  if (d.other > 0) bars.push({ label: "Other", count: d.other, percent: pct(d.other) });
+  if (d.unknown > 0) bars.push({ label: "Unknown", count: d.unknown, percent: pct(d.unknown) });
+  return bars;
 }
 
 export interface JobFailure {
@@ -92,17 +51,34 @@ export interface JobFailure {
   createdAtMs: number;
 }
 
-/** Jobs with failed or timed-out runs, newest first, at most `max`. */
-export function recentJobFailures(jobs: readonly Pick<JobInfo, "id" | "name" | "counts" | "created_at_ms">[], max = 5): JobFailure[] {
-  return jobs
-    .filter((j) => j.counts.failed + j.counts.timed_out > 0)
-    .sort((a, b) => b.created_at_ms - a.created_at_ms)
-    .slice(0, max)
-    .map((j) => ({
-      id: j.id,
-      name: j.name,
-      failed: j.counts.failed + j.counts.timed_out,
-      total: j.counts.total,
-      createdAtMs: j.created_at_ms,
-    }));
+/** Recent failures shown on the dashboard. */
+export const FAILED_JOBS_SHOWN = 5;
+
+export const dashboardKeys = {
+  failedJobs: ["jobs", "failed", FAILED_JOBS_SHOWN] as const,
+};
+
+/** The dashboard's rows for jobs the server returned as failed (newest first already). */
+export function jobFailures(jobs: readonly Pick<JobInfo, "id" | "name" | "counts" | "created_at_ms">[]): JobFailure[] {
+  return jobs.map((j) => ({
+    id: j.id,
+    name: j.name,
+    failed: j.counts.failed + j.counts.timed_out,
+    total: j.counts.total,
+    createdAtMs: j.created_at_ms,
+  }));
+}
+
+/** The newest jobs with a failed or timed-out run, and how many such jobs there are. */
+export function useFailedJobs() {
+  return useQuery({
+    queryKey: dashboardKeys.failedJobs,
+    queryFn: async () => {
+      const page = await unwrap(
+        api.GET("/api/v1/jobs", { params: { query: { failed: true, limit: FAILED_JOBS_SHOWN } } }),
+      );
+      return { failures: jobFailures(page.items), total: page.total };
+    },
+    refetchInterval: 10_000,
+  });
 }

@@ -7,6 +7,8 @@ export type DeviceSummary = Schemas["DeviceSummary"];
 export type DeviceDetail = Schemas["DeviceDetail"];
 export type DevicePage = Schemas["DevicePage"];
 export type TimelineEntry = Schemas["TimelineEntry"];
+export type DeviceFleetSummary = Schemas["DeviceFleetSummary"];
+export type Distribution = Schemas["Distribution"];
 
 /** Columns the server can sort by (`GET /api/v1/devices?sort=`). */
 export const SORT_KEYS = ["hostname", "last_seen", "enrolled"] as const;
@@ -15,12 +17,19 @@ export type SortKey = (typeof SORT_KEYS)[number];
 export const PAGE_SIZES = [25, 50, 100, 250] as const;
 export const DEFAULT_PAGE_SIZE = 50;
 
-/** The device list's state as it appears in the URL (`/devices?q=web&status=online&page=2`). */
+/**
+ * The device list's state as it appears in the URL (`/devices?q=web&status=online&page=2`).
+ * `os` and `model` are exact values as the fleet summary lists them (`Debian GNU/Linux 12`, or
+ * the OS name alone for every version); `field` is `name=value` of a custom field.
+ */
 export interface DeviceListSearch {
   q?: string;
   status?: "online" | "offline";
   tag?: string;
   group?: string;
+  os?: string;
+  model?: string;
+  field?: string;
   sort?: SortKey;
   desc?: boolean;
   page?: number;
@@ -33,6 +42,9 @@ export interface DeviceListQuery {
   status?: string;
   tag?: string;
   group?: string;
+  os?: string;
+  model?: string;
+  field?: string;
   sort?: string;
   offset: number;
   limit: number;
@@ -49,6 +61,11 @@ export function buildDeviceQuery(s: DeviceListSearch): DeviceListQuery {
   if (tag) q.tag = tag;
   const group = s.group?.trim();
   if (group) q.group = group;
+  // Exact values: sent as they are (an OS name may end in a space as well as any other text).
+  if (s.os) q.os = s.os;
+  if (s.model) q.model = s.model;
+  const field = splitFieldFilter(s.field);
+  if (field) q.field = joinFieldFilter(field.name, field.value);
   if (s.sort && SORT_KEYS.includes(s.sort)) {
     q.sort = s.desc ? `-${s.sort}` : s.sort;
   } else if (s.desc) {
@@ -72,6 +89,12 @@ export function parseDeviceListSearch(raw: Record<string, unknown>): DeviceListS
   if (tag) out.tag = tag;
   const group = str(raw.group);
   if (group) out.group = group;
+  const os = str(raw.os);
+  if (os) out.os = os;
+  const model = str(raw.model);
+  if (model) out.model = model;
+  const field = splitFieldFilter(str(raw.field));
+  if (field) out.field = joinFieldFilter(field.name, field.value);
   if (typeof raw.sort === "string" && (SORT_KEYS as readonly string[]).includes(raw.sort)) {
     out.sort = raw.sort as SortKey;
   }
@@ -83,8 +106,32 @@ export function parseDeviceListSearch(raw: Record<string, unknown>): DeviceListS
   return out;
 }
 
+/**
+ * A custom-field filter `name=value` split at the first `=` (field names cannot contain one; a
+ * value can). `undefined` without a name or without `=`; an empty value is kept (it matches
+ * an empty text field).
+ */
+export function splitFieldFilter(raw: string | undefined): { name: string; value: string } | undefined {
+  if (!raw) return undefined;
+  const at = raw.indexOf("=");
+  if (at <= 0) return undefined;
+  const name = raw.slice(0, at).trim();
+  if (!name) return undefined;
+  return { name, value: raw.slice(at + 1) };
+}
+
+export function joinFieldFilter(name: string, value: string): string {
+  return `${name.trim()}=${value}`;
+}
+
+/** Whether any filter (not sorting or paging) narrows the list. */
+export function hasDeviceFilters(s: DeviceListSearch): boolean {
+  return Boolean(s.q || s.status || s.tag || s.group || s.os || s.model || s.field);
+}
+
 export const deviceKeys = {
   all: ["devices"] as const,
+  summary: ["devices", "summary"] as const,
   list: (q: DeviceListQuery) => ["devices", "list", q] as const,
   detail: (id: string) => ["devices", "detail", id] as const,
   timeline: (id: string, kind: string | undefined) => ["devices", "timeline", id, kind ?? ""] as const,
@@ -103,6 +150,16 @@ export function useDevices(q: DeviceListQuery) {
     queryFn: () => fetchDevices(q),
     placeholderData: keepPreviousData,
     refetchInterval: LIST_REFRESH_MS,
+  });
+}
+
+/** Counters and the OS / hardware-model distributions of the whole fleet. */
+export function useDeviceSummary(refetchInterval: number | false = 30_000) {
+  return useQuery({
+    queryKey: deviceKeys.summary,
+    queryFn: () => unwrap(api.GET("/api/v1/devices/summary")),
+    refetchInterval,
+    staleTime: 2_000,
   });
 }
 

@@ -1,0 +1,21 @@
+-- The hardware model (vendor and model, as the summary and the `model` device filter show it)
+-- and the presence the live event log last announced for each device.
+--
+-- `hw_model` is "<system manufacturer> <system product>" from the latest inventory (trimmed,
+-- NULL when both are empty); devices that already have an inventory are filled in here.
+ALTER TABLE devices ADD COLUMN hw_model TEXT;
+UPDATE devices SET hw_model = (
+    SELECT NULLIF(TRIM(
+        TRIM(COALESCE(i.document::jsonb #>> '{hardware,system,manufacturer}', '')) || ' ' ||
+        TRIM(COALESCE(i.document::jsonb #>> '{hardware,system,product}', ''))), '')
+    FROM device_inventory i WHERE i.device_id = devices.id);
+CREATE INDEX devices_hw_model ON devices(hw_model);
+CREATE INDEX devices_os ON devices(os_name, os_version);
+
+-- 1 = announced online, 0 = announced offline (new devices start offline, so their first
+-- check-in is announced), NULL = not known yet: rows that existed before this migration are
+-- settled silently by the first presence pass instead of announcing the whole fleet at once.
+-- (Added without a default, so existing rows are NULL without a table rewrite; new rows get 0.)
+ALTER TABLE devices ADD COLUMN presence SMALLINT;
+ALTER TABLE devices ALTER COLUMN presence SET DEFAULT 0;
+CREATE INDEX devices_presence ON devices(presence, last_seen_at);
