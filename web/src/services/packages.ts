@@ -1,6 +1,6 @@
 // The depot and its catalogue: packages, versions, the upload (with progress, which fetch
-// cannot report, hence XMLHttpRequest), creating a version from a reviewed upload, and depot
-// sources with their status.
+// cannot report, hence XMLHttpRequest), creating a version from a reviewed upload, editing a
+// version's spec (and adding one without a file), and depot sources with their status.
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { ApiError, api, CSRF_HEADER, type Schemas, unwrap } from "../api/client";
 import type { CreateVersionRequest, UploadAnalysis } from "../lib/software";
@@ -9,6 +9,40 @@ export type PackageInfo = Schemas["PackageInfo"];
 export type VersionInfo = Schemas["VersionInfo"];
 export type DepotSourceInfo = Schemas["DepotSourceInfo"];
 export type SourceStatus = Schemas["SourceStatus"];
+export type VersionSpec = Schemas["VersionSpec"];
+
+/** A refused request with the server's per-field problems (`details`, JSON pointers). */
+export class ProblemsError extends ApiError {
+  readonly details: { path: string; message: string }[];
+
+  constructor(status: number, code: string, message: string, details: { path: string; message: string }[]) {
+    super(status, code, message);
+    this.name = "ProblemsError";
+    this.details = details;
+  }
+}
+
+/** Like `unwrap`, but keeps the `details` of a validation error for field-level display. */
+async function unwrapDetailed<T>(call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
+  let result: { data?: T; error?: unknown; response: Response };
+  try {
+    result = await call;
+  } catch (e) {
+    throw new ApiError(0, "network", `the server cannot be reached (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (result.response.ok) return result.data as T;
+  const body = result.error;
+  if (body && typeof body === "object" && "message" in body) {
+    const b = body as { code?: unknown; message: unknown; details?: unknown };
+    const details = Array.isArray(b.details)
+      ? b.details
+          .filter((d): d is { path: unknown; message: unknown } => !!d && typeof d === "object" && "message" in d)
+          .map((d) => ({ path: String(d.path ?? ""), message: String(d.message) }))
+      : [];
+    throw new ProblemsError(result.response.status, String(b.code ?? "http_error"), String(b.message), details);
+  }
+  throw new ApiError(result.response.status, "http_error", `the server answered ${result.response.status}`);
+}
 
 export const packageKeys = {
   all: ["packages"] as const,
@@ -134,6 +168,34 @@ export function useCreateVersion() {
   return useMutation({
     mutationFn: (a: { pkg: { name: string; displayName: string; publisher: string }; version: CreateVersionRequest }) =>
       createVersion(a.pkg, a.version),
+    onSuccess: () => qc.invalidateQueries({ queryKey: packageKeys.all }),
+  });
+}
+
+/** Replaces a version's spec (its artifacts stay). */
+export function updateVersion(pkg: string, version: string, spec: VersionSpec): Promise<VersionInfo> {
+  return unwrapDetailed(
+    api.PUT("/api/v1/packages/{package}/versions/{version}", { params: { path: { package: pkg, version } }, body: spec }),
+  );
+}
+
+export function useUpdateVersion(pkg: string) {
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (a: { version: string; spec: VersionSpec }) => updateVersion(pkg, a.version, a.spec),
+    onSuccess: () => qc.invalidateQueries({ queryKey: packageKeys.all }),
+  });
+}
+
+/** Adds a version to an existing package without an upload (package-manager references). */
+export function addVersion(pkg: string, body: CreateVersionRequest): Promise<VersionInfo> {
+  return unwrapDetailed(api.POST("/api/v1/packages/{package}/versions", { params: { path: { package: pkg } }, body }));
+}
+
+export function useAddVersion(pkg: string) {
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (body: CreateVersionRequest) => addVersion(pkg, body),
     onSuccess: () => qc.invalidateQueries({ queryKey: packageKeys.all }),
   });
 }

@@ -1,28 +1,26 @@
 // Deployments: the list with device counts per status and the success rate, the create
-// wizard, and the maintenance windows (list, create, delete). `?filter=active|failing` narrows
-// the list (the dashboard links there).
-import { Alert, Badge, Button, Checkbox, Group, Modal, NumberInput, Progress, Stack, Table, Tabs, Text, TextInput, Title } from "@mantine/core";
+// wizard, and the maintenance windows (list with cron schedules in words, create with
+// WindowForm, delete). `?filter=active|failing` narrows the list (the dashboard links there).
+import { Badge, Button, Group, Modal, Progress, Stack, Table, Tabs, Text, Title } from "@mantine/core";
 import { getRouteApi, useNavigate } from "@tanstack/react-router";
 import { useState } from "react";
-import { errorMessage } from "../../api/client";
 import { ConfirmDialog } from "../../components/Confirm";
 import { Empty, ErrorState, Loading } from "../../components/QueryState";
 import { RouterAnchor } from "../../components/links";
-import { GroupMultiPicker } from "../../components/TargetPicker";
 import { formatDateTime } from "../../lib/format";
 import {
   type DeploymentFilter,
   matchesDeploymentFilter,
   type StatusCounts,
   successRate,
-  useCreateWindow,
   useDeleteWindow,
   useDeployments,
   useWindows,
-  type Weekday,
   type WindowInfo,
 } from "../../services/deployments";
+import { describeCron, formatMinutes, parseCron } from "../../lib/cron";
 import { CreateDeploymentWizard } from "./CreateDeployment";
+import { WindowForm } from "./WindowForm";
 
 const route = getRouteApi("/app/deployments");
 
@@ -120,62 +118,13 @@ function List({ filter }: { filter?: DeploymentFilter }) {
   );
 }
 
-const DAYS: Weekday[] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
 function describeSchedule(w: WindowInfo): string {
   const s = w.schedule;
-  return s.kind === "weekly"
-    ? `${s.days.join(", ")} at ${s.start} for ${s.duration_minutes} min (${w.timezone})`
-    : `cron ${s.expression} for ${s.duration_minutes} min (${w.timezone})`;
-}
-
-function WindowForm({ onDone }: { onDone: () => void }) {
-  const create = useCreateWindow();
-  const [name, setName] = useState("");
-  const [days, setDays] = useState<Weekday[]>(["sat", "sun"]);
-  const [start, setStart] = useState("02:00");
-  const [duration, setDuration] = useState<number>(120);
-  const [timezone, setTimezone] = useState("device");
-  const [groups, setGroups] = useState<string[]>([]);
-  return (
-    <form
-      aria-label="Create maintenance window"
-      onSubmit={(e) => {
-        e.preventDefault();
-        create.mutate(
-          { name: name.trim(), groups, timezone, schedule: { kind: "weekly", days, start, duration_minutes: duration } },
-          { onSuccess: onDone },
-        );
-      }}
-    >
-      <Stack>
-        <TextInput label="Name" required value={name} onChange={(e) => setName(e.currentTarget.value)} />
-        <Checkbox.Group label="Days" value={days} onChange={(v) => setDays(v as Weekday[])}>
-          <Group mt={4}>
-            {DAYS.map((d) => (
-              <Checkbox key={d} value={d} label={d} />
-            ))}
-          </Group>
-        </Checkbox.Group>
-        <Group grow>
-          <TextInput type="time" label="Start" value={start} onChange={(e) => setStart(e.currentTarget.value)} />
-          <NumberInput label="Duration (minutes)" min={1} value={duration} onChange={(v) => setDuration(typeof v === "number" ? v : 60)} />
-          <TextInput label="Time zone" description="IANA name, or “device” for each device's own" value={timezone} onChange={(e) => setTimezone(e.currentTarget.value)} />
-        </Group>
-        <GroupMultiPicker label="Groups it applies to" value={groups} onChange={setGroups} />
-        {create.isError && (
-          <Alert color="red" role="alert">
-            {errorMessage(create.error)}
-          </Alert>
-        )}
-        <Group justify="flex-end">
-          <Button type="submit" loading={create.isPending} disabled={!name.trim() || days.length === 0}>
-            Create window
-          </Button>
-        </Group>
-      </Stack>
-    </form>
-  );
+  const zone = w.timezone === "device" ? "each device's time zone" : w.timezone;
+  if (s.kind === "weekly") return `${s.days.join(", ")} at ${s.start} for ${formatMinutes(s.duration_minutes)} (${zone})`;
+  const parsed = parseCron(s.expression);
+  const words = "cron" in parsed ? ` — ${describeCron(parsed.cron)}` : "";
+  return `cron ${s.expression}${words}, for ${formatMinutes(s.duration_minutes)} (${zone})`;
 }
 
 function Windows() {

@@ -13,6 +13,8 @@ import { StatusBadge } from "../Devices";
 import { HardwareTab, NetworkTab, OverviewTab } from "./InventoryTabs";
 import { AssignmentsTab } from "./AssignmentsTab";
 import { MembershipTab } from "./MembershipTab";
+import { PerformanceTab } from "./PerformanceTab";
+import { SecurityTab } from "./SecurityTab";
 import { SoftwareTab } from "./SoftwareTab";
 import { TimelineTab } from "./TimelineTab";
 
@@ -21,6 +23,8 @@ export const DEVICE_TABS = [
   { id: "hardware", label: "Hardware" },
   { id: "software", label: "Software" },
   { id: "network", label: "Network" },
+  { id: "security", label: "Security" },
+  { id: "performance", label: "Performance" },
   { id: "membership", label: "Groups, tags & fields" },
   { id: "assignments", label: "Software assignments" },
   { id: "timeline", label: "Timeline" },
@@ -105,6 +109,12 @@ export function DeviceDetailPage() {
         </Tabs.Panel>
         <Tabs.Panel value="network" pt="md">
           <NetworkTab device={d} />
+        </Tabs.Panel>
+        <Tabs.Panel value="security" pt="md">
+          <SecurityTab device={d} />
+        </Tabs.Panel>
+        <Tabs.Panel value="performance" pt="md">
+          <PerformanceTab device={d} />
         </Tabs.Panel>
         <Tabs.Panel value="membership" pt="md">
           <MembershipTab device={d} />

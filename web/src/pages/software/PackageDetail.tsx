@@ -1,7 +1,7 @@
 // One package: its versions, newest first, each with artifacts, install and uninstall
-// commands, exit codes, requirements and the detection rule in words; delete with
-// confirmation.
-import { Accordion, Badge, Breadcrumbs, Button, Code, Group, Stack, Table, Text, Title } from "@mantine/core";
+// commands, exit codes, requirements and the detection rule in words; edit a version in the
+// version editor, add a package-manager version without an upload; delete with confirmation.
+import { Accordion, Badge, Breadcrumbs, Button, Code, Group, Paper, Stack, Table, Text, Title } from "@mantine/core";
 import { getRouteApi, useNavigate } from "@tanstack/react-router";
 import { useState } from "react";
 import { ApiError } from "../../api/client";
@@ -12,10 +12,11 @@ import { formatBytes, formatDateTime } from "../../lib/format";
 import { joinCommand } from "../../lib/software";
 import { useDeletePackage, useDeleteVersion, usePackage, useVersions, type VersionInfo } from "../../services/packages";
 import { DetectionView } from "./DetectionView";
+import { VersionEditor } from "./VersionEditor";
 
 const route = getRouteApi("/app/software/$package");
 
-function Version({ v, onDelete }: { v: VersionInfo; onDelete: () => void }) {
+function Version({ v, onDelete, onEdit }: { v: VersionInfo; onDelete: () => void; onEdit: () => void }) {
   const s = v.spec;
   const req = s.requirements;
   const facts: [string, React.ReactNode][] = [
@@ -82,6 +83,9 @@ function Version({ v, onDelete }: { v: VersionInfo; onDelete: () => void }) {
         </Table.Tbody>
       </Table>
       <Group>
+        <Button size="xs" variant="light" onClick={onEdit}>
+          Edit version {v.version}
+        </Button>
         <RouterButton to="/deployments" search={{}} variant="light" size="xs">
           Deploy…
         </RouterButton>
@@ -101,6 +105,8 @@ export function PackageDetailPage() {
   const deletePackage = useDeletePackage();
   const navigate = useNavigate();
   const [confirm, setConfirm] = useState<{ version?: string } | null>(null);
+  // The version being edited, or "" for a new one.
+  const [editing, setEditing] = useState<string | null>(null);
   if (pkg.isPending) return <Loading label="Loading the package…" />;
   if (pkg.isError) {
     if (pkg.error instanceof ApiError && pkg.error.status === 404) {
@@ -133,20 +139,33 @@ export function PackageDetailPage() {
             {p.name}
           </Badge>
         </Group>
-        <Button color="red" variant="light" onClick={() => setConfirm({})}>
-          Delete package
-        </Button>
+        <Group gap="xs">
+          <Button variant="light" onClick={() => setEditing("")} disabled={editing === ""}>
+            New version
+          </Button>
+          <Button color="red" variant="light" onClick={() => setConfirm({})}>
+            Delete package
+          </Button>
+        </Group>
       </Group>
       <Text size="sm" c="dimmed">
         {p.publisher ?? "Unknown publisher"} · {p.version_count} version{p.version_count === 1 ? "" : "s"} · created {formatDateTime(p.created_at_ms)}
       </Text>
       {p.description && <Text size="sm">{p.description}</Text>}
+      {editing === "" && (
+        <Paper withBorder p="md">
+          <Title order={2} size="h4" mb="sm">
+            New version of {p.display_name}
+          </Title>
+          <VersionEditor pkg={p.name} onSaved={() => setEditing(null)} onCancel={() => setEditing(null)} />
+        </Paper>
+      )}
       {versions.isPending ? (
         <Loading label="Loading versions…" />
       ) : versions.isError ? (
         <ErrorState error={versions.error} onRetry={() => versions.refetch()} />
       ) : versions.data.length === 0 ? (
-        <Empty title="No versions yet">Upload a package file to add one.</Empty>
+        <Empty title="No versions yet">Upload a package file to add one, or add a package-manager version with “New version”.</Empty>
       ) : (
         <Accordion variant="separated" defaultValue={versions.data[0]?.version} aria-label="Versions">
           {versions.data.map((v) => (
@@ -161,7 +180,11 @@ export function PackageDetailPage() {
                 </Group>
               </Accordion.Control>
               <Accordion.Panel>
-                <Version v={v} onDelete={() => setConfirm({ version: v.version })} />
+                {editing === v.version ? (
+                  <VersionEditor pkg={p.name} version={v} onSaved={() => setEditing(null)} onCancel={() => setEditing(null)} />
+                ) : (
+                  <Version v={v} onDelete={() => setConfirm({ version: v.version })} onEdit={() => setEditing(v.version)} />
+                )}
               </Accordion.Panel>
             </Accordion.Item>
           ))}
