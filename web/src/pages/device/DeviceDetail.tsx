@@ -12,6 +12,7 @@ import { useDevice } from "../../services/devices";
 import { StatusBadge } from "../Devices";
 import { HardwareTab, NetworkTab, OverviewTab } from "./InventoryTabs";
 import { AssignmentsTab } from "./AssignmentsTab";
+import { JobsTab } from "./JobsTab";
 import { MembershipTab } from "./MembershipTab";
 import { SoftwareTab } from "./SoftwareTab";
 import { TimelineTab } from "./TimelineTab";
@@ -23,6 +24,7 @@ export const DEVICE_TABS = [
   { id: "network", label: "Network" },
   { id: "membership", label: "Groups, tags & fields" },
   { id: "assignments", label: "Software assignments" },
+  { id: "jobs", label: "Jobs" },
   { id: "timeline", label: "Timeline" },
 ] as const;
 export type DeviceTab = (typeof DEVICE_TABS)[number]["id"];
@@ -111,6 +113,9 @@ export function DeviceDetailPage() {
         </Tabs.Panel>
         <Tabs.Panel value="assignments" pt="md">
           <AssignmentsTab deviceId={d.id} />
+        </Tabs.Panel>
+        <Tabs.Panel value="jobs" pt="md">
+          <JobsTab deviceId={d.id} />
         </Tabs.Panel>
         <Tabs.Panel value="timeline" pt="md">
           <TimelineTab deviceId={d.id} />
