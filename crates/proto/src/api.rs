@@ -430,6 +430,42 @@ pub struct UpdateGroupRequest {
     pub rule: Option<serde_json::Value>,
 }
 
+/// The type of a rule field's values, which decides its operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleFieldType {
+    String,
+    /// An IP address, possibly with a prefix length; also accepts `cidr`.
+    Address,
+    Number,
+    Boolean,
+    Timestamp,
+}
+
+/// A field a group rule may name, with the operators it accepts (`GET /api/v1/groups/rule-fields`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RuleFieldInfo {
+    /// The name written in rules: `os.id`, `network.interfaces[].ipv4`, `tags`, `custom.owner`.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: RuleFieldType,
+    /// Operators accepted on this field (`eq`, `in`, `version_gte`, …).
+    pub operators: Vec<String>,
+    pub description: String,
+    /// The allowed values of a field with a closed set (enums), else empty.
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// Any element of a list must satisfy the condition (`[]` in the name).
+    #[serde(default)]
+    pub multi: bool,
+    /// A list of plain values named without `[]`, tested as a whole.
+    #[serde(default)]
+    pub whole_list: bool,
+    /// A custom field defined by an administrator.
+    #[serde(default)]
+    pub custom: bool,
+}
+
 /// Evaluate a rule over every device without saving it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -136,6 +136,10 @@ pub struct AssignmentInfo {
     pub deployment: Option<String>,
     pub created_at_ms: i64,
     pub created_by: String,
+    /// Devices per status of the items this assignment decides (filled by the server in
+    /// lists and single reads; absent from older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<StatusCounts>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]

@@ -562,6 +562,29 @@ pub struct RunPage {
     pub total: u64,
 }
 
+/// One run of a device with its job, for the device's job history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceRunInfo {
+    pub run: RunInfo,
+    pub job_name: String,
+    /// `command`, `script`, `reboot`, … (the job's kind).
+    pub job_kind: String,
+    pub job_created_at_ms: i64,
+    pub job_created_by: String,
+    /// When the current (or last) attempt started and finished on the device.
+    #[serde(default)]
+    pub started_at_ms: Option<i64>,
+    #[serde(default)]
+    pub finished_at_ms: Option<i64>,
+}
+
+/// A device's runs across jobs, newest job first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceRunPage {
+    pub items: Vec<DeviceRunInfo>,
+    pub total: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RunTransition {
     pub attempt: u32,

@@ -4,7 +4,9 @@
 //! the current custom fields and groups, every problem reported with its JSON pointer in
 //! `details[]`; a rule closing a cycle between group rules is a 409); their members are
 //! computed by [`crate::membership`]. A rule can be previewed before saving and explained for
-//! any device afterwards. A group or custom field another rule references cannot be deleted.
+//! any device afterwards; `rule-fields` lists the fields and operators validation accepts, so
+//! a rule builder offers exactly those. A group or custom field another rule references cannot
+//! be deleted.
 //!
 //! Groups form a tree. **Targeting a group means its direct members plus the members of all
 //! its descendants**: the member list, the `members` count, the device list's `group` filter
@@ -24,7 +26,7 @@ use axum::http::StatusCode;
 use capstan_proto::api::{
     BulkResult, CreateGroupRequest, DeviceListQuery, DevicePage, DeviceSelector, ExplanationNode,
     GroupExplanation, GroupInfo, GroupPreview, GroupPreviewRequest, MembershipChange,
-    UpdateGroupRequest,
+    RuleFieldInfo, RuleFieldType, UpdateGroupRequest,
 };
 use capstan_proto::error::{DetailedErrorBody, ErrorBody};
 use capstan_store::{
@@ -49,6 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_members))
         .routes(routes!(preview_rule))
         .routes(routes!(explain_membership))
+        .routes(routes!(rule_fields))
 }
 
 /// Validate a rule for `group` (its id when it exists already) against the current custom
@@ -624,6 +627,44 @@ async fn preview_rule(
         total,
         devices: matched,
     }))
+}
+
+fn rule_field_type(t: capstan_core::rules::FieldType) -> RuleFieldType {
+    use capstan_core::rules::FieldType as F;
+    match t {
+        F::String => RuleFieldType::String,
+        F::Address => RuleFieldType::Address,
+        F::Number => RuleFieldType::Number,
+        F::Bool => RuleFieldType::Boolean,
+        F::Timestamp => RuleFieldType::Timestamp,
+    }
+}
+
+/// The fields a rule may name, with the operators each accepts, as validation sees them now:
+/// the built-in catalogue (lists of plain values also by their whole-list name) and every
+/// defined custom field. A rule builder offers exactly these.
+#[utoipa::path(get, path = "/api/v1/groups/rule-fields", tag = "groups",
+    responses((status = 200, body = Vec<RuleFieldInfo>), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn rule_fields(
+    State(state): State<AppState>,
+    _auth: Authz<DevicesRead>,
+) -> ApiResult<Json<Vec<RuleFieldInfo>>> {
+    let (ctx, _) = crate::membership::validation_context(&state, None).await?;
+    let fields = capstan_core::rules::rule_fields(&ctx.custom_fields)
+        .into_iter()
+        .map(|f| RuleFieldInfo {
+            multi: f.name.contains("[]"),
+            ty: rule_field_type(f.ty),
+            operators: f.operators.iter().map(|o| o.as_str().to_string()).collect(),
+            name: f.name,
+            description: f.description,
+            values: f.values,
+            whole_list: f.whole_list,
+            custom: f.custom,
+        })
+        .collect();
+    Ok(Json(fields))
 }
 
 fn node(e: capstan_core::rules::Explanation) -> ExplanationNode {

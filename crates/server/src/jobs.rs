@@ -95,6 +95,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_breakers))
         .routes(routes!(get_breaker))
         .routes(routes!(reset_breaker))
+        .routes(routes!(device_runs))
 }
 
 pub fn agent_router() -> OpenApiRouter<AppState> {
@@ -680,6 +681,50 @@ async fn retry_job(
     state.wake_devices(&devices).await;
     state.jobs.changed();
     Ok(Json(RunsChanged { changed: n }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DeviceRunsQuery {
+    /// 1..=500, default 50.
+    limit: Option<u64>,
+    offset: Option<u64>,
+}
+
+/// A device's runs across all jobs, newest job first, each with its job's name and kind and
+/// the times of its current attempt: the device's job history.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/runs", tag = "jobs",
+    params(("id" = String, Path, description = "Device id"), DeviceRunsQuery),
+    responses((status = 200, body = capstan_proto::jobs::DeviceRunPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn device_runs(
+    State(state): State<AppState>,
+    _auth: Authz<JobsRead>,
+    Path(id): Path<String>,
+    Query(q): Query<DeviceRunsQuery>,
+) -> ApiResult<Json<capstan_proto::jobs::DeviceRunPage>> {
+    let (limit, offset) = page(q.limit, q.offset)?;
+    if state.store.device(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("device {id}")));
+    }
+    let (rows, total) = state.store.device_runs(&id, limit, offset).await?;
+    let items = rows
+        .iter()
+        .map(|r| {
+            Ok(capstan_proto::jobs::DeviceRunInfo {
+                run: run_info(&r.run)?,
+                job_name: r.job_name.clone(),
+                job_kind: r.job_kind.clone(),
+                job_created_at_ms: r.job_created_at,
+                job_created_by: r.job_created_by.clone(),
+                started_at_ms: r.started_at,
+                finished_at_ms: r.finished_at,
+            })
+        })
+        .collect::<ApiResult<_>>()?;
+    Ok(Json(capstan_proto::jobs::DeviceRunPage {
+        items,
+        total: u64::try_from(total).unwrap_or(0),
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -71,6 +71,20 @@ pub struct RunRow {
 
 const RUN_COLS: &str = "r.id, r.job_id, r.device_id, d.hostname, r.state, r.attempt, r.exit_code, r.reason, r.not_before, r.expires_at, r.held, r.updated_at";
 
+/// A run of one device with its job and the times of its current attempt, for the device's
+/// job history.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeviceRunRow {
+    #[sqlx(flatten)]
+    pub run: RunRow,
+    pub job_name: String,
+    pub job_kind: String,
+    pub job_created_at: i64,
+    pub job_created_by: String,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AttemptRow {
     pub attempt: i64,
@@ -684,6 +698,40 @@ impl Store {
             out.extend(rows);
         }
         Ok(out)
+    }
+
+    /// One device's runs across jobs, newest job first, with the total count.
+    pub async fn device_runs(
+        &self,
+        device_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<DeviceRunRow>, i64)> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLS}, j.name AS job_name, j.kind AS job_kind,
+                    j.created_at AS job_created_at, j.created_by AS job_created_by,
+                    a.started_at, a.finished_at
+             FROM job_runs r
+             JOIN devices d ON d.id = r.device_id
+             JOIN jobs j ON j.id = r.job_id
+             LEFT JOIN job_attempts a ON a.run_id = r.id AND a.attempt = r.attempt
+             WHERE r.device_id = $1
+             ORDER BY j.created_at DESC, j.id DESC LIMIT $2 OFFSET $3"
+        ));
+        Ok(with_pool!(self, |pool| {
+            let rows = sqlx::query_as(sql)
+                .bind(device_id)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+            let (total,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM job_runs WHERE device_id = $1")
+                    .bind(device_id)
+                    .fetch_one(pool)
+                    .await?;
+            (rows, total)
+        }))
     }
 
     pub async fn run(&self, job_id: &str, run_id: &str) -> Result<Option<RunRow>> {

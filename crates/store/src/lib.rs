@@ -44,8 +44,9 @@ pub use groups::{
     DeviceSelection, GroupRow, GroupUpdate, GroupWithCounts, MembershipRow, NewGroup,
 };
 pub use jobs::{
-    AttemptRow, BreakerRow, ClaimedRun, Control, FinishOutcome, FinishReport, HistoryRow, JobRow,
-    NewJob, OutputRow, RunRow, ScriptRow, ScriptVersion, StartReport, SweepOutcome,
+    AttemptRow, BreakerRow, ClaimedRun, Control, DeviceRunRow, FinishOutcome, FinishReport,
+    HistoryRow, JobRow, NewJob, OutputRow, RunRow, ScriptRow, ScriptVersion, StartReport,
+    SweepOutcome,
 };
 pub use migrations::{MIGRATIONS, MigrationPair};
 pub use notify::{Subscription, WAKE_CHANNEL};

@@ -973,6 +973,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/devices/{id}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A device's runs across all jobs, newest job first, each with its job's name and kind and
+         *     the times of its current attempt: the device's job history.
+         */
+        get: operations["device_runs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/devices/{id}/software": {
         parameters: {
             query?: never;
@@ -1140,6 +1160,27 @@ export interface paths {
          *     `limit` of them by hostname. Validation errors as when saving a rule.
          */
         post: operations["preview_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/groups/rule-fields": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The fields a rule may name, with the operators each accepts, as validation sees them now:
+         *     the built-in catalogue (lists of plain values also by their whole-list name) and every
+         *     defined custom field. A rule builder offers exactly these.
+         */
+        get: operations["rule_fields"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1863,6 +1904,7 @@ export interface components {
             winner: string;
         };
         AssignmentInfo: {
+            counts?: components["schemas"]["StatusCounts"] | null;
             /** Format: int64 */
             created_at_ms: number;
             created_by: string;
@@ -2532,6 +2574,29 @@ export interface components {
             limit: number;
             /** Format: int64 */
             offset: number;
+            /** Format: int64 */
+            total: number;
+        };
+        /** @description One run of a device with its job, for the device's job history. */
+        DeviceRunInfo: {
+            /** Format: int64 */
+            finished_at_ms?: number | null;
+            /** Format: int64 */
+            job_created_at_ms: number;
+            job_created_by: string;
+            /** @description `command`, `script`, `reboot`, … (the job's kind). */
+            job_kind: string;
+            job_name: string;
+            run: components["schemas"]["RunInfo"];
+            /**
+             * Format: int64
+             * @description When the current (or last) attempt started and finished on the device.
+             */
+            started_at_ms?: number | null;
+        };
+        /** @description A device's runs across jobs, newest job first. */
+        DeviceRunPage: {
+            items: components["schemas"]["DeviceRunInfo"][];
             /** Format: int64 */
             total: number;
         };
@@ -3386,6 +3451,28 @@ export interface components {
          * @enum {string}
          */
         Rollout: "all_at_once";
+        /** @description A field a group rule may name, with the operators it accepts (`GET /api/v1/groups/rule-fields`). */
+        RuleFieldInfo: {
+            /** @description A custom field defined by an administrator. */
+            custom?: boolean;
+            description: string;
+            /** @description Any element of a list must satisfy the condition (`[]` in the name). */
+            multi?: boolean;
+            /** @description The name written in rules: `os.id`, `network.interfaces[].ipv4`, `tags`, `custom.owner`. */
+            name: string;
+            /** @description Operators accepted on this field (`eq`, `in`, `version_gte`, …). */
+            operators: string[];
+            type: components["schemas"]["RuleFieldType"];
+            /** @description The allowed values of a field with a closed set (enums), else empty. */
+            values?: string[];
+            /** @description A list of plain values named without `[]`, tested as a whole. */
+            whole_list?: boolean;
+        };
+        /**
+         * @description The type of a rule field's values, which decides its operators.
+         * @enum {string}
+         */
+        RuleFieldType: "string" | "address" | "number" | "boolean" | "timestamp";
         /** @description Answer to `start` and `output`: whether the agent should stop the attempt. */
         RunControl: {
             /**
@@ -6217,6 +6304,48 @@ export interface operations {
             };
         };
     };
+    device_runs: {
+        parameters: {
+            query?: {
+                /** @description 1..=500, default 50. */
+                limit?: number;
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Device id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceRunPage"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     device_software: {
         parameters: {
             query?: never;
@@ -6577,6 +6706,33 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DetailedErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    rule_fields: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleFieldInfo"][];
                 };
             };
             403: {

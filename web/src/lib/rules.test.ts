@@ -6,6 +6,10 @@ import {
   describeRule,
   emptyCondition,
   emptyGroup,
+  fieldsFromCatalogue,
+  fieldType,
+  findField,
+  operatorsFor,
   parseRootRule,
   parseRule,
   replaceNode,
@@ -13,8 +17,9 @@ import {
   textToValue,
   toRuleJson,
 } from "./rules";
+import { FIELDS } from "./rules.fixture";
 
-const roundTrip = (json: unknown) => toRuleJson(parseRule(json));
+const roundTrip = (json: unknown) => toRuleJson(parseRule(json), FIELDS);
 
 describe("parseRule → toRuleJson", () => {
   it.each<[string, unknown]>([
@@ -85,7 +90,7 @@ describe("building a rule", () => {
     const software = { ...emptyCondition("software"), name: "telnet", negated: true } as RuleNode;
     const inner = emptyGroup("any", [tag, software]);
     const root = emptyGroup("all", [online, inner]);
-    expect(toRuleJson(root)).toEqual({
+    expect(toRuleJson(root, FIELDS)).toEqual({
       all: [
         { field: "status.online", op: "eq", value: true },
         { any: [{ tag: "web" }, { not: { software: { name: "telnet" } } }] },
@@ -94,7 +99,7 @@ describe("building a rule", () => {
     expect(describeRule(root)).toBe("(status.online equals true AND (tag web OR NOT software telnet installed))");
 
     const without = replaceNode(root, software.id, null);
-    expect(toRuleJson(without!)).toEqual({
+    expect(toRuleJson(without!, FIELDS)).toEqual({
       all: [{ field: "status.online", op: "eq", value: true }, { any: [{ tag: "web" }] }],
     });
     const flipped = replaceNode(root, inner.id, { ...inner, kind: "all" } as RuleNode);
@@ -105,5 +110,30 @@ describe("building a rule", () => {
     const n = parseRule({ all: [{ field: "os.domain.name", op: "exists", value: "ignored" }, { group: "g1" }] });
     expect(toRuleJson(n)).toEqual({ all: [{ field: "os.domain.name", op: "exists" }, { group: "g1" }] });
     expect(describeRule(n, (id) => (id === "g1" ? "Pilot" : id))).toBe("(os.domain.name exists AND in group Pilot)");
+  });
+});
+
+describe("the field catalogue", () => {
+  it("gives operators and value types from the server's list, not a list of its own", () => {
+    expect(operatorsFor("status.online", FIELDS)).toEqual(["eq", "ne", "exists", "not_exists"]);
+    expect(operatorsFor("tags", FIELDS)).toEqual(["contains", "exists", "not_exists"]);
+    expect(fieldType("hardware.memory_bytes", FIELDS)).toBe("number");
+    expect(findField("custom.tier", FIELDS)?.values).toEqual(["gold", "silver"]);
+    // Without the catalogue a number is sent as typed text; with it, as a number.
+    const rule = { field: "hardware.memory_bytes", op: "gte", value: 8 };
+    expect(toRuleJson(parseRule(rule))).toEqual({ ...rule, value: "8" });
+    expect(toRuleJson(parseRule(rule), FIELDS)).toEqual(rule);
+  });
+
+  it("offers every operator for a field it does not know, so the server can name the problem", () => {
+    expect(operatorsFor("os.nmae", FIELDS)).toContain("cidr");
+    expect(operatorsFor("os.nmae", FIELDS)).toContain("older_than");
+    expect(fieldType("os.nmae", FIELDS)).toBe("string");
+  });
+
+  it("keeps only non-empty value sets", () => {
+    expect(fieldsFromCatalogue([{ name: "os.id", type: "string", operators: ["eq"], description: "d", values: [] }])).toEqual([
+      { path: "os.id", type: "string", operators: ["eq"], description: "d" },
+    ]);
   });
 });

@@ -6,69 +6,40 @@
 
 export type FieldType = "string" | "address" | "number" | "boolean" | "timestamp";
 
+/** A field the builder offers, from the server's catalogue (`GET /api/v1/groups/rule-fields`). */
 export interface FieldDef {
   path: string;
   type: FieldType;
+  /** The operators the server accepts on this field. */
+  operators: readonly string[];
+  description?: string;
+  /** The allowed values of a field with a closed set (enums). */
+  values?: readonly string[];
+}
+
+/** The catalogue as the server sends it. */
+export interface CatalogueEntry {
+  name: string;
+  type: FieldType;
+  operators: readonly string[];
+  description: string;
+  values?: readonly string[];
 }
 
 /**
- * The server's field catalogue (`capstan_core::rules::catalogue`). The server validates every
- * rule, so a field missing here can still be typed by hand; it only lacks the type-aware
- * operator list.
+ * The server's catalogue as the builder's field list. The server validates every rule, so the
+ * builder never needs a list of its own: a field missing from the catalogue (typed by hand) is
+ * refused on preview with the valid fields named.
  */
-export const FIELDS: readonly FieldDef[] = [
-  ...(
-    [
-      "os.family", "os.name", "os.id", "os.id_like[]", "os.version", "os.version_id", "os.codename", "os.build",
-      "os.kernel", "os.architecture", "os.hostname", "os.fqdn", "os.timezone", "os.domain.kind", "os.domain.name",
-      "os.domain.ou", "hardware.cpu.model", "hardware.cpu.vendor", "hardware.cpu.architecture",
-      "hardware.system.manufacturer", "hardware.system.product", "hardware.system.chassis",
-      "hardware.system.serial_number", "hardware.system.uuid", "hardware.firmware.boot_mode",
-      "hardware.firmware.vendor", "hardware.firmware.version", "hardware.firmware.date", "hardware.disks[].name",
-      "hardware.disks[].model", "hardware.disks[].transport", "virtualization.kind", "virtualization.technology",
-      "network.interfaces[].name", "network.interfaces[].mac", "network.dns_search[]", "security.ssh.permit_root_login",
-      "security.firewall.backend", "security.local_admins[].name", "security.encrypted_volumes[].device",
-      "security.encrypted_volumes[].kind", "performance.mounts[].mount_point", "tags[]",
-    ] as const
-  ).map((path) => ({ path, type: "string" as const })),
-  ...(
-    [
-      "network.interfaces[].ipv4", "network.interfaces[].ipv6", "network.default_gateway_v4",
-      "network.default_gateway_v6", "network.dns_servers[]",
-    ] as const
-  ).map((path) => ({ path, type: "address" as const })),
-  ...(
-    [
-      "hardware.memory_bytes", "hardware.cpu.sockets", "hardware.cpu.cores", "hardware.cpu.threads",
-      "hardware.disks[].size_bytes", "performance.mounts[].used_percent", "performance.mounts[].free_percent",
-      "performance.mounts[].free_bytes", "performance.mounts[].total_bytes", "performance.memory_used_percent",
-      "performance.load_1", "performance.load_5", "performance.load_15", "performance.cpu_percent",
-      "performance.uptime_seconds",
-    ] as const
-  ).map((path) => ({ path, type: "number" as const })),
-  ...(
-    [
-      "status.online", "hardware.firmware.secure_boot", "hardware.disks[].rotational", "network.interfaces[].up",
-      "security.pending_reboot", "security.ssh.installed", "security.ssh.enabled", "security.ssh.running",
-      "security.ssh.password_authentication", "security.remote_desktop.running", "security.firewall.enabled",
-    ] as const
-  ).map((path) => ({ path, type: "boolean" as const })),
-  ...(["status.last_seen", "status.enrolled_at", "os.boot_time"] as const).map((path) => ({
-    path,
-    type: "timestamp" as const,
-  })),
-];
-
-const VERSION_OPS = ["version_eq", "version_ne", "version_gt", "version_gte", "version_lt", "version_lte"];
-
-/** The operators the server accepts per field type. */
-export const OPERATORS: Record<FieldType, readonly string[]> = {
-  string: ["eq", "ne", "in", "contains", "starts_with", "ends_with", "regex", ...VERSION_OPS, "exists", "not_exists"],
-  address: ["eq", "ne", "in", "contains", "starts_with", "ends_with", "regex", "cidr", "exists", "not_exists"],
-  number: ["eq", "ne", "in", "gt", "gte", "lt", "lte", "exists", "not_exists"],
-  boolean: ["eq", "ne", "exists", "not_exists"],
-  timestamp: ["eq", "ne", "gt", "gte", "lt", "lte", "older_than", "newer_than", "exists", "not_exists"],
-};
+export function fieldsFromCatalogue(entries: readonly CatalogueEntry[]): FieldDef[] {
+  return entries.map((e) => ({
+    path: e.name,
+    type: e.type,
+    operators: e.operators,
+    description: e.description,
+    ...(e.values && e.values.length > 0 ? { values: e.values } : {}),
+  }));
+}
 
 export const OPERATOR_LABELS: Record<string, string> = {
   eq: "equals",
@@ -97,12 +68,18 @@ export const OPERATOR_LABELS: Record<string, string> = {
 
 export const SOFTWARE_SOURCES = ["dpkg", "rpm", "pacman", "snap", "flatpak", "msi", "windows_uninstall", "winget", "choco"];
 
-export function fieldType(path: string, custom: readonly FieldDef[] = []): FieldType {
-  return [...FIELDS, ...custom].find((f) => f.path === path)?.type ?? "string";
+export function findField(path: string, fields: readonly FieldDef[]): FieldDef | undefined {
+  return fields.find((f) => f.path === path);
 }
 
-export function operatorsFor(path: string, custom: readonly FieldDef[] = []): readonly string[] {
-  return OPERATORS[fieldType(path, custom)];
+/** A field's type; text for a field the catalogue does not know (the server will name it). */
+export function fieldType(path: string, fields: readonly FieldDef[] = []): FieldType {
+  return findField(path, fields)?.type ?? "string";
+}
+
+/** The operators the catalogue lists for a field; every operator for an unknown one. */
+export function operatorsFor(path: string, fields: readonly FieldDef[] = []): readonly string[] {
+  return findField(path, fields)?.operators ?? Object.keys(OPERATOR_LABELS);
 }
 
 export function takesValue(op: string): boolean {
@@ -228,14 +205,14 @@ export function parseRule(json: Json, negated = false): RuleNode {
   return { ...b(), kind: "raw", json };
 }
 
-function positive(n: RuleNode, custom: readonly FieldDef[]): Json {
+function positive(n: RuleNode, fields: readonly FieldDef[]): Json {
   switch (n.kind) {
     case "all":
     case "any":
-      return { [n.kind]: n.children.map((c) => toRuleJson(c, custom)) };
+      return { [n.kind]: n.children.map((c) => toRuleJson(c, fields)) };
     case "field": {
       const out: Record<string, unknown> = { field: n.field.trim(), op: n.op };
-      if (takesValue(n.op)) out.value = textToValue(fieldType(n.field, custom), n.op, n.value);
+      if (takesValue(n.op)) out.value = textToValue(fieldType(n.field, fields), n.op, n.value);
       if (n.caseInsensitive) out.case_insensitive = true;
       // The version scheme is kept as read; the builder has no control for it yet.
       if (n.scheme) out.scheme = n.scheme;
@@ -259,9 +236,9 @@ function positive(n: RuleNode, custom: readonly FieldDef[]): Json {
   }
 }
 
-/** The builder's tree as the rule JSON the server takes. */
-export function toRuleJson(n: RuleNode, custom: readonly FieldDef[] = []): Json {
-  const p = positive(n, custom);
+/** The builder's tree as the rule JSON the server takes; `fields` give values their JSON type. */
+export function toRuleJson(n: RuleNode, fields: readonly FieldDef[] = []): Json {
+  const p = positive(n, fields);
   return n.negated ? { not: p } : p;
 }
 

@@ -1,6 +1,6 @@
 // Deployments and maintenance windows: lists, one deployment's status, the request the create
 // wizard builds, pause / resume / delete; a device's software assignments.
-import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useMutation, useQueries, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, type Schemas, unwrap } from "../api/client";
 
 export type DeploymentInfo = Schemas["DeploymentInfo"];
@@ -216,4 +216,31 @@ export function summarizeDeployments(list: readonly Pick<DeploymentInfo, "paused
     failedDevices: list.reduce((n, d) => n + d.counts.failed, 0),
     pendingDevices: active.reduce((n, d) => n + pendingDevices(d.counts), 0),
   };
+}
+
+export type AssignmentInfo = Schemas["AssignmentInfo"];
+export type CreateAssignmentRequest = Schemas["CreateAssignmentRequest"];
+export type Intent = Schemas["Intent"];
+
+export const assignmentKeys = {
+  all: ["assignments"] as const,
+  ofGroup: (group: string) => ["assignments", "group", group] as const,
+};
+
+/** The assignments that target one group (not those of its ancestors), with device counts. */
+export function groupAssignmentsQuery(groupId: string) {
+  return {
+    queryKey: assignmentKeys.ofGroup(groupId),
+    queryFn: () => unwrap(api.GET("/api/v1/assignments", { params: { query: { group: groupId } } })),
+    refetchInterval: 30_000,
+  };
+}
+
+/** The assignments of each group in `groupIds` (a group and its ancestors), one query each. */
+export function useAssignmentsOfGroups(groupIds: readonly string[]) {
+  return useQueries({ queries: groupIds.map(groupAssignmentsQuery) });
+}
+
+export function createAssignment(body: CreateAssignmentRequest): Promise<AssignmentInfo> {
+  return unwrap(api.POST("/api/v1/assignments", { body }));
 }

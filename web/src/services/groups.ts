@@ -10,6 +10,7 @@ export type GroupPreview = Schemas["GroupPreview"];
 export type GroupExplanation = Schemas["GroupExplanation"];
 export type ExplanationNode = Schemas["ExplanationNode"];
 export type CustomFieldInfo = Schemas["CustomFieldInfo"];
+export type RuleFieldInfo = Schemas["RuleFieldInfo"];
 
 export const groupKeys = {
   all: ["groups"] as const,
@@ -19,6 +20,7 @@ export const groupKeys = {
   preview: (rule: unknown) => ["groups", "preview", rule] as const,
   explain: (id: string, device: string) => ["groups", "explain", id, device] as const,
   fields: ["custom-fields"] as const,
+  ruleFields: ["groups", "rule-fields"] as const,
 };
 
 export function useGroups() {
@@ -149,5 +151,17 @@ export function useExplain(id: string, device: string | null) {
     queryFn: () =>
       unwrap(api.GET("/api/v1/groups/{id}/explain/{device_id}", { params: { path: { id, device_id: device ?? "" } } })),
     enabled: device !== null,
+  });
+}
+
+/**
+ * The fields a rule may name with the operators each accepts, custom fields included — the
+ * server's catalogue (`GET /api/v1/groups/rule-fields`), which the rule builder offers.
+ */
+export function useRuleFields() {
+  return useQuery({
+    queryKey: groupKeys.ruleFields,
+    queryFn: () => unwrap(api.GET("/api/v1/groups/rule-fields")),
+    staleTime: 60_000,
   });
 }

@@ -178,3 +178,22 @@ export function useJobAction(id: string) {
     onSuccess: () => qc.invalidateQueries({ queryKey: jobKeys.all }),
   });
 }
+
+export type DeviceRunInfo = Schemas["DeviceRunInfo"];
+
+export const DEVICE_RUNS_PAGE = 25;
+
+/** One device's runs across jobs, newest job first (the device's "Jobs" tab). */
+export function useDeviceRuns(deviceId: string, page: number) {
+  return useQuery({
+    queryKey: ["jobs", "device-runs", deviceId, page] as const,
+    queryFn: () =>
+      unwrap(
+        api.GET("/api/v1/devices/{id}/runs", {
+          params: { path: { id: deviceId }, query: { limit: DEVICE_RUNS_PAGE, offset: (page - 1) * DEVICE_RUNS_PAGE } },
+        }),
+      ),
+    placeholderData: keepPreviousData,
+    refetchInterval: 10_000,
+  });
+}

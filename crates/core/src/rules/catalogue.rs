@@ -2,11 +2,14 @@
 //! how to read its values from a device. It is the single source for validation ("valid
 //! fields: …"), type checking of operators, evaluation and the generated documentation.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use capstan_proto::inventory::{BootMode, MountUsage, VirtualizationKind};
 
+use super::ast::Op;
 use super::facts::{FactIndex, Val};
+use super::validate::CustomFieldType;
 
 /// The type of a field's values, which decides the operators it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,6 +98,78 @@ pub fn catalogue_markdown() -> String {
         "| `custom.<name>` | from the field definition | A custom field defined by an \
          administrator; dates are timestamps, enums are strings. |\n",
     );
+    out
+}
+
+/// A field as a rule may name it, with the operators it accepts: what a client that builds
+/// rules (the console's rule builder) offers. [`rule_fields`] lists every name validation
+/// accepts, so a builder never offers a field or operator the server would refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleField {
+    /// The name written in rules (`os.id`, `tags[]`, `tags`, `custom.owner`).
+    pub name: String,
+    pub ty: FieldType,
+    /// The operators validation accepts on this name, in documentation order.
+    pub operators: &'static [Op],
+    pub description: String,
+    /// For fields with a closed set of values (built-in or enum custom fields), that set.
+    pub values: Vec<String>,
+    /// A list named without `[]`: tested as a whole (`contains`, `exists`, `not_exists`).
+    pub whole_list: bool,
+    /// A custom field defined by an administrator.
+    pub custom: bool,
+}
+
+/// Every field name a rule may use given the defined custom fields: each catalogue path, each
+/// list of plain values also by its whole-list name (right after its `[]` form), then the
+/// custom fields by name.
+pub fn rule_fields(custom: &BTreeMap<String, CustomFieldType>) -> Vec<RuleField> {
+    let mut out = Vec::with_capacity(FIELDS.len() + custom.len() + 8);
+    for f in FIELDS {
+        let values: Vec<String> = f.values.iter().map(|v| v.to_string()).collect();
+        out.push(RuleField {
+            name: f.path.to_string(),
+            ty: f.ty,
+            operators: Op::valid_for(f.ty, false),
+            description: f.description.to_string(),
+            values: values.clone(),
+            whole_list: false,
+            custom: false,
+        });
+        if let Some(list) = f.path.strip_suffix("[]").filter(|_| f.is_scalar_list()) {
+            out.push(RuleField {
+                name: list.to_string(),
+                ty: f.ty,
+                operators: Op::valid_for(f.ty, true),
+                description: format!(
+                    "The list as a whole ({}): `contains` one value, or `exists` when non-empty.",
+                    f.path
+                ),
+                values,
+                whole_list: true,
+                custom: false,
+            });
+        }
+    }
+    for (name, def) in custom {
+        let (ty, values) = def.rule_type();
+        let kind = match def {
+            CustomFieldType::String => "text",
+            CustomFieldType::Number => "number",
+            CustomFieldType::Bool => "yes/no",
+            CustomFieldType::Date => "date",
+            CustomFieldType::Enum(_) => "choice",
+        };
+        out.push(RuleField {
+            name: format!("custom.{name}"),
+            ty,
+            operators: Op::valid_for(ty, false),
+            description: format!("Custom field {name} ({kind})."),
+            values: values.to_vec(),
+            whole_list: false,
+            custom: true,
+        });
+    }
     out
 }
 

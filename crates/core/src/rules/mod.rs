@@ -137,7 +137,9 @@ mod validate;
 mod tests;
 
 pub use ast::{FieldCondition, Op, Rule, SoftwareCondition};
-pub use catalogue::{FieldSpec, FieldType, catalogue, catalogue_markdown, lookup_field};
+pub use catalogue::{
+    FieldSpec, FieldType, RuleField, catalogue, catalogue_markdown, lookup_field, rule_fields,
+};
 pub use deps::{
     AttachedRule, CycleError, GroupTree, RuleSet, evaluation_order, group_dependencies,
     referenced_groups, tree_evaluation_order,

@@ -44,6 +44,19 @@ pub enum CustomFieldType {
     Enum(Vec<String>),
 }
 
+impl CustomFieldType {
+    /// The rule type of a custom field and, for an enum, its allowed values.
+    pub fn rule_type(&self) -> (FieldType, &[String]) {
+        match self {
+            CustomFieldType::String => (FieldType::String, &[]),
+            CustomFieldType::Number => (FieldType::Number, &[]),
+            CustomFieldType::Bool => (FieldType::Bool, &[]),
+            CustomFieldType::Date => (FieldType::Timestamp, &[]),
+            CustomFieldType::Enum(values) => (FieldType::String, values),
+        }
+    }
+}
+
 /// What validation needs to know beyond the rule itself.
 #[derive(Debug, Clone, Default)]
 pub struct ValidationContext {
@@ -449,13 +462,8 @@ impl Validator<'_> {
                 );
                 return None;
             };
-            let (ty, values) = match ty {
-                CustomFieldType::String => (FieldType::String, vec![]),
-                CustomFieldType::Number => (FieldType::Number, vec![]),
-                CustomFieldType::Bool => (FieldType::Bool, vec![]),
-                CustomFieldType::Date => (FieldType::Timestamp, vec![]),
-                CustomFieldType::Enum(values) => (FieldType::String, values.clone()),
-            };
+            let (ty, values) = ty.rule_type();
+            let values = values.to_vec();
             return Some(Resolved {
                 target: Target::Custom(custom.to_string()),
                 ty,

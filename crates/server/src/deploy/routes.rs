@@ -107,6 +107,9 @@ async fn assignment_info(state: &AppState, r: &AssignmentRow) -> ApiResult<Assig
         deployment: r.name.as_ref().map(|_| r.id.clone()),
         created_at_ms: r.created_at,
         created_by: r.created_by.clone(),
+        counts: Some(counts_of(
+            &state.store.assignment_status_counts(&r.id).await?,
+        )),
     })
 }
 
@@ -307,12 +310,14 @@ fn counts_of(rows: &[(String, i64)]) -> StatusCounts {
 }
 
 async fn deployment_info(state: &AppState, r: &AssignmentRow) -> ApiResult<DeploymentInfo> {
-    let counts = counts_of(&state.store.assignment_status_counts(&r.id).await?);
+    let mut assignment = assignment_info(state, r).await?;
+    // The deployment carries the counts itself; once is enough.
+    let counts = assignment.counts.take().unwrap_or_default();
     Ok(DeploymentInfo {
         id: r.id.clone(),
         name: r.name.clone().unwrap_or_default(),
         description: r.description.clone(),
-        assignment: assignment_info(state, r).await?,
+        assignment,
         available_from_ms: r.available_from,
         deadline_ms: r.deadline,
         window_policy: if r.window_policy == "ignore" {

@@ -12,6 +12,7 @@ import { useDevice } from "../../services/devices";
 import { StatusBadge } from "../Devices";
 import { HardwareTab, NetworkTab, OverviewTab } from "./InventoryTabs";
 import { AssignmentsTab } from "./AssignmentsTab";
+import { JobsTab } from "./JobsTab";
 import { MembershipTab } from "./MembershipTab";
 import { PerformanceTab } from "./PerformanceTab";
 import { SecurityTab } from "./SecurityTab";
@@ -27,6 +28,7 @@ export const DEVICE_TABS = [
   { id: "performance", label: "Performance" },
   { id: "membership", label: "Groups, tags & fields" },
   { id: "assignments", label: "Software assignments" },
+  { id: "jobs", label: "Jobs" },
   { id: "timeline", label: "Timeline" },
 ] as const;
 export type DeviceTab = (typeof DEVICE_TABS)[number]["id"];
@@ -121,6 +123,9 @@ export function DeviceDetailPage() {
         </Tabs.Panel>
         <Tabs.Panel value="assignments" pt="md">
           <AssignmentsTab deviceId={d.id} />
+        </Tabs.Panel>
+        <Tabs.Panel value="jobs" pt="md">
+          <JobsTab deviceId={d.id} />
         </Tabs.Panel>
         <Tabs.Panel value="timeline" pt="md">
           <TimelineTab deviceId={d.id} />

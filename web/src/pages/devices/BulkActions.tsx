@@ -1,4 +1,5 @@
-// Bulk actions on the devices chosen in the list: tags, static-group membership and a job.
+// Bulk actions on the devices chosen in the list: tags, static-group membership, a job and
+// software assignments.
 // Removals ask for confirmation; every change ends with a notification carrying the server's
 // counts, and the selection stays so a follow-up action can use it.
 import { Alert, Button, Group, Modal, Paper, Select, TagsInput, Text } from "@mantine/core";
@@ -11,6 +12,9 @@ import { bulkMessage, describeSelection, MAX_BULK_IDS, plural, type Selection, t
 import { type BulkChange, useBulkChange } from "../../services/bulk";
 import { useGroups } from "../../services/groups";
 import { Loading } from "../../components/QueryState";
+
+// The assignment dialog loads when first opened, like the job wizard below.
+const AssignSoftwareDialog = lazy(() => import("./AssignDialog").then((m) => ({ default: m.AssignSoftwareDialog })));
 
 // The wizard belongs to the jobs section; it loads only when a bulk job is started, so the
 // device list stays small.
@@ -110,6 +114,7 @@ function BulkDialog({ action, selection, onClose }: { action: Action; selection:
 export function BulkActions({ selection, onClear }: { selection: Selection; onClear: () => void }) {
   const [action, setAction] = useState<Action | null>(null);
   const [job, setJob] = useState(false);
+  const [assign, setAssign] = useState(false);
   const navigate = useNavigate();
   const n = selection.size;
   const tooMany = n > MAX_BULK_IDS;
@@ -140,12 +145,24 @@ export function BulkActions({ selection, onClear }: { selection: Selection; onCl
               {BUTTONS[a]}
             </Button>
           ))}
+          <Button size="xs" variant="default" disabled={tooMany} onClick={() => setAssign(true)}>
+            Assign software…
+          </Button>
           <Button size="xs" disabled={tooMany} onClick={() => setJob(true)}>
             Run job…
           </Button>
         </Group>
       </Group>
       {action && <BulkDialog key={action} action={action} selection={selection} onClose={() => setAction(null)} />}
+      {assign && (
+        <Suspense fallback={<Loading label="Loading…" />}>
+          <AssignSoftwareDialog
+            title={`Assign software to ${plural(n, "device")}`}
+            targets={[...selection.entries()].map(([id, label]) => ({ kind: "device" as const, id, label }))}
+            onClose={() => setAssign(false)}
+          />
+        </Suspense>
+      )}
       <Modal opened={job} onClose={() => setJob(false)} title={`New job on ${plural(n, "device")}`} size="xl">
         {job && (
           <Suspense fallback={<Loading label="Loading the job wizard…" />}>

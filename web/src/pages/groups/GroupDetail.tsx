@@ -1,6 +1,7 @@
 // One group: its members (paged, searchable; added and removed by hand for static groups),
-// the rule of a dynamic group in the builder with a live count, "why does this device match",
-// and settings (rename, describe, move, delete with confirmation).
+// the rule of a dynamic group in the builder with a live count, its software assignments (own
+// and inherited), "why does this device match", and settings (rename, describe, move, delete
+// with confirmation).
 import {
   Alert,
   Badge,
@@ -42,6 +43,7 @@ import {
   useUpdateGroup,
 } from "../../services/groups";
 import { StatusBadge } from "../Devices";
+import { GroupAssignmentsTab } from "./GroupAssignments";
 import { KindBadge } from "./GroupsPage";
 import { RuleEditor, useBuilderContext } from "./RuleEditor";
 
@@ -189,7 +191,7 @@ function RuleTab({ group }: { group: GroupInfo }) {
         <Button
           disabled={!dirty}
           loading={update.isPending}
-          onClick={() => update.mutate({ rule: toRuleJson(rule, ctx.custom) }, { onSuccess: () => setDirty(false) })}
+          onClick={() => update.mutate({ rule: toRuleJson(rule, ctx.fields) }, { onSuccess: () => setDirty(false) })}
         >
           Save rule
         </Button>
@@ -368,6 +370,7 @@ export function GroupDetailPage() {
         <Tabs.List>
           <Tabs.Tab value="members">Members</Tabs.Tab>
           {g.kind === "dynamic" && <Tabs.Tab value="rule">Rule</Tabs.Tab>}
+          <Tabs.Tab value="assignments">Software</Tabs.Tab>
           <Tabs.Tab value="explain">Why does a device match?</Tabs.Tab>
           <Tabs.Tab value="settings">Settings</Tabs.Tab>
         </Tabs.List>
@@ -376,6 +379,9 @@ export function GroupDetailPage() {
         </Tabs.Panel>
         <Tabs.Panel value="rule" pt="md">
           <RuleTab group={g} />
+        </Tabs.Panel>
+        <Tabs.Panel value="assignments" pt="md">
+          <GroupAssignmentsTab group={g} />
         </Tabs.Panel>
         <Tabs.Panel value="explain" pt="md">
           <ExplainTab group={g} />

@@ -27,7 +27,7 @@ export function CreateGroupForm({ onDone }: { onDone: (g: GroupInfo) => void }) 
         name: name.trim(),
         description,
         ...(parent ? { parent_id: parent } : {}),
-        ...(kind === "dynamic" ? { kind, rule: toRuleJson(rule, ctx.custom) } : {}),
+        ...(kind === "dynamic" ? { kind, rule: toRuleJson(rule, ctx.fields) } : {}),
       },
       { onSuccess: onDone },
     );

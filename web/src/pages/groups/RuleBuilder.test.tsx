@@ -5,13 +5,14 @@ import { useState } from "react";
 import { expect, it } from "vitest";
 import { renderUi } from "../../../test/render";
 import { emptyGroup, parseRootRule, type RuleNode, toRuleJson } from "../../lib/rules";
+import { FIELDS } from "../../lib/rules.fixture";
 import { type BuilderContext, RuleBuilder } from "./RuleBuilder";
 
-const ctx: BuilderContext = { groups: [{ value: "g-pilot", label: "Pilot" }], custom: [{ path: "custom.owner", type: "string" }] };
+const ctx: BuilderContext = { groups: [{ value: "g-pilot", label: "Pilot" }], fields: FIELDS };
 
 function Harness({ initial, onJson }: { initial: RuleNode; onJson: (j: unknown) => void }) {
   const [rule, setRule] = useState(initial);
-  onJson(toRuleJson(rule, ctx.custom));
+  onJson(toRuleJson(rule, ctx.fields));
   return <RuleBuilder value={rule} onChange={setRule} ctx={ctx} />;
 }
 
@@ -79,4 +80,23 @@ it("removes a condition and keeps what it does not understand", async () => {
   expect(screen.getByText('{"future":1}')).toBeTruthy();
   await user.click(screen.getByRole("button", { name: "Remove condition 1" }));
   expect(json()).toEqual({ all: [{ future: 1 }] });
+});
+
+it("offers what the server's catalogue lists: a whole list's operators, an enum's values", async () => {
+  const { user, json } = setup(parseRootRule({ field: "tags", op: "contains", value: "web" }));
+  expect(await optionsOf(user, screen.getByRole("combobox", { name: "condition 1: operator" }))).toEqual([
+    "contains",
+    "exists",
+    "does not exist",
+  ]);
+  // The field's description from the catalogue is shown with it.
+  expect(screen.getByText("The list as a whole (tags[]).")).toBeTruthy();
+
+  const field = screen.getByRole("combobox", { name: "condition 1: field" });
+  await user.clear(field);
+  await user.type(field, "custom.tier");
+  // "contains" applies to a text field too, so it stays; "equals" picks from the values.
+  await pick(user, screen.getByRole("combobox", { name: "condition 1: operator" }), "equals");
+  await pick(user, screen.getByRole("combobox", { name: "condition 1: value" }), "silver");
+  expect(json()).toEqual({ all: [{ field: "custom.tier", op: "eq", value: "silver" }] });
 });

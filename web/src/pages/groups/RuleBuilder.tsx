@@ -19,9 +19,9 @@ import {
   type ConditionKind,
   emptyCondition,
   emptyGroup,
-  FIELDS,
   type FieldDef,
   fieldType,
+  findField,
   OPERATOR_LABELS,
   operatorsFor,
   replaceNode,
@@ -32,7 +32,8 @@ import {
 
 export interface BuilderContext {
   groups: { value: string; label: string }[];
-  custom: FieldDef[];
+  /** The server's field catalogue, custom fields included. */
+  fields: FieldDef[];
 }
 
 const KIND_OPTIONS = [
@@ -70,8 +71,10 @@ function Condition({
   );
   let inputs: React.ReactNode = null;
   if (node.kind === "field") {
-    const ops = operatorsFor(node.field, ctx.custom);
-    const fieldPaths = [...FIELDS, ...ctx.custom].map((f) => f.path);
+    const ops = operatorsFor(node.field, ctx.fields);
+    const def = findField(node.field, ctx.fields);
+    const type = fieldType(node.field, ctx.fields);
+    const fieldPaths = ctx.fields.map((f) => f.path);
     inputs = (
       <>
         <Autocomplete
@@ -79,8 +82,9 @@ function Condition({
           aria-label={`${label}: field`}
           data={fieldPaths}
           value={node.field}
+          description={def?.description}
           onChange={(field) => {
-            const nextOps = operatorsFor(field, ctx.custom);
+            const nextOps = operatorsFor(field, ctx.fields);
             onChange({ ...node, field, op: nextOps.includes(node.op) ? node.op : (nextOps[0] ?? "eq") });
           }}
           limit={50}
@@ -96,14 +100,14 @@ function Condition({
           w={160}
         />
         {takesValue(node.op) &&
-          (fieldType(node.field, ctx.custom) === "boolean" && node.op !== "in" ? (
+          ((type === "boolean" || def?.values) && (node.op === "eq" || node.op === "ne") ? (
             <Select
               label="Value"
               aria-label={`${label}: value`}
-              data={["true", "false"]}
+              data={type === "boolean" ? ["true", "false"] : [...(def?.values ?? [])]}
               value={node.value || null}
               onChange={(v) => onChange({ ...node, value: v ?? "" })}
-              w={100}
+              w={type === "boolean" ? 100 : 200}
             />
           ) : (
             <TextInput
@@ -111,7 +115,9 @@ function Condition({
               aria-label={`${label}: value`}
               placeholder={
                 node.op === "in"
-                  ? "a, b, c"
+                  ? def?.values
+                    ? def.values.slice(0, 3).join(", ")
+                    : "a, b, c"
                   : node.op === "older_than" || node.op === "newer_than"
                     ? "7d"
                     : node.op === "cidr"
@@ -123,7 +129,7 @@ function Condition({
               w={200}
             />
           ))}
-        {["string", "address"].includes(fieldType(node.field, ctx.custom)) &&
+        {["string", "address"].includes(type) &&
           ["eq", "ne", "in", "contains", "starts_with", "ends_with", "regex"].includes(node.op) && (
             <Checkbox
               label="ignore case"

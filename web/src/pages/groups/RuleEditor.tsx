@@ -4,28 +4,30 @@
 import { Alert, Anchor, Badge, Code, Group, Loader, Stack, Text } from "@mantine/core";
 import { useDebouncedValue } from "@mantine/hooks";
 import { errorMessage } from "../../api/client";
-import { type FieldDef, type RuleNode, toRuleJson } from "../../lib/rules";
-import { useCustomFields, useGroups, usePreview } from "../../services/groups";
+import { ErrorState, Loading } from "../../components/QueryState";
+import { fieldsFromCatalogue, type RuleNode, toRuleJson } from "../../lib/rules";
+import { useGroups, usePreview, useRuleFields } from "../../services/groups";
 import { RuleBuilder } from "./RuleBuilder";
 
+/** What the builder offers: other groups, and the server's field catalogue (custom fields included). */
 export function useBuilderContext(excludeGroup?: string) {
   const groups = useGroups();
-  const fields = useCustomFields();
-  const custom: FieldDef[] = (fields.data ?? []).map((f) => ({
-    path: `custom.${f.name}`,
-    type: f.type === "number" ? "number" : f.type === "boolean" ? "boolean" : f.type === "date" ? "timestamp" : "string",
-  }));
+  const catalogue = useRuleFields();
   return {
     groups: (groups.data ?? []).filter((g) => g.id !== excludeGroup).map((g) => ({ value: g.id, label: g.name })),
-    custom,
+    fields: fieldsFromCatalogue(catalogue.data ?? []),
+    catalogue,
   };
 }
 
 export function RuleEditor({ value, onChange, excludeGroup }: { value: RuleNode; onChange: (n: RuleNode) => void; excludeGroup?: string }) {
   const ctx = useBuilderContext(excludeGroup);
-  const json = toRuleJson(value, ctx.custom);
+  const json = toRuleJson(value, ctx.fields);
   const [debounced] = useDebouncedValue(JSON.stringify(json), 400);
-  const preview = usePreview(JSON.parse(debounced) as unknown);
+  // Values get their JSON type from the catalogue; without it the preview would be misleading.
+  const preview = usePreview(ctx.catalogue.isSuccess ? (JSON.parse(debounced) as unknown) : undefined);
+  if (ctx.catalogue.isPending) return <Loading label="Loading the rule fields…" />;
+  if (ctx.catalogue.isError) return <ErrorState error={ctx.catalogue.error} onRetry={() => ctx.catalogue.refetch()} />;
   return (
     <Stack gap="xs">
       <RuleBuilder value={value} onChange={onChange} ctx={ctx} />

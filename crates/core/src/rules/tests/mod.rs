@@ -1,6 +1,7 @@
 //! Tests of the rule engine: the data-driven case table over device fixtures, validation
 //! errors, boolean laws over generated rules, group dependencies, and a realistic-scale run.
 
+mod catalogue;
 mod deps;
 mod laws;
 mod scale;
