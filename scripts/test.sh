@@ -93,8 +93,8 @@ say "running the API suite again on PostgreSQL"
 # The API tests run on SQLite above; the same requests on PostgreSQL catch backend-specific
 # failures (e.g. text PostgreSQL cannot store).
 if cargo nextest --version >/dev/null 2>&1; then
-    CAPSTAN_API_TEST_DB=postgres cargo nextest run -p capstan-server --test api --test jobs_api --test depot_api --test packages_api --test deploy_api --locked --no-fail-fast
+    CAPSTAN_API_TEST_DB=postgres cargo nextest run -p capstan-server --test api --test jobs_api --test depot_api --test packages_api --test deploy_api --test devices_api --test console_data_api --locked --no-fail-fast
 else
-    CAPSTAN_API_TEST_DB=postgres cargo test -p capstan-server --test api --test jobs_api --test depot_api --test packages_api --test deploy_api --locked --no-fail-fast
+    CAPSTAN_API_TEST_DB=postgres cargo test -p capstan-server --test api --test jobs_api --test depot_api --test packages_api --test deploy_api --test devices_api --test console_data_api --locked --no-fail-fast
 fi
 say "all tests passed"

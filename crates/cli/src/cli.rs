@@ -505,6 +505,13 @@ pub struct DeviceListArgs {
     /// Only devices whose custom field has this value, e.g. tier=gold (defaults count)
     #[arg(long, value_name = "NAME=VALUE")]
     pub field: Option<String>,
+    /// Only devices with this OS: its name ("Debian GNU/Linux") or name and version
+    /// ("Debian GNU/Linux 12"), exact
+    #[arg(long, value_name = "OS")]
+    pub os: Option<String>,
+    /// Only devices of this hardware model: manufacturer and product ("LENOVO 20XW"), exact
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
 }
 
 /// Devices selected by the same filters as `devices list`.

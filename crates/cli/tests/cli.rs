@@ -176,7 +176,18 @@ fn devices_list_json_is_the_array_of_devices() {
         ("CAPSTAN_TOKEN", "capt_test"),
     ];
     let out = sb.run(
-        &["devices", "list", "--status", "online", "-o", "json"],
+        &[
+            "devices",
+            "list",
+            "--status",
+            "online",
+            "--os",
+            "Debian GNU/Linux 12",
+            "--model",
+            "LENOVO 20XW",
+            "-o",
+            "json",
+        ],
         &env,
         None,
     );
@@ -186,7 +197,10 @@ fn devices_list_json_is_the_array_of_devices() {
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["hostname"], "web-01");
     let seen = server.seen();
-    assert_eq!(seen[0].target, "/api/v1/devices?status=online");
+    assert_eq!(
+        seen[0].target,
+        "/api/v1/devices?status=online&os=Debian+GNU%2FLinux+12&model=LENOVO+20XW"
+    );
     assert_eq!(seen[0].authorization.as_deref(), Some("Bearer capt_test"));
 }
 

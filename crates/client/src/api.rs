@@ -1519,6 +1519,8 @@ mod tests {
             tag: Some("role=web".into()),
             group: None,
             field: Some("tier=gold".into()),
+            os: Some("Debian GNU/Linux 12".into()),
+            model: None,
             sort: Some("-last_seen".into()),
             offset: Some(10),
             limit: Some(5),
@@ -1527,7 +1529,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             rx.recv().await.unwrap().target,
-            "/api/v1/devices?search=web+1%26x&status=online&tag=role%3Dweb&field=tier%3Dgold&sort=-last_seen&offset=10&limit=5"
+            "/api/v1/devices?search=web+1%26x&status=online&tag=role%3Dweb&field=tier%3Dgold&os=Debian+GNU%2FLinux+12&sort=-last_seen&offset=10&limit=5"
         );
         c.device_timeline(
             "d1",

@@ -66,6 +66,8 @@ async fn list(ctx: &Context, args: DeviceListArgs) -> anyhow::Result<()> {
         tag: args.tag,
         group: args.group,
         field: args.field,
+        os: args.os,
+        model: args.model,
         sort: args.sort,
         offset: args.offset,
         limit: args.limit,
