@@ -72,8 +72,22 @@ async function stop(child: ChildProcess | undefined) {
 export class Agent {
   constructor(
     readonly stateDir: string,
-    readonly child: ChildProcess,
+    public child: ChildProcess,
+    private readonly relaunch: () => ChildProcess,
   ) {}
+
+  /** Kills the agent process at once (SIGKILL), as a crash or a pulled cable would. */
+  async kill() {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise((r) => this.child.once("exit", r));
+    this.child.kill("SIGKILL");
+    await exited;
+  }
+
+  /** Starts the agent process again with the same state directory. */
+  restart() {
+    this.child = this.relaunch();
+  }
 
   deviceId(): string {
     const creds = JSON.parse(readFileSync(join(this.stateDir, "credentials.json"), "utf8")) as { device_id?: unknown };
@@ -96,16 +110,18 @@ export class Fixture {
     readonly url: string,
     readonly fingerprint: string | undefined,
     readonly dataDir: string,
-    private readonly server: ChildProcess,
+    private server: ChildProcess,
+    private readonly serverArgs: string[],
   ) {
     this.dirs.push(dataDir);
   }
 
-  static async start(): Promise<Fixture> {
-    const dataDir = mkdtempSync(join(tmpdir(), "capstan-web-e2e-"));
+  /** Starts `capstan-server serve` on `listen` and waits until it wrote server.json. */
+  private static async launch(dataDir: string, listen: string, args: string[]) {
     const logPath = join(dataDir, "server.log");
+    rmSync(join(dataDir, "server.json"), { force: true });
     const log = openSync(logPath, "a");
-    const server = spawn(bin("capstan-server"), ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0"], {
+    const server = spawn(bin("capstan-server"), ["serve", "--data-dir", dataDir, "--listen", listen, ...args], {
       env: { ...process.env, CAPSTAN_ADMIN_PASSWORD: ADMIN_PASSWORD, CAPSTAN_LOG_FORMAT: "text" },
       stdio: ["ignore", log, log],
     });
@@ -126,7 +142,15 @@ export class Fixture {
       server.kill("SIGKILL");
       throw e;
     });
-    const fx = new Fixture(ready.url, ready.fingerprint ?? undefined, dataDir, server);
+    return { server, ready };
+  }
+
+  /** `args`: extra `capstan-server serve` options, e.g. `["--checkin-interval-secs", "5"]`. */
+  static async start(opts: { args?: string[] } = {}): Promise<Fixture> {
+    const dataDir = mkdtempSync(join(tmpdir(), "capstan-web-e2e-"));
+    const args = opts.args ?? [];
+    const { server, ready } = await Fixture.launch(dataDir, "127.0.0.1:0", args);
+    const fx = new Fixture(ready.url, ready.fingerprint ?? undefined, dataDir, server, args);
     // The setup session uses a bearer token, as the CLI would; the browser gets its own cookie.
     const anon = await request.newContext({ baseURL: fx.url, ignoreHTTPSErrors: true });
     const login = await anon.post("/api/v1/auth/login", { data: { username: "admin", password: ADMIN_PASSWORD } });
@@ -197,8 +221,8 @@ export class Fixture {
     if (out.code !== 0) throw new Error(`capstan-agent enroll failed (${out.code}):\n${out.text}`);
     const log = openSync(join(stateDir, "agent.log"), "a");
     const [runCmd, runArgs] = wrap(["run", "--state-dir", stateDir]);
-    const child = spawn(runCmd, runArgs, { env, stdio: ["ignore", log, log] });
-    const agent = new Agent(stateDir, child);
+    const launch = () => spawn(runCmd, runArgs, { env, stdio: ["ignore", log, log] });
+    const agent = new Agent(stateDir, launch(), launch);
     this.agents.push(agent);
     return agent;
   }
@@ -208,6 +232,19 @@ export class Fixture {
     const d = mkdtempSync(join(tmpdir(), prefix));
     this.dirs.push(d);
     return d;
+  }
+
+  /**
+   * Stops the server (SIGTERM) and starts it again on the same address, data directory and
+   * TLS key, as an upgrade or a reboot of the server machine would. Sessions and agents'
+   * credentials stay valid.
+   */
+  async restartServer() {
+    await stop(this.server);
+    const listen = new URL(this.url).host;
+    const { server, ready } = await Fixture.launch(this.dataDir, listen, this.serverArgs);
+    if (ready.url !== this.url) throw new Error(`the server came back at ${ready.url}, not ${this.url}`);
+    this.server = server;
   }
 
   serverLog(): string {

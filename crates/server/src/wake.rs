@@ -109,17 +109,36 @@ impl WakeHub {
                 generation: current,
             };
         }
-        slot.waiters.fetch_add(1, Ordering::SeqCst);
+        // Counted while this future lives: an agent that disconnects mid-wait (crash, pulled
+        // cable) makes the server drop the request's future, and the count must drop with it,
+        // or the device would look connected forever.
+        let waiting = Waiting::new(&slot);
         let woken = tokio::select! {
             _ = notified => true,
             _ = tokio::time::sleep(timeout) => false,
             _ = cancel => false,
         };
-        slot.waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(waiting);
         WaitOutcome {
             woken,
             generation: slot.generation.load(Ordering::SeqCst),
         }
+    }
+}
+
+/// One agent waiting on a slot, for as long as this value lives.
+struct Waiting<'a>(&'a Slot);
+
+impl<'a> Waiting<'a> {
+    fn new(slot: &'a Slot) -> Waiting<'a> {
+        slot.waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting(slot)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -140,6 +159,27 @@ mod tests {
                 generation: 1000
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_wait_dropped_midway_no_longer_counts_as_waiting() {
+        let hub = Arc::new(WakeHub::new(7));
+        let h2 = hub.clone();
+        // The request future of an agent that disconnected is dropped, not completed.
+        let waiter = tokio::spawn(async move {
+            h2.wait("d", 7, Duration::from_secs(30), std::future::pending())
+                .await
+        });
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !hub.is_waiting("d") {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the waiter registers");
+        waiter.abort();
+        let _ = waiter.await;
+        assert!(!hub.is_waiting("d"));
     }
 
     #[tokio::test]

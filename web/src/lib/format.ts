@@ -24,8 +24,11 @@ export function formatRelative(ms: number | null | undefined, now = Date.now()):
   if (ms === null || ms === undefined) return "never";
   const s = Math.round((now - ms) / 1000);
   if (s < 0) return formatDateTime(ms);
-  if (s < 45) return "just now";
-  if (s < 3600) return `${Math.max(1, Math.round(s / 60))} min ago`;
+  // Seconds are shown: with a short check-in interval a device is offline well within a
+  // minute, and "just now" beside "offline" would read as a contradiction.
+  if (s < 5) return "just now";
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
   if (s < 86_400) return `${Math.round(s / 3600)} h ago`;
   if (s < 30 * 86_400) {
     const d = Math.round(s / 86_400);
