@@ -2,12 +2,15 @@
 // enrollment token, watch a newly enrolled agent appear without reloading, open its detail,
 // see hostile agent data rendered as text, revoke a token, check CSRF, log out. Screenshots of
 // every page go to web/test-results/ for a reviewer.
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_PASSWORD, Fixture, SCREENSHOTS, waitFor } from "./harness";
 
 const HOSTILE = "<img src=x onerror=alert(1)>";
+const HOSTILE_PACKAGE = "<script>alert(2)</script>";
+const HOSTILE_PUBLISHER = "<img src=y onerror=alert(3)>";
 
 let fx: Fixture;
 let context: BrowserContext;
@@ -237,6 +240,43 @@ describe("web console", () => {
     await expect(page.getByTestId("device-hostname").textContent()).resolves.toBe(HOSTILE);
     await shot("13-device-hostile");
     expect(await page.locator('img[src="x"]').count()).toBe(0);
+    expect(dialogs).toEqual([]);
+  });
+
+  step("shows a hostile software name and publisher as plain text", async () => {
+    // The agent reads its inventory from a directory laid out like a system whose dpkg
+    // database lists a package named with markup (`inventory_root` in its config file).
+    const root = fx.tempDir("capstan-web-e2e-root-");
+    mkdirSync(join(root, "etc"), { recursive: true });
+    mkdirSync(join(root, "var/lib/dpkg"), { recursive: true });
+    writeFileSync(join(root, "etc/os-release"), 'ID=debian\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n');
+    writeFileSync(join(root, "etc/hostname"), "hostile-software\n");
+    writeFileSync(
+      join(root, "var/lib/dpkg/status"),
+      `Package: ${HOSTILE_PACKAGE}\nStatus: install ok installed\nVersion: 1.0\nArchitecture: amd64\n` +
+        `Maintainer: ${HOSTILE_PUBLISHER}\nDescription: markup\n\n`,
+    );
+    const config = join(root, "agent.toml");
+    writeFileSync(config, `inventory_root = ${JSON.stringify(root)}\n`);
+    const agent = await fx.startAgent(await fx.createEnrollmentToken("hostile-software"), {
+      env: { CAPSTAN_AGENT_CONFIG: config },
+    });
+    const id = agent.deviceId();
+    await waitFor(
+      "the inventory with the hostile package",
+      async () => {
+        const d = await fx.json<{ inventory?: { software?: { name: string }[] } }>("GET", `/api/v1/devices/${id}`);
+        return d.inventory?.software?.some((p) => p.name === HOSTILE_PACKAGE) ? d : undefined;
+      },
+      30_000,
+    );
+    await page.goto(`/devices/${id}?tab=software`);
+    const table = page.getByRole("table", { name: "Software" });
+    await expectVisible(table.getByText(HOSTILE_PACKAGE, { exact: true }));
+    await expectVisible(table.getByText(HOSTILE_PUBLISHER, { exact: true }));
+    await shot("14-device-software-hostile");
+    expect(await page.locator("main script").count()).toBe(0);
+    expect(await page.locator('img[src="y"]').count()).toBe(0);
     expect(dialogs).toEqual([]);
   });
 

@@ -45,6 +45,11 @@ pub struct FileConfig {
     /// Size limit of the downloaded-artifact cache in MiB (least recently used files are
     /// evicted beyond it; an artifact larger than the limit is still downloaded).
     pub software_cache_max_mb: u64,
+    /// Collect the inventory from this directory as if it were `/` (a system image mounted
+    /// elsewhere, a test fixture). Only files are read there (the host name from its
+    /// `/etc/hostname`); what needs programs or system calls of the running system (rpm and
+    /// flatpak packages, network addresses, mount usage) is left out. Default: `/`.
+    pub inventory_root: Option<PathBuf>,
 }
 
 impl Default for FileConfig {
@@ -58,6 +63,7 @@ impl Default for FileConfig {
             boot_id_path: None,
             job_kill_grace_secs: 5,
             software_cache_max_mb: 4096,
+            inventory_root: None,
         }
     }
 }
@@ -108,6 +114,13 @@ impl FileConfig {
         {
             return Err("boot_id_path must not be empty".to_string());
         }
+        if self
+            .inventory_root
+            .as_ref()
+            .is_some_and(|p| !p.is_absolute())
+        {
+            return Err("inventory_root must be an absolute path".to_string());
+        }
         if self.job_kill_grace_secs > 600 {
             return Err("job_kill_grace_secs must be at most 600".to_string());
         }
@@ -137,6 +150,17 @@ impl FileConfig {
                 .map_err(|e| format!("{ENV_SOFTWARE_CACHE_MAX_MB}={v:?}: {e}"))?;
         }
         self.validate()
+    }
+
+    /// How the inventory is collected: the collector timeout and the root read.
+    pub fn collect_options(&self) -> capstan_agent_platform::CollectOptions {
+        capstan_agent_platform::CollectOptions {
+            collector_timeout: self.collector_timeout(),
+            root: self
+                .inventory_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/")),
+        }
     }
 
     /// Where the boot id is read.
@@ -208,11 +232,19 @@ mod tests {
     fn file_values_are_used_and_the_flag_wins_for_the_state_dir() {
         let cfg = FileConfig::parse(
             "state_dir = \"/srv/agent\"\ninventory_interval_secs = 600\n\
-             collector_timeout_secs = 5\nlog_format = \"json\"\n",
+             collector_timeout_secs = 5\nlog_format = \"json\"\n\
+             inventory_root = \"/mnt/image\"\n",
         )
         .unwrap();
         assert_eq!(cfg.inventory_interval(), Duration::from_secs(600));
         assert_eq!(cfg.collector_timeout(), Duration::from_secs(5));
+        let collect = cfg.collect_options();
+        assert_eq!(collect.root, PathBuf::from("/mnt/image"));
+        assert_eq!(collect.collector_timeout, Duration::from_secs(5));
+        assert_eq!(
+            FileConfig::default().collect_options().root,
+            PathBuf::from("/")
+        );
         assert_eq!(cfg.log_format, LogFormat::Json);
         assert_eq!(cfg.state_dir(None), PathBuf::from("/srv/agent"));
         assert_eq!(
@@ -228,6 +260,7 @@ mod tests {
             ("inventory_interval_secs = 0", "inventory_interval_secs"),
             ("collector_timeout_secs = 0", "collector_timeout_secs"),
             ("log_format = \"xml\"", "xml"),
+            ("inventory_root = \"images/web\"", "inventory_root"),
             (
                 "inventory_interval_secs = \"hourly\"",
                 "inventory_interval_secs",

@@ -20,7 +20,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use capstan_agent_platform::CollectOptions;
 use capstan_client::agent::AgentClient;
 use capstan_client::tls::{ClientOptions, Fingerprint, normalize_base_url};
 use capstan_proto::agent::EnrollRequest;
@@ -368,10 +367,7 @@ async fn run(file: &FileConfig, args: StateArgs) -> anyhow::Result<ExitCode> {
     let settings = daemon::RunSettings {
         device_id: creds.device_id.clone(),
         inventory_interval: file.inventory_interval(),
-        collect: CollectOptions {
-            collector_timeout: file.collector_timeout(),
-            ..CollectOptions::default()
-        },
+        collect: file.collect_options(),
         boot_id_path: file.boot_id_path(),
         jobs,
     };
@@ -508,10 +504,7 @@ async fn software_cmd(
 }
 
 async fn inventory(file: &FileConfig, pretty: bool) -> anyhow::Result<ExitCode> {
-    let opts = CollectOptions {
-        collector_timeout: file.collector_timeout(),
-        ..CollectOptions::default()
-    };
+    let opts = file.collect_options();
     let document = capstan_agent_platform::collect_inventory(&opts).await;
     let digest = capstan_core::inventory::digest(&document);
     let json = if pretty {

@@ -47,8 +47,8 @@ export function SoftwareTab({ device: d }: { device: DeviceDetail }) {
         />
         <Text size="sm" c="dimmed" aria-live="polite">
           {matches.length === all.length
-            ? `${all.length.toLocaleString()} packages`
-            : `${matches.length.toLocaleString()} of ${all.length.toLocaleString()} packages`}
+            ? `${all.length.toLocaleString()} package${all.length === 1 ? "" : "s"}`
+            : `${matches.length.toLocaleString()} of ${all.length.toLocaleString()} package${all.length === 1 ? "" : "s"}`}
         </Text>
       </Group>
       {shown.length === 0 ? (
