@@ -39,7 +39,7 @@ function step(name: string, fn: () => Promise<void>) {
       await fn();
     } catch (e) {
       failed = true;
-      console.error(`server log tail:\n${fx?.serverLog()}`);
+      console.error(`page log:\n${fx?.pageLog()}\nserver log tail:\n${fx?.serverLog()}`);
       await page?.screenshot({ path: join(SCREENSHOTS, `failure-${name.replace(/\W+/g, "-")}.png`) }).catch(() => undefined);
       throw e;
     }
@@ -56,6 +56,7 @@ beforeAll(async () => {
   fx = await Fixture.start();
   context = await fx.browser.newContext({ baseURL: fx.url, ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
   page = await context.newPage();
+  fx.watch(page);
   const token = await fx.createEnrollmentToken("assign");
   // Enrolled as an agent would, but no agent runs: nothing is installed, runs stay queued.
   const agentApi = await request.newContext({ baseURL: fx.url, ignoreHTTPSErrors: true });

@@ -37,7 +37,7 @@ function step(name: string, fn: () => Promise<void>) {
       await fn();
     } catch (e) {
       failed = true;
-      console.error(`server log tail:\n${fx?.serverLog()}`);
+      console.error(`page log:\n${fx?.pageLog()}\nserver log tail:\n${fx?.serverLog()}`);
       await page?.screenshot({ path: join(SCREENSHOTS, `failure-${name.replace(/\W+/g, "-")}.png`) }).catch(() => undefined);
       throw e;
     }
@@ -53,6 +53,7 @@ beforeAll(async () => {
     permissions: ["clipboard-read", "clipboard-write"],
   });
   page = await context.newPage();
+  fx.watch(page);
   page.on("dialog", (d) => {
     dialogs.push(d.message());
     void d.dismiss();

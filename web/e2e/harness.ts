@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } fr
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type APIRequestContext, type Browser, chromium, request } from "playwright-core";
+import { type APIRequestContext, type Browser, chromium, type Page, request } from "playwright-core";
 
 const WEB = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const ADMIN_PASSWORD = "e2e-admin-password";
@@ -225,6 +225,36 @@ export class Fixture {
     const agent = new Agent(stateDir, launch(), launch);
     this.agents.push(agent);
     return agent;
+  }
+
+  private pageEvents: string[] = [];
+
+  /**
+   * Records what went wrong in the page as it happened — failed requests, answers with an
+   * error status, console errors, uncaught exceptions — for `pageLog()`, so a failure such as
+   * a page without its stylesheet explains itself.
+   */
+  watch(page: Page) {
+    const note = (line: string) => {
+      this.pageEvents.push(`${new Date().toISOString()} ${line}`);
+      if (this.pageEvents.length > 200) this.pageEvents.shift();
+    };
+    page.on("requestfailed", (r) => note(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText ?? "?"}`));
+    page.on("response", (r) => {
+      if (r.status() >= 400) note(`answer ${r.status()}: ${r.request().method()} ${r.url()}`);
+      else if (/\/assets\/.*\.css$/.test(r.url()) && !(r.headers()["content-type"] ?? "").startsWith("text/css")) {
+        note(`stylesheet with content-type ${r.headers()["content-type"] ?? "none"}: ${r.url()}`);
+      }
+    });
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warning") note(`console ${m.type()}: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => note(`page error: ${e.message}`));
+  }
+
+  /** What `watch` recorded, oldest first. */
+  pageLog(): string {
+    return this.pageEvents.length ? this.pageEvents.join("\n") : "(nothing went wrong in the page)";
   }
 
   /** A temporary directory removed with the fixture (kept when the suite failed). */

@@ -36,7 +36,7 @@ function step(name: string, fn: () => Promise<void>, timeout = 60_000) {
         await fn();
       } catch (e) {
         failed = true;
-        console.error(`server log tail:\n${fx?.serverLog()}\nagent log tail:\n${agent?.log()}`);
+        console.error(`page log:\n${fx?.pageLog()}\nserver log tail:\n${fx?.serverLog()}\nagent log tail:\n${agent?.log()}`);
         await page?.screenshot({ path: join(SCREENSHOTS, `failure-${name.replace(/\W+/g, "-")}.png`) }).catch(() => undefined);
         throw e;
       }
@@ -54,6 +54,7 @@ beforeAll(async () => {
   fx = await Fixture.start({ args: ["--checkin-interval-secs", "5"] });
   context = await fx.browser.newContext({ baseURL: fx.url, ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
   page = await context.newPage();
+  fx.watch(page);
   agent = await fx.startAgent(await fx.createEnrollmentToken("live"));
   deviceId = agent.deviceId();
   await waitFor("the agent's first check-in", async () => {

@@ -52,7 +52,7 @@ function step(name: string, fn: () => Promise<void>, timeout?: number) {
         await fn();
       } catch (e) {
         failed = true;
-        console.error(`server log tail:\n${fx?.serverLog()}`);
+        console.error(`page log:\n${fx?.pageLog()}\nserver log tail:\n${fx?.serverLog()}`);
         for (const a of agents) console.error(`agent ${a.id} log tail:\n${a.agent.log()}`);
         await page?.screenshot({ path: join(SCREENSHOTS, `failure-${name.replace(/\W+/g, "-")}.png`) }).catch(() => undefined);
         throw e;
@@ -101,6 +101,7 @@ beforeAll(async () => {
   fx = await Fixture.start();
   context = await fx.browser.newContext({ baseURL: fx.url, ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
   page = await context.newPage();
+  fx.watch(page);
   page.on("pageerror", (e) => pageErrors.push(e.message));
   const token = (
     await fx.json<{ token: string }>("POST", "/api/v1/enrollment-tokens", { name: "ops", default_tags: [TAG] })
