@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { type BrowserContext, type Locator, type Page, request } from "playwright-core";
-import { afterAll, beforeAll, describe, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_PASSWORD, Fixture, SCREENSHOTS } from "./harness";
 
 const RUN = Math.random().toString(36).slice(2, 8);
@@ -163,6 +163,21 @@ describe("assignments and device jobs", () => {
     await expectVisible(own.getByText("this group"));
     await expectVisible(own.getByText("uninstall"));
     await shot("42-group-assignments");
+  });
+
+  step("removes the group's own assignment after confirmation; the inherited one stays", async () => {
+    const table = page.getByRole("table", { name: "Group assignments" });
+    const own = table.locator(`tr[data-assignment="${PACKAGE}"][data-inherited="false"]`);
+    await own.getByRole("button", { name: `Remove the assignment of ${PACKAGE}` }).click();
+    const dialog = page.getByRole("dialog", { name: "Remove this assignment?" });
+    await expectVisible(dialog.getByText(`${PACKAGE} will no longer be kept off the members of ${CHILD}.`));
+    await dialog.getByRole("button", { name: "Remove assignment" }).click();
+    await own.waitFor({ state: "detached", timeout: 10_000 });
+    await expectVisible(table.locator(`tr[data-assignment="${PACKAGE}"][data-inherited="true"]`));
+    // Inherited rows are removed on their own group's page, so they offer no button here.
+    expect(await table.getByRole("button", { name: /Remove the assignment/ }).count()).toBe(0);
+    const left = await fx.json<{ target_id: string }[]>("GET", `/api/v1/assignments?group=${childId}`);
+    expect(left).toEqual([]);
   });
 
   step("lists the device's job in its Jobs tab, linked to the job", async () => {

@@ -236,6 +236,19 @@ export function groupAssignmentsQuery(groupId: string) {
   };
 }
 
+/** Remove an assignment: devices it reached lose what it installed (unless it was made with
+ *  "leave installed") once the controller has recompiled their manifests. */
+export function useRemoveAssignment() {
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (id: string) => unwrap(api.DELETE("/api/v1/assignments/{id}", { params: { path: { id } } })),
+    onSuccess: () => {
+      void qc.invalidateQueries({ queryKey: assignmentKeys.all });
+      void qc.invalidateQueries({ queryKey: deploymentKeys.all });
+    },
+  });
+}
+
 /** The assignments of each group in `groupIds` (a group and its ancestors), one query each. */
 export function useAssignmentsOfGroups(groupIds: readonly string[]) {
   return useQueries({ queries: groupIds.map(groupAssignmentsQuery) });

@@ -1,11 +1,14 @@
 // A group's software: its own assignments and those inherited from ancestor groups (marked),
 // each with how many devices of its target are installed, under way or failed, and "Assign
-// software" for the group (the same dialog as the device list's bulk assignment).
+// software" for the group (the same dialog as the device list's bulk assignment). The group's
+// own assignments can be removed here (after a confirmation that says what that uninstalls);
+// an assignment that belongs to a deployment is removed with its deployment.
 import { Badge, Button, Group, Stack, Table, Text, Tooltip } from "@mantine/core";
 import { lazy, Suspense, useState } from "react";
 import { Empty, ErrorState, Loading } from "../../components/QueryState";
+import { ConfirmDialog } from "../../components/Confirm";
 import { RouterAnchor } from "../../components/links";
-import { type AssignmentInfo, pendingDevices, useAssignmentsOfGroups } from "../../services/deployments";
+import { type AssignmentInfo, pendingDevices, useAssignmentsOfGroups, useRemoveAssignment } from "../../services/deployments";
 import { type GroupInfo, useGroups } from "../../services/groups";
 import { ancestorsOf, groupAssignmentRows } from "./assignments";
 
@@ -48,6 +51,8 @@ function Counts({ a }: { a: AssignmentInfo }) {
 export function GroupAssignmentsTab({ group }: { group: GroupInfo }) {
   const groups = useGroups();
   const [assigning, setAssigning] = useState(false);
+  const [removing, setRemoving] = useState<AssignmentInfo | null>(null);
+  const remove = useRemoveAssignment();
   const chain = [group, ...ancestorsOf(group.id, groups.data ?? [])];
   const results = useAssignmentsOfGroups(chain.map((g) => g.id));
   const failed = results.find((r) => r.isError);
@@ -79,6 +84,7 @@ export function GroupAssignmentsTab({ group }: { group: GroupInfo }) {
               <Table.Th>Assigned to</Table.Th>
               <Table.Th>Devices of its target</Table.Th>
               <Table.Th>Deployment</Table.Th>
+              <Table.Th />
             </Table.Tr>
           </Table.Thead>
           <Table.Tbody>
@@ -133,11 +139,45 @@ export function GroupAssignmentsTab({ group }: { group: GroupInfo }) {
                     "—"
                   )}
                 </Table.Td>
+                <Table.Td>
+                  {!inheritedFrom && !a.deployment && (
+                    <Button
+                      size="xs"
+                      variant="subtle"
+                      color="red"
+                      aria-label={`Remove the assignment of ${a.package_name}`}
+                      onClick={() => {
+                        remove.reset();
+                        setRemoving(a);
+                      }}
+                    >
+                      Remove
+                    </Button>
+                  )}
+                </Table.Td>
               </Table.Tr>
             ))}
           </Table.Tbody>
         </Table>
       )}
+      <ConfirmDialog
+        opened={removing !== null}
+        title="Remove this assignment?"
+        confirmLabel="Remove assignment"
+        pending={remove.isPending}
+        error={remove.error}
+        onClose={() => setRemoving(null)}
+        onConfirm={() => {
+          if (removing) remove.mutate(removing.id, { onSuccess: () => setRemoving(null) });
+        }}
+      >
+        {removing &&
+          (removing.intent === "uninstall"
+            ? `${removing.package_name} will no longer be kept off the members of ${group.name}.`
+            : removing.leave_installed
+              ? `${removing.package_name} stays installed on the members of ${group.name} (the assignment was made with "leave installed"), but is no longer kept there.`
+              : `${removing.package_name} will be uninstalled from the members of ${group.name} that no other assignment keeps it on.`)}
+      </ConfirmDialog>
       {assigning && (
         <Suspense fallback={<Loading label="Loading…" />}>
           <AssignSoftwareDialog
