@@ -180,6 +180,25 @@ describe("assignments and device jobs", () => {
     expect(left).toEqual([]);
   });
 
+  step("removes a device's own assignment from its page", async () => {
+    const d = devices[1]!;
+    await page.goto(`/devices/${d.id}?tab=assignments`);
+    const table = page.getByRole("table", { name: "Assignments", exact: true });
+    await table.getByRole("button", { name: `Remove the assignment of ${PACKAGE}` }).click();
+    const dialog = page.getByRole("dialog", { name: "Remove this assignment?" });
+    await expectVisible(dialog.getByText(`${PACKAGE} will be uninstalled from this device unless another assignment keeps it there.`));
+    await shot("44-device-assignment-remove");
+    await dialog.getByRole("button", { name: "Remove assignment" }).click();
+    await dialog.waitFor({ state: "detached", timeout: 10_000 });
+    const left = await fx.json<{ target_id: string }[]>("GET", `/api/v1/assignments?device=${d.id}`);
+    expect(left.filter((a) => a.target_id === d.id)).toEqual([]);
+    // The assignment inherited through the group (device 0 only) is not offered for removal here.
+    await page.goto(`/devices/${devices[0]!.id}?tab=assignments`);
+    const rows = page.getByRole("table", { name: "Assignments", exact: true }).locator("tbody tr");
+    await expectVisible(rows.first());
+    expect(await page.getByRole("button", { name: `Remove the assignment of ${PACKAGE}` }).count()).toBe(1);
+  });
+
   step("lists the device's job in its Jobs tab, linked to the job", async () => {
     await page.goto(`/devices/${devices[0]!.id}`);
     await page.getByRole("tab", { name: "Jobs", exact: true }).click();

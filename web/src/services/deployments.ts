@@ -245,6 +245,7 @@ export function useRemoveAssignment() {
     onSuccess: () => {
       void qc.invalidateQueries({ queryKey: assignmentKeys.all });
       void qc.invalidateQueries({ queryKey: deploymentKeys.all });
+      void qc.invalidateQueries({ queryKey: ["devices", "software"] });
     },
   });
 }

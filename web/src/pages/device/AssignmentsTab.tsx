@@ -1,15 +1,19 @@
 // The device's software assignments: every package the server wants on it with its status,
-// the assignments that reach it (directly or through a group) and conflicts between them.
+// the assignments that reach it (directly or through a group) and conflicts between them. An
+// assignment made to this device itself (not part of a deployment) can be removed here.
 import { Alert, Badge, Stack, Table, Text, Title } from "@mantine/core";
+import { useState } from "react";
+import { RemoveAssignmentButton, RemoveAssignmentDialog } from "../../components/RemoveAssignment";
 import { ItemStatusBadge } from "../../components/ItemStatusBadge";
 import { Empty, ErrorState, Loading } from "../../components/QueryState";
 import { RouterAnchor } from "../../components/links";
 import { formatRelative } from "../../lib/format";
 import { explainExitCode } from "../../lib/software";
-import { useDeviceSoftware } from "../../services/deployments";
+import { type AssignmentInfo, useDeviceSoftware } from "../../services/deployments";
 
 export function AssignmentsTab({ deviceId }: { deviceId: string }) {
   const sw = useDeviceSoftware(deviceId);
+  const [removing, setRemoving] = useState<AssignmentInfo | null>(null);
   if (sw.isPending) return <Loading label="Loading software assignments…" />;
   if (sw.isError) return <ErrorState error={sw.error} onRetry={() => sw.refetch()} />;
   const s = sw.data;
@@ -76,6 +80,7 @@ export function AssignmentsTab({ deviceId }: { deviceId: string }) {
             <Table.Th>Intent</Table.Th>
             <Table.Th>Through</Table.Th>
             <Table.Th>Deployment</Table.Th>
+            <Table.Th />
           </Table.Tr>
         </Table.Thead>
         <Table.Tbody>
@@ -97,10 +102,16 @@ export function AssignmentsTab({ deviceId }: { deviceId: string }) {
                   "—"
                 )}
               </Table.Td>
+              <Table.Td>
+                {a.target_kind === "device" && !a.deployment && (
+                  <RemoveAssignmentButton assignment={a} onClick={() => setRemoving(a)} />
+                )}
+              </Table.Td>
             </Table.Tr>
           ))}
         </Table.Tbody>
       </Table>
+      <RemoveAssignmentDialog assignment={removing} where="this device" onClose={() => setRemoving(null)} />
     </Stack>
   );
 }

@@ -6,9 +6,9 @@
 import { Badge, Button, Group, Stack, Table, Text, Tooltip } from "@mantine/core";
 import { lazy, Suspense, useState } from "react";
 import { Empty, ErrorState, Loading } from "../../components/QueryState";
-import { ConfirmDialog } from "../../components/Confirm";
+import { RemoveAssignmentButton, RemoveAssignmentDialog } from "../../components/RemoveAssignment";
 import { RouterAnchor } from "../../components/links";
-import { type AssignmentInfo, pendingDevices, useAssignmentsOfGroups, useRemoveAssignment } from "../../services/deployments";
+import { type AssignmentInfo, pendingDevices, useAssignmentsOfGroups } from "../../services/deployments";
 import { type GroupInfo, useGroups } from "../../services/groups";
 import { ancestorsOf, groupAssignmentRows } from "./assignments";
 
@@ -52,7 +52,6 @@ export function GroupAssignmentsTab({ group }: { group: GroupInfo }) {
   const groups = useGroups();
   const [assigning, setAssigning] = useState(false);
   const [removing, setRemoving] = useState<AssignmentInfo | null>(null);
-  const remove = useRemoveAssignment();
   const chain = [group, ...ancestorsOf(group.id, groups.data ?? [])];
   const results = useAssignmentsOfGroups(chain.map((g) => g.id));
   const failed = results.find((r) => r.isError);
@@ -141,18 +140,7 @@ export function GroupAssignmentsTab({ group }: { group: GroupInfo }) {
                 </Table.Td>
                 <Table.Td>
                   {!inheritedFrom && !a.deployment && (
-                    <Button
-                      size="xs"
-                      variant="subtle"
-                      color="red"
-                      aria-label={`Remove the assignment of ${a.package_name}`}
-                      onClick={() => {
-                        remove.reset();
-                        setRemoving(a);
-                      }}
-                    >
-                      Remove
-                    </Button>
+                    <RemoveAssignmentButton assignment={a} onClick={() => setRemoving(a)} />
                   )}
                 </Table.Td>
               </Table.Tr>
@@ -160,24 +148,7 @@ export function GroupAssignmentsTab({ group }: { group: GroupInfo }) {
           </Table.Tbody>
         </Table>
       )}
-      <ConfirmDialog
-        opened={removing !== null}
-        title="Remove this assignment?"
-        confirmLabel="Remove assignment"
-        pending={remove.isPending}
-        error={remove.error}
-        onClose={() => setRemoving(null)}
-        onConfirm={() => {
-          if (removing) remove.mutate(removing.id, { onSuccess: () => setRemoving(null) });
-        }}
-      >
-        {removing &&
-          (removing.intent === "uninstall"
-            ? `${removing.package_name} will no longer be kept off the members of ${group.name}.`
-            : removing.leave_installed
-              ? `${removing.package_name} stays installed on the members of ${group.name} (the assignment was made with "leave installed"), but is no longer kept there.`
-              : `${removing.package_name} will be uninstalled from the members of ${group.name} that no other assignment keeps it on.`)}
-      </ConfirmDialog>
+      <RemoveAssignmentDialog assignment={removing} where={`the members of ${group.name}`} onClose={() => setRemoving(null)} />
       {assigning && (
         <Suspense fallback={<Loading label="Loading…" />}>
           <AssignSoftwareDialog
