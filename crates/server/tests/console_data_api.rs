@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{T, apt_version, assert_error, setup};
+use common::{assert_error, setup};
 use serde_json::{Value, json};
 
 const GET: Method = Method::GET;
@@ -119,49 +119,6 @@ async fn every_rule_field_and_operator_offered_is_accepted_and_custom_fields_joi
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
 }
 
-async fn package(t: &T, admin: &str, name: &str, version: &str) {
-    t.ok(
-        StatusCode::CREATED,
-        POST,
-        "/api/v1/packages",
-        admin,
-        Some(json!({"name": name})),
-    )
-    .await;
-    t.ok(
-        StatusCode::CREATED,
-        POST,
-        &format!("/api/v1/packages/{name}/versions"),
-        admin,
-        Some(apt_version(version, name, json!([]), json!([]))),
-    )
-    .await;
-}
-
-async fn group(t: &T, admin: &str, body: Value, members: &[&str]) -> String {
-    let g = t
-        .ok(
-            StatusCode::CREATED,
-            POST,
-            "/api/v1/groups",
-            admin,
-            Some(body),
-        )
-        .await;
-    let id = g["id"].as_str().unwrap().to_string();
-    if !members.is_empty() {
-        t.ok(
-            StatusCode::OK,
-            POST,
-            &format!("/api/v1/groups/{id}/members"),
-            admin,
-            Some(json!({"device_ids": members})),
-        )
-        .await;
-    }
-    id
-}
-
 #[tokio::test]
 async fn assignments_of_a_group_carry_device_counts_per_status() {
     let t = setup().await;
@@ -169,16 +126,16 @@ async fn assignments_of_a_group_carry_device_counts_per_status() {
     let (a, _) = t.device(&admin, "a").await;
     let (b, _) = t.device(&admin, "b").await;
     let (c, _) = t.device(&admin, "c").await;
-    package(&t, &admin, "nginx", "1.0").await;
-    package(&t, &admin, "curl", "2.0").await;
-    let parent = group(&t, &admin, json!({"name": "web"}), &[&a]).await;
-    let child = group(
-        &t,
-        &admin,
-        json!({"name": "web-eu", "parent_id": parent}),
-        &[&b],
-    )
-    .await;
+    t.apt_package(&admin, "nginx", &["1.0"], json!([])).await;
+    t.apt_package(&admin, "curl", &["2.0"], json!([])).await;
+    let parent = t.group_with(&admin, json!({"name": "web"}), &[&a]).await;
+    let child = t
+        .group_with(
+            &admin,
+            json!({"name": "web-eu", "parent_id": parent}),
+            &[&b],
+        )
+        .await;
     for (pkg, target) in [
         ("nginx", json!({"kind": "group", "id": parent})),
         ("curl", json!({"kind": "group", "id": child})),

@@ -17,50 +17,6 @@ const GET: Method = Method::GET;
 const POST: Method = Method::POST;
 const DELETE: Method = Method::DELETE;
 
-async fn package(t: &T, admin: &str, name: &str, versions: &[&str], deps: Value) {
-    t.ok(
-        StatusCode::CREATED,
-        POST,
-        "/api/v1/packages",
-        admin,
-        Some(json!({"name": name})),
-    )
-    .await;
-    for v in versions {
-        t.ok(
-            StatusCode::CREATED,
-            POST,
-            &format!("/api/v1/packages/{name}/versions"),
-            admin,
-            Some(apt_version(v, name, deps.clone(), json!([]))),
-        )
-        .await;
-    }
-}
-
-async fn group(t: &T, admin: &str, name: &str, members: &[&str]) -> String {
-    let g = t
-        .ok(
-            StatusCode::CREATED,
-            POST,
-            "/api/v1/groups",
-            admin,
-            Some(json!({"name": name})),
-        )
-        .await;
-    if !members.is_empty() {
-        t.ok(
-            StatusCode::OK,
-            POST,
-            &format!("/api/v1/groups/{name}/members"),
-            admin,
-            Some(json!({"device_ids": members})),
-        )
-        .await;
-    }
-    g["id"].as_str().unwrap().to_string()
-}
-
 async fn compile(t: &T) {
     capstan_server::deploy::compile_now(&t.state, None)
         .await
@@ -124,17 +80,12 @@ async fn assignments_become_signed_manifests_and_leaving_the_group_removes_what_
     let (d1, tok1) = t.device(&admin, "n1").await;
     let (d2, tok2) = t.device(&admin, "n2").await;
     let (_d3, tok3) = t.device(&admin, "n3").await;
-    package(&t, &admin, "lib", &["1"], json!([])).await;
+    t.apt_package(&admin, "lib", &["1"], json!([])).await;
     // Uploaded 1.10 before 1.9: "latest" is the highest, not the newest upload.
-    package(
-        &t,
-        &admin,
-        "app",
-        &["1.10", "1.9"],
-        json!([{"package": "lib"}]),
-    )
-    .await;
-    group(&t, &admin, "web", &[&d1, &d2]).await;
+    t.apt_package(&admin, "app", &["1.10", "1.9"], json!([{"package": "lib"}]))
+        .await;
+    t.group_with(&admin, json!({"name": "web"}), &[&d1, &d2])
+        .await;
     let a = t
         .ok(
             StatusCode::CREATED,
@@ -251,7 +202,7 @@ async fn assignments_become_signed_manifests_and_leaving_the_group_removes_what_
     );
 
     // Another package for n1 changes its manifest; app's reported status stands.
-    package(&t, &admin, "other", &["1"], json!([])).await;
+    t.apt_package(&admin, "other", &["1"], json!([])).await;
     t.ok(
         StatusCode::CREATED,
         POST,
@@ -349,8 +300,8 @@ async fn leave_installed_latest_upgrades_and_available_packages_on_request() {
     let t = setup().await;
     let admin = t.admin().await;
     let (d1, tok1) = t.device(&admin, "n1").await;
-    package(&t, &admin, "tool", &["1.0"], json!([])).await;
-    package(&t, &admin, "extra", &["2.0"], json!([])).await;
+    t.apt_package(&admin, "tool", &["1.0"], json!([])).await;
+    t.apt_package(&admin, "extra", &["2.0"], json!([])).await;
     let a = t
         .ok(
             StatusCode::CREATED,
@@ -472,9 +423,9 @@ async fn conflicts_are_decided_by_the_rule_and_shown() {
     let t = setup().await;
     let admin = t.admin().await;
     let (d1, tok1) = t.device(&admin, "n1").await;
-    package(&t, &admin, "app", &["1", "2"], json!([])).await;
-    group(&t, &admin, "all", &[&d1]).await;
-    group(&t, &admin, "lab", &[&d1]).await;
+    t.apt_package(&admin, "app", &["1", "2"], json!([])).await;
+    t.group_with(&admin, json!({"name": "all"}), &[&d1]).await;
+    t.group_with(&admin, json!({"name": "lab"}), &[&d1]).await;
     let mut ids = Vec::new();
     for body in [
         json!({"package": "app", "target": {"kind": "group", "id": "all"}, "intent": "required", "version": "1"}),
@@ -547,9 +498,10 @@ async fn deployments_follow_windows_schedules_and_pausing_on_the_test_clock() {
     let admin = t.admin().await;
     let (d1, tok1) = t.device(&admin, "n1").await;
     let (d2, tok2) = t.device(&admin, "n2").await;
-    package(&t, &admin, "app", &["1"], json!([])).await;
-    package(&t, &admin, "viewer", &["3"], json!([])).await;
-    group(&t, &admin, "office", &[&d1, &d2]).await;
+    t.apt_package(&admin, "app", &["1"], json!([])).await;
+    t.apt_package(&admin, "viewer", &["3"], json!([])).await;
+    t.group_with(&admin, json!({"name": "office"}), &[&d1, &d2])
+        .await;
     // Monday 2030-01-07 20:00 UTC; the window opens daily at 22:00 UTC for two hours.
     let monday_20h: i64 = 1_894_046_400_000;
     t.ok(
@@ -767,7 +719,7 @@ async fn bad_input_is_refused_and_nothing_is_saved() {
     let viewer = t.user(&admin, "val", "viewer").await;
     let (d1, tok1) = t.device(&admin, "n1").await;
     let (_d2, tok2) = t.device(&admin, "n2").await;
-    package(&t, &admin, "app", &["1"], json!([])).await;
+    t.apt_package(&admin, "app", &["1"], json!([])).await;
     t.ok(
         StatusCode::CREATED,
         POST,
@@ -776,7 +728,7 @@ async fn bad_input_is_refused_and_nothing_is_saved() {
         Some(json!({"name": "empty"})),
     )
     .await;
-    group(&t, &admin, "web", &[&d1]).await;
+    t.group_with(&admin, json!({"name": "web"}), &[&d1]).await;
     let ok =
         json!({"package": "app", "target": {"kind": "group", "id": "web"}, "intent": "required"});
     t.ok(
@@ -1118,8 +1070,13 @@ async fn a_window_in_the_device_zone_opens_at_each_devices_local_time() {
     let (unknown, tok_unknown) = t.device(&admin, "unknown").await;
     with_timezone(&t, &tok_tokyo, "host-tokyo", "Asia/Tokyo").await;
     with_timezone(&t, &tok_berlin, "host-berlin", "Europe/Berlin").await;
-    package(&t, &admin, "app", &["1"], json!([])).await;
-    group(&t, &admin, "fleet", &[&tokyo, &berlin, &unknown]).await;
+    t.apt_package(&admin, "app", &["1"], json!([])).await;
+    t.group_with(
+        &admin,
+        json!({"name": "fleet"}),
+        &[&tokyo, &berlin, &unknown],
+    )
+    .await;
     // 02:00–04:00 local time. 2030-01-07 17:30 UTC is 02:30 in Tokyo (UTC+9), 18:30 in Berlin
     // (UTC+1) and 17:30 for the device without a zone (UTC).
     t.ok(

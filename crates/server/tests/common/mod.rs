@@ -181,6 +181,53 @@ impl T {
     }
 
     /// Enroll a device named `host-<identity>`: (device id, device token).
+    /// A package with apt versions (`apt_version`, no supersedence) of the given dependencies.
+    pub async fn apt_package(&self, admin: &str, name: &str, versions: &[&str], deps: Value) {
+        self.ok(
+            StatusCode::CREATED,
+            Method::POST,
+            "/api/v1/packages",
+            admin,
+            Some(json!({"name": name})),
+        )
+        .await;
+        for v in versions {
+            self.ok(
+                StatusCode::CREATED,
+                Method::POST,
+                &format!("/api/v1/packages/{name}/versions"),
+                admin,
+                Some(apt_version(v, name, deps.clone(), json!([]))),
+            )
+            .await;
+        }
+    }
+
+    /// Create a group from `body` and add `members` (device ids) to it; returns its id.
+    pub async fn group_with(&self, admin: &str, body: Value, members: &[&str]) -> String {
+        let g = self
+            .ok(
+                StatusCode::CREATED,
+                Method::POST,
+                "/api/v1/groups",
+                admin,
+                Some(body),
+            )
+            .await;
+        let id = g["id"].as_str().expect("a group id").to_string();
+        if !members.is_empty() {
+            self.ok(
+                StatusCode::OK,
+                Method::POST,
+                &format!("/api/v1/groups/{id}/members"),
+                admin,
+                Some(json!({"device_ids": members})),
+            )
+            .await;
+        }
+        id
+    }
+
     pub async fn device(&self, admin: &str, identity: &str) -> (String, String) {
         let tok = self.enrollment_token(admin, json!({"name": "t"})).await;
         let (s, v) = self.enroll(&tok, identity).await;
