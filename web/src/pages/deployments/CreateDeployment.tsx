@@ -13,20 +13,8 @@ import {
   useCreateDeployment,
 } from "../../services/deployments";
 import { useGroups } from "../../services/groups";
-import { usePackages, useVersions } from "../../services/packages";
-
-function VersionSelect({ pkg, value, onChange }: { pkg: string; value: string; onChange: (v: string) => void }) {
-  const versions = useVersions(pkg);
-  return (
-    <Select
-      label="Version"
-      data={[{ value: "", label: "Latest (follows new versions)" }, ...(versions.data ?? []).map((v) => ({ value: v.version, label: v.version }))]}
-      value={value}
-      onChange={(v) => onChange(v ?? "")}
-      allowDeselect={false}
-    />
-  );
-}
+import { usePackages } from "../../services/packages";
+import { IntentControl, VersionSelect } from "../../components/PackageFields";
 
 export function CreateDeploymentWizard({ initial, onCreated }: { initial?: Partial<DeploymentForm>; onCreated: (d: DeploymentInfo) => void }) {
   const [form, setForm] = useState<DeploymentForm>({ ...EMPTY_DEPLOYMENT, ...initial });
@@ -55,16 +43,7 @@ export function CreateDeploymentWizard({ initial, onCreated }: { initial?: Parti
               nothingFoundMessage="No package matches"
             />
             {form.package && <VersionSelect pkg={form.package} value={form.version} onChange={(version) => set({ version })} />}
-            <SegmentedControl
-              aria-label="Intent"
-              data={[
-                { value: "required", label: "Required: install" },
-                { value: "available", label: "Available: on request" },
-                { value: "uninstall", label: "Uninstall" },
-              ]}
-              value={form.intent}
-              onChange={(v) => set({ intent: v as DeploymentForm["intent"] })}
-            />
+            <IntentControl value={form.intent} onChange={(intent) => set({ intent })} />
             <Textarea label="Description" value={form.description} onChange={(e) => set({ description: e.currentTarget.value })} autosize minRows={1} />
           </Stack>
         </Stepper.Step>

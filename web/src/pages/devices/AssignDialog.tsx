@@ -2,12 +2,13 @@
 // "leave installed", then one assignment per target with a progress bar and a summary of what
 // was created and what the server refused, with its reason. The same form serves the device
 // list's bulk selection and the group page.
-import { Alert, Button, Checkbox, Group, List, Modal, Progress, SegmentedControl, Select, Stack, Text } from "@mantine/core";
+import { Alert, Button, Checkbox, Group, List, Modal, Progress, Select, Stack, Text } from "@mantine/core";
 import { useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { plural } from "../../lib/selection";
 import { createAssignment } from "../../services/deployments";
-import { usePackages, useVersions } from "../../services/packages";
+import { usePackages } from "../../services/packages";
+import { IntentControl, VersionSelect } from "../../components/PackageFields";
 import {
   type AssignForm,
   type AssignOutcome,
@@ -22,19 +23,6 @@ import {
 
 /** Refusals listed one by one; beyond this, a count. */
 const LISTED = 20;
-
-function VersionSelect({ pkg, value, onChange }: { pkg: string; value: string; onChange: (v: string) => void }) {
-  const versions = useVersions(pkg);
-  return (
-    <Select
-      label="Version"
-      data={[{ value: "", label: "Latest (follows new versions)" }, ...(versions.data ?? []).map((v) => ({ value: v.version, label: v.version }))]}
-      value={value}
-      onChange={(v) => onChange(v ?? "")}
-      allowDeselect={false}
-    />
-  );
-}
 
 /** Package, version, intent and "leave installed": what an assignment asks for. */
 export function AssignFields({ form, onChange, error }: { form: AssignForm; onChange: (f: AssignForm) => void; error?: string }) {
@@ -57,16 +45,7 @@ export function AssignFields({ form, onChange, error }: { form: AssignForm; onCh
         data-autofocus
       />
       {form.package && <VersionSelect pkg={form.package} value={form.version} onChange={(version) => set({ version })} />}
-      <SegmentedControl
-        aria-label="Intent"
-        data={[
-          { value: "required", label: "Required: install" },
-          { value: "available", label: "Available: on request" },
-          { value: "uninstall", label: "Uninstall" },
-        ]}
-        value={form.intent}
-        onChange={(v) => set({ intent: v as AssignForm["intent"] })}
-      />
+      <IntentControl value={form.intent} onChange={(intent) => set({ intent })} />
       {form.intent !== "uninstall" && (
         <Checkbox
           label="Leave installed when the assignment is removed"
