@@ -423,20 +423,13 @@ impl Store {
                 .into_iter()
                 .collect();
             if !claimers.is_empty() {
-                let claimed = crate::jobs::claim_in_tx!(tx, &claimers, now, claim_limit);
-                for (device, runs) in claimed {
-                    if let Some(r) = found.get_mut(&device) {
-                        // Whatever is left beyond the limit stays pending.
+                let mut claimed = crate::jobs::claim_in_tx!(tx, &claimers, now, claim_limit);
+                for id in &claimers {
+                    if let Some(r) = found.get_mut(id) {
+                        let runs = claimed.remove(id).unwrap_or_default();
+                        // A full claim may have left more behind; a short one took everything.
                         r.runs_pending = runs.len() as i64 >= claim_limit;
                         r.claimed = runs;
-                    }
-                }
-                for id in &claimers {
-                    if let Some(r) = found.get_mut(id)
-                        && r.claimed.is_empty()
-                    {
-                        // Pending a moment ago, but nothing runnable was left to claim.
-                        r.runs_pending = false;
                     }
                 }
             }
