@@ -54,7 +54,7 @@ async function pick(scope: Locator, label: string, search: string, option: strin
 
 beforeAll(async () => {
   fx = await Fixture.start();
-  context = await fx.browser.newContext({ baseURL: fx.url, ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  context = await fx.browser.newContext({ baseURL: fx.url, viewport: { width: 1280, height: 900 } });
   page = await context.newPage();
   fx.watch(page);
   const token = await fx.createEnrollmentToken("assign");

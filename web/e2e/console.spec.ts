@@ -48,7 +48,6 @@ beforeAll(async () => {
   fx = await Fixture.start();
   context = await fx.browser.newContext({
     baseURL: fx.url,
-    ignoreHTTPSErrors: true,
     viewport: { width: 1280, height: 800 },
     permissions: ["clipboard-read", "clipboard-write"],
   });

@@ -3,6 +3,7 @@
 // enrolled with `--identity instance` so several on one machine are distinct devices, an admin
 // API session for setup, and Chromium from Debian driven by playwright-core.
 import { type ChildProcess, spawn } from "node:child_process";
+import { createHash, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -162,9 +163,19 @@ export class Fixture {
       ignoreHTTPSErrors: true,
       extraHTTPHeaders: { Authorization: `Bearer ${token}` },
     });
+    // Chromium trusts the server's own certificate by its public key, as an administrator's
+    // browser would once it trusts the server: with an *ignored* certificate error instead,
+    // Chromium now and then gave up on a page's stylesheet ("ERR_TOO_MANY_RETRIES") while
+    // several connections to the new host were being set up at once.
+    const spki = createHash("sha256")
+      .update(
+        new X509Certificate(readFileSync(join(dataDir, "tls", "cert.pem"))).publicKey.export({ type: "spki", format: "der" }),
+      )
+      .digest("base64");
     fx.browser = await chromium.launch({
       executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
       args: [
+        `--ignore-certificate-errors-spki-list=${spki}`,
         "--headless",
         "--disable-gpu",
         "--disable-quic",

@@ -52,7 +52,7 @@ function memberRow(): Locator {
 beforeAll(async () => {
   // A short check-in interval, so that "offline" (three silent intervals) comes within seconds.
   fx = await Fixture.start({ args: ["--checkin-interval-secs", "5"] });
-  context = await fx.browser.newContext({ baseURL: fx.url, ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  context = await fx.browser.newContext({ baseURL: fx.url, viewport: { width: 1280, height: 900 } });
   page = await context.newPage();
   fx.watch(page);
   agent = await fx.startAgent(await fx.createEnrollmentToken("live"));

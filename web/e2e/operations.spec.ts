@@ -99,7 +99,7 @@ function buildDeb(dir: string): string {
 
 beforeAll(async () => {
   fx = await Fixture.start();
-  context = await fx.browser.newContext({ baseURL: fx.url, ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
+  context = await fx.browser.newContext({ baseURL: fx.url, viewport: { width: 1280, height: 900 } });
   page = await context.newPage();
   fx.watch(page);
   page.on("pageerror", (e) => pageErrors.push(e.message));
