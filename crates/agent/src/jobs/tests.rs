@@ -546,6 +546,14 @@ async fn an_attempt_lost_in_a_crash_is_reported_interrupted_and_never_rerun() {
             .spawn()
             .unwrap()
     };
+    // Found by its environment once it has exec'd (between fork and exec /proc shows the
+    // test's own environment); a real orphan of a crashed agent has long exec'd.
+    let environ = format!("/proc/{}/environ", orphan.id());
+    eventually("the orphan to exec", || {
+        std::fs::read(&environ)
+            .is_ok_and(|e| e.split(|b| *b == 0).any(|kv| kv == b"CAPSTAN_RUN_ID=run-k"))
+    })
+    .await;
     let api = FakeApi::default();
     // The server never got a result and delivers the attempt again.
     api.deliver(vec![run]);
